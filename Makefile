@@ -1,0 +1,104 @@
+# cairn — top-level build.
+#
+#   make            build everything into build/
+#   make deps       install missing Debian packages (apt-get; sudo when not root)
+#   make run        deps + build + start one member on 127.0.0.1:2379 with ./data
+#   make test       deps + build + run every test (prints "N passed, N failed")
+#   make test-asan  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#
+# Each module lists its sources, libraries and tests in its own module.mk,
+# included below; this file holds only what they share.
+
+BUILD ?= build
+CC ?= cc
+SAN ?= 0
+
+DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
+	liblmdb-dev libnghttp2-dev libcmocka-dev clang clang-format \
+	etcd-server etcd-client python3-etcd3 python3-grpcio
+PKGS := libuv lmdb libprotobuf-c libnghttp2
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
+CFLAGS ?= -O2 -g
+ifeq ($(SAN),1)
+BUILD := build-asan
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -I. -I$(BUILD) $(PKG_CFLAGS) -MMD -MP
+LIBS := $(PKG_LIBS) -lpthread -lm
+TEST_LIBS := $(LIBS) -lcmocka
+
+# Filled in by module.mk files.
+PROTO_SRCS :=
+LIBS_ALL :=
+BINS :=
+TEST_BINS :=
+TEST_SCRIPTS :=
+
+.PHONY: all deps run test test-run test-asan clean format check-format
+all: build-all
+
+include common/module.mk
+include proto/module.mk
+include store/module.mk
+include raft/module.mk
+include rpc/module.mk
+include server/module.mk
+include tools/module.mk
+include tests/module.mk
+
+PROTO_GEN_C := $(PROTO_SRCS:%.proto=$(BUILD)/%.pb-c.c)
+PROTO_GEN_H := $(PROTO_SRCS:%.proto=$(BUILD)/%.pb-c.h)
+
+$(BUILD)/%.pb-c.c $(BUILD)/%.pb-c.h: %.proto
+	@mkdir -p $(dir $@)
+	protoc-c -I. --c_out=$(BUILD) $<
+
+$(BUILD)/%.pb-c.o: $(BUILD)/%.pb-c.c
+	$(CC) -std=c11 -D_GNU_SOURCE $(CFLAGS) -I. -I$(BUILD) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.c | $(PROTO_GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# A test binary lists its objects and libraries as prerequisites in module.mk.
+$(BUILD)/tests/bin/%:
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(TEST_LIBS)
+
+build-all: $(LIBS_ALL) $(BINS) $(TEST_BINS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: deps
+	$(MAKE) build-all
+	$(MAKE) test-run
+
+test-asan: deps
+	$(MAKE) SAN=1 build-all
+	$(MAKE) SAN=1 test-run
+
+test-run:
+	BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TEST_BINS) $(TEST_SCRIPTS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

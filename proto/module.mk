@@ -1,0 +1,2 @@
+# proto/: see DESIGN.md §1. Sources, libraries and tests are listed here.
+PROTO_SRCS += $(wildcard proto/*.proto)

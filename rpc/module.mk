@@ -1,0 +1,1 @@
+# rpc/: see DESIGN.md §1. Sources, libraries and tests are listed here.

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Checks the layering of DESIGN.md §1 by reading #include lines.
+#
+#   common/ ─► libc only (every layer may include common/)
+#   store/  ─► LMDB, common            (never uv.h, raft/, rpc/, server/, protobuf)
+#   raft/   ─► libc, common            (core: never uv.h, lmdb.h, protobuf headers)
+#      raft/*lmdb*  (durable log storage)  may also include lmdb.h
+#      raft/*codec* (raft message codec)   may also include proto/raft.pb-c.h
+#   rpc/    ─► libuv, nghttp2, proto, common  (never store/, raft/, server/, lmdb.h)
+#   server/ ─► rpc, raft, store, proto, common, libuv, LMDB (never tools/)
+#   tools/  ─► rpc (client side), proto, common; offline inspection may read
+#              store/ and raft/ storage; never server/
+#
+# With an argument (a directory) it checks that tree instead of the repo: the
+# test suite runs it on a planted violation to show it can fail.
+set -u
+shopt -s extglob
+root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$root" || exit 2
+bad=0
+violation() {
+	echo "layering: $1 includes $2 ($3)"
+	bad=1
+}
+check() { # dir, file-filter (glob applied to basename), forbidden regex, reason
+	local dir=$1 pat=$2 re=$3 why=$4 f inc
+	[ -d "$dir" ] || return 0
+	while IFS= read -r f; do
+		case "$(basename "$f")" in $pat) ;; *) continue ;; esac
+		while IFS= read -r inc; do
+			violation "$f" "$inc" "$why"
+		done < <(grep -hoE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' "$f" |
+			sed -E 's/.*[<"]([^>"]+)[>"]/\1/' | grep -E "$re")
+	done < <(find "$dir" -name '*.[ch]' | sort)
+}
+check common '*' '^(store|raft|rpc|server|tools|proto)/|^uv\.h$|^lmdb\.h$|pb-c\.h$' 'common is the bottom layer'
+check store '*' '^(raft|rpc|server|tools|proto)/|^uv\.h$|pb-c\.h$|^nghttp2/' 'store knows nothing of raft or the network'
+check raft '*' '^(store|rpc|server|tools)/|^uv\.h$|^nghttp2/' 'raft is below the network and the store'
+check raft '!(*lmdb*)' '^lmdb\.h$' 'only raft storage may use LMDB'
+check raft '!(*codec*)' 'pb-c\.h$|^protobuf-c/' 'only the raft codec may use protobuf'
+check rpc '*' '^(store|raft|server|tools)/|^lmdb\.h$' 'rpc knows nothing of what methods mean'
+check server '*' '^tools/' 'server does not depend on tools'
+check tools '*' '^server/' 'tools talk to a server over rpc'
+if [ $bad -eq 0 ]; then
+	echo "layering: ok"
+	# Self-test: a planted wrong arrow must be caught.
+	if [ -z "${1:-}" ]; then
+		tmp=$(mktemp -d)
+		mkdir -p "$tmp/store"
+		printf '#include <uv.h>\n' > "$tmp/store/x.c"
+		if "$0" "$tmp" >/dev/null; then
+			echo "layering: self-test failed: planted store -> uv.h not caught"
+			bad=1
+		else
+			echo "layering: self-test ok (planted violation caught)"
+		fi
+		rm -rf "$tmp"
+	fi
+fi
+exit $bad

@@ -1,0 +1,9 @@
+# tests/: cross-module tests. Each module lists its own tests in its module.mk:
+#   $(BUILD)/tests/bin/test_x: $(BUILD)/tests/test_x.o $(BUILD)/libx.a ...
+#   TEST_BINS += $(BUILD)/tests/bin/test_x
+# Scripts (shell, /usr/bin/python3) go in TEST_SCRIPTS and get BUILD in the
+# environment; they exit 0 on pass, 77 on skip (counted as failed: no skip
+# counts as passing), anything else on failure.
+$(BUILD)/tests/bin/test_error: $(BUILD)/tests/test_error.o $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_error
+TEST_SCRIPTS += tests/check_layering.sh

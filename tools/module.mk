@@ -1,0 +1,1 @@
+# tools/: see DESIGN.md §1. Sources, libraries and tests are listed here.
