@@ -1,1 +1,11 @@
-# server/: see DESIGN.md §1. Sources, libraries and tests are listed here.
+# server/: cairnd. Everything but main.c goes into libserver.a so tests can
+# link the pieces.
+SERVER_SRCS := $(filter-out server/main.c,$(wildcard server/*.c))
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o)
+$(BUILD)/libserver.a: $(SERVER_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+LIBS_ALL += $(BUILD)/libserver.a
+
+$(BUILD)/tests/bin/test_server_config: $(BUILD)/tests/test_server_config.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_server_config
