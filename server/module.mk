@@ -9,3 +9,5 @@ LIBS_ALL += $(BUILD)/libserver.a
 
 $(BUILD)/tests/bin/test_server_config: $(BUILD)/tests/test_server_config.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_server_config
+$(BUILD)/tests/bin/test_server_metrics: $(BUILD)/tests/test_server_metrics.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_server_metrics
