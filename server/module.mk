@@ -1,7 +1,7 @@
 # server/: cairnd. Everything but main.c goes into libserver.a so tests can
 # link the pieces.
 SERVER_SRCS := $(filter-out server/main.c,$(wildcard server/*.c))
-SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o)
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/proto/internal.pb-c.o
 $(BUILD)/libserver.a: $(SERVER_OBJS)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
@@ -11,3 +11,4 @@ $(BUILD)/tests/bin/test_server_config: $(BUILD)/tests/test_server_config.o $(BUI
 TEST_BINS += $(BUILD)/tests/bin/test_server_config
 $(BUILD)/tests/bin/test_server_metrics: $(BUILD)/tests/test_server_metrics.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_server_metrics
+$(BUILD)/proto/internal.pb-c.o: $(BUILD)/proto/rpc.pb-c.h $(BUILD)/proto/kv.pb-c.h $(BUILD)/proto/auth.pb-c.h
