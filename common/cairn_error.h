@@ -48,6 +48,8 @@
 	X(CAIRN_ELEASETTLTOOLARGE, -110, "etcdserver: too large lease TTL")                        \
 	X(CAIRN_EKEYNOTFOUND, -111, "etcdserver: key not found")                                   \
 	X(CAIRN_EMAPFULL, -112, "store map is full")                                               \
+	X(CAIRN_EVALUEPROVIDED, -113, "etcdserver: value is provided")                             \
+	X(CAIRN_ELEASEPROVIDED, -114, "etcdserver: lease is provided")                             \
 	/* raft: 200..299 */                                                                       \
 	X(CAIRN_ENOTLEADER, -200, "etcdserver: not leader")                                        \
 	X(CAIRN_ENOLEADER, -201, "etcdserver: no leader")                                          \
