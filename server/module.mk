@@ -12,3 +12,5 @@ TEST_BINS += $(BUILD)/tests/bin/test_server_config
 $(BUILD)/tests/bin/test_server_metrics: $(BUILD)/tests/test_server_metrics.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_server_metrics
 $(BUILD)/proto/internal.pb-c.o: $(BUILD)/proto/rpc.pb-c.h $(BUILD)/proto/kv.pb-c.h $(BUILD)/proto/auth.pb-c.h
+$(BUILD)/tests/bin/test_server_idmap: $(BUILD)/tests/test_server_idmap.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_server_idmap
