@@ -14,3 +14,7 @@ TEST_BINS += $(BUILD)/tests/bin/test_server_metrics
 $(BUILD)/proto/internal.pb-c.o: $(BUILD)/proto/rpc.pb-c.h $(BUILD)/proto/kv.pb-c.h $(BUILD)/proto/auth.pb-c.h
 $(BUILD)/tests/bin/test_server_idmap: $(BUILD)/tests/test_server_idmap.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_server_idmap
+
+$(BUILD)/cairnd: $(BUILD)/server/main.o $(BUILD)/libserver.a $(BUILD)/librpc.a $(BUILD)/libraft.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+BINS += $(BUILD)/cairnd

@@ -1,0 +1,574 @@
+/*
+ * maint.c — etcd's Maintenance and Cluster services, and HTTP/1.1
+ * /health, /livez, /readyz, /version, /metrics on the client port.
+ *
+ * Snapshot: the store writes a consistent copy of the environment from one
+ * read transaction to a temporary file on a libuv worker thread (writers are
+ * not blocked); the loop then streams it in 64 KiB SnapshotResponse chunks,
+ * pausing while the client's stream is full (rpc back-pressure), so a slow
+ * client costs one file, not memory.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/member.h"
+#include "server/watch.h"
+
+enum {
+	X_STATUS,
+	X_ALARM,
+	X_DEFRAG,
+	X_HASH,
+	X_HASHKV,
+	X_MOVELEADER,
+	X_SNAPSHOT,
+	X_MEMBERLIST,
+	X_COUNT
+};
+
+struct maint_ctx {
+	struct srv_member *m;
+	int method[X_COUNT];
+	char *http_body;
+	size_t http_cap;
+};
+
+static void hdr(struct srv_member *m, Etcdserverpb__ResponseHeader *h)
+{
+	struct srv_header sh;
+	srv_member_header(m, &sh);
+	srv_header_to_pb(&sh, m->revision, h);
+}
+
+#define START(idx)                                                                                 \
+	struct maint_ctx *mc = ud;                                                                 \
+	struct srv_member *m = mc->m;                                                              \
+	int method = mc->method[idx];                                                              \
+	m->metrics.methods[method].started++
+
+static void reply_msg(struct srv_member *m, struct rpc_call *call, int method,
+                      const ProtobufCMessage *msg)
+{
+	m->metrics.methods[method].handled[0]++;
+	rpc_call_reply_msg(call, msg);
+}
+
+static void on_status(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
+{
+	START(X_STATUS);
+	(void)buf;
+	(void)len;
+	struct store_stats st;
+	int rv = store_stats(m->store, &st);
+	if (rv) {
+		srv_member_fail(m, call, method, rv);
+		return;
+	}
+	struct raft_status rs;
+	raft_get_status(m->raft, &rs);
+	Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	hdr(m, &h);
+	resp.header = &h;
+	resp.version = SRV_VERSION;
+	resp.dbsize = (int64_t)st.db_size_bytes;
+	resp.dbsizeinuse = (int64_t)st.in_use_bytes;
+	resp.leader = m->leader;
+	resp.raftindex = rs.commit;
+	resp.raftterm = rs.term;
+	resp.raftappliedindex = m->applied_index;
+	resp.islearner = raft_conf_is_learner(&rs.conf, m->id);
+	resp.dbsizequota = m->cfg->quota_backend_bytes;
+	char *errs[2];
+	struct store_rtxn *r;
+	if (store_rtxn_begin(m->store, &r) == 0) {
+		struct srv_alarm *al = NULL;
+		size_t n = 0;
+		if (srv_alarms_get(r, &al, &n) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				if (al[i].type == ETCDSERVERPB__ALARM_TYPE__NOSPACE)
+					errs[resp.n_errors++] = "etcdserver: mvcc: database space "
+					                        "exceeded";
+				if (resp.n_errors == 2)
+					break;
+			}
+			free(al);
+		}
+		store_rtxn_end(r);
+	}
+	resp.errors = errs;
+	reply_msg(m, call, method, &resp.base);
+}
+
+static void on_alarm(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
+{
+	START(X_ALARM);
+	Etcdserverpb__AlarmRequest *req = etcdserverpb__alarm_request__unpack(NULL, len, buf);
+	if (!req) {
+		srv_member_fail(m, call, method, CAIRN_EPROTO);
+		return;
+	}
+	if (req->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
+		struct store_rtxn *r;
+		int rv = store_rtxn_begin(m->store, &r);
+		struct srv_alarm *al = NULL;
+		size_t n = 0;
+		if (rv == 0) {
+			rv = srv_alarms_get(r, &al, &n);
+			store_rtxn_end(r);
+		}
+		if (rv) {
+			srv_member_fail(m, call, method, rv);
+		} else {
+			Etcdserverpb__AlarmMember *am = calloc(n + 1, sizeof(*am));
+			Etcdserverpb__AlarmMember **ap = calloc(n + 1, sizeof(*ap));
+			Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
+			Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+			hdr(m, &h);
+			resp.header = &h;
+			if (am && ap) {
+				for (size_t i = 0; i < n; i++) {
+					etcdserverpb__alarm_member__init(&am[i]);
+					am[i].memberid = al[i].member_id;
+					am[i].alarm = al[i].type;
+					ap[i] = &am[i];
+				}
+				resp.alarms = ap;
+				resp.n_alarms = n;
+				reply_msg(m, call, method, &resp.base);
+			} else {
+				srv_member_fail(m, call, method, CAIRN_ENOMEM);
+			}
+			free(am);
+			free(ap);
+			free(al);
+		}
+	} else {
+		Cairnpb__InternalRequest ir = CAIRNPB__INTERNAL_REQUEST__INIT;
+		ir.id = srv_member_next_id(m);
+		ir.alarm = req;
+		srv_member_propose(m, call, method, &ir);
+	}
+	etcdserverpb__alarm_request__free_unpacked(req, NULL);
+}
+
+static void on_defrag(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
+{
+	START(X_DEFRAG);
+	(void)buf;
+	(void)len;
+	/* LMDB reuses freed pages in place: there is nothing to defragment and
+	 * nothing stops the world. */
+	Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	hdr(m, &h);
+	resp.header = &h;
+	reply_msg(m, call, method, &resp.base);
+}
+
+static int hash_at(struct srv_member *m, int64_t rev, uint32_t *hash, int64_t *hash_rev,
+                   int64_t *compact, int64_t *cur)
+{
+	struct store_rtxn *r;
+	int rv = store_rtxn_begin(m->store, &r);
+	if (rv)
+		return rv;
+	*cur = store_rtxn_revision(r);
+	rv = store_hash_kv(r, rev, hash, hash_rev, compact);
+	store_rtxn_end(r);
+	return rv;
+}
+
+static void on_hash(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
+{
+	START(X_HASH);
+	(void)buf;
+	(void)len;
+	uint32_t hash;
+	int64_t hrev, compact, cur;
+	int rv = hash_at(m, 0, &hash, &hrev, &compact, &cur);
+	if (rv) {
+		srv_member_fail(m, call, method, rv);
+		return;
+	}
+	Etcdserverpb__HashResponse resp = ETCDSERVERPB__HASH_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	hdr(m, &h);
+	h.revision = cur;
+	resp.header = &h;
+	resp.hash = hash;
+	reply_msg(m, call, method, &resp.base);
+}
+
+static void on_hashkv(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
+{
+	START(X_HASHKV);
+	Etcdserverpb__HashKVRequest *req = etcdserverpb__hash_kvrequest__unpack(NULL, len, buf);
+	if (!req) {
+		srv_member_fail(m, call, method, CAIRN_EPROTO);
+		return;
+	}
+	uint32_t hash;
+	int64_t hrev, compact, cur;
+	int rv = hash_at(m, req->revision, &hash, &hrev, &compact, &cur);
+	etcdserverpb__hash_kvrequest__free_unpacked(req, NULL);
+	if (rv) {
+		srv_member_fail(m, call, method, rv);
+		return;
+	}
+	Etcdserverpb__HashKVResponse resp = ETCDSERVERPB__HASH_KVRESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	hdr(m, &h);
+	h.revision = cur;
+	resp.header = &h;
+	resp.hash = hash;
+	resp.compact_revision = compact;
+	resp.hash_revision = hrev;
+	reply_msg(m, call, method, &resp.base);
+}
+
+static void on_move_leader(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
+{
+	START(X_MOVELEADER);
+	Etcdserverpb__MoveLeaderRequest *req =
+	    etcdserverpb__move_leader_request__unpack(NULL, len, buf);
+	if (!req) {
+		srv_member_fail(m, call, method, CAIRN_EPROTO);
+		return;
+	}
+	uint64_t target = req->targetid;
+	etcdserverpb__move_leader_request__free_unpacked(req, NULL);
+	struct raft_status rs;
+	raft_get_status(m->raft, &rs);
+	if (m->role != RAFT_LEADER) {
+		srv_member_fail(m, call, method, CAIRN_ENOTLEADER);
+		return;
+	}
+	if (!raft_conf_is_voter(&rs.conf, target)) {
+		rpc_call_fail(call, RPC_FAILED_PRECONDITION, "etcdserver: bad leader transferee");
+		m->metrics.methods[method].handled[RPC_FAILED_PRECONDITION]++;
+		return;
+	}
+	if (target != m->id) {
+		struct raft_event ev = {.type = RAFT_EVENT_TRANSFER};
+		ev.transfer.to = target;
+		struct raft_update up;
+		int rv = raft_step(m->raft, &ev, &up);
+		srv_member_handle_update(m, &up);
+		if (rv) {
+			srv_member_fail(m, call, method, rv);
+			return;
+		}
+	}
+	/* TODO(cluster): answer once the transfer is seen, as etcd waits. */
+	Etcdserverpb__MoveLeaderResponse resp = ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	hdr(m, &h);
+	resp.header = &h;
+	reply_msg(m, call, method, &resp.base);
+}
+
+static void on_member_list(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
+{
+	START(X_MEMBERLIST);
+	(void)buf;
+	(void)len;
+	Cairnpb__Membership *ms = m->membership;
+	Etcdserverpb__Member *mb = calloc(ms->n_members + 1, sizeof(*mb));
+	Etcdserverpb__Member **mp = calloc(ms->n_members + 1, sizeof(*mp));
+	if (!mb || !mp) {
+		free(mb);
+		free(mp);
+		srv_member_fail(m, call, method, CAIRN_ENOMEM);
+		return;
+	}
+	for (size_t i = 0; i < ms->n_members; i++) {
+		Cairnpb__Member *src = ms->members[i];
+		etcdserverpb__member__init(&mb[i]);
+		mb[i].id = src->id;
+		mb[i].name = src->name;
+		mb[i].peerurls = src->peer_urls;
+		mb[i].n_peerurls = src->n_peer_urls;
+		mb[i].clienturls = src->client_urls;
+		mb[i].n_clienturls = src->n_client_urls;
+		mb[i].islearner = src->is_learner;
+		mp[i] = &mb[i];
+	}
+	Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	hdr(m, &h);
+	resp.header = &h;
+	resp.members = mp;
+	resp.n_members = ms->n_members;
+	reply_msg(m, call, method, &resp.base);
+	free(mb);
+	free(mp);
+}
+
+/* ---- Snapshot ---- */
+
+struct snap {
+	uv_work_t work;
+	struct maint_ctx *mc;
+	struct rpc_stream *stream; /* NULL once closed by the peer */
+	char path[4096];
+	int fd;
+	int err;
+	off_t size, sent;
+	bool working;
+};
+
+static void snap_free(struct snap *sn)
+{
+	if (sn->fd >= 0)
+		close(sn->fd);
+	unlink(sn->path);
+	free(sn);
+}
+
+static void snap_pump(struct snap *sn)
+{
+	static uint8_t chunk[64 * 1024];
+	while (sn->stream && rpc_stream_writable(sn->stream)) {
+		ssize_t n = read(sn->fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			rpc_stream_close(sn->stream, RPC_INTERNAL,
+			                 "etcdserver: snapshot read failed");
+			return;
+		}
+		if (n == 0) {
+			rpc_stream_close(sn->stream, RPC_OK, NULL);
+			return;
+		}
+		sn->sent += n;
+		Etcdserverpb__SnapshotResponse resp = ETCDSERVERPB__SNAPSHOT_RESPONSE__INIT;
+		Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+		hdr(sn->mc->m, &h);
+		resp.header = &h;
+		resp.remaining_bytes = (uint64_t)(sn->size - sn->sent);
+		resp.blob.data = chunk;
+		resp.blob.len = (size_t)n;
+		resp.version = SRV_VERSION;
+		if (rpc_stream_send_msg(sn->stream, &resp.base))
+			return;
+	}
+}
+
+static void snap_work(uv_work_t *w)
+{
+	struct snap *sn = w->data;
+	sn->err = store_snapshot_write(sn->mc->m->store, sn->fd);
+	if (!sn->err) {
+		sn->size = lseek(sn->fd, 0, SEEK_END);
+		lseek(sn->fd, 0, SEEK_SET);
+	}
+}
+
+static void snap_after(uv_work_t *w, int status)
+{
+	struct snap *sn = w->data;
+	sn->working = false;
+	if (!sn->stream) { /* the client left meanwhile */
+		snap_free(sn);
+		return;
+	}
+	if (status || sn->err) {
+		rpc_stream_close(sn->stream, RPC_INTERNAL, "etcdserver: snapshot failed");
+		return;
+	}
+	snap_pump(sn);
+}
+
+static void snap_open(struct rpc_stream *s, void *ud)
+{
+	struct maint_ctx *mc = ud;
+	mc->m->metrics.methods[mc->method[X_SNAPSHOT]].started++;
+	struct snap *sn = calloc(1, sizeof(*sn));
+	if (!sn) {
+		rpc_stream_close(s, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+		return;
+	}
+	sn->mc = mc;
+	sn->stream = s;
+	sn->fd = -1;
+	rpc_stream_set_data(s, sn);
+}
+
+static void snap_message(struct rpc_stream *s, const uint8_t *buf, size_t len)
+{
+	(void)buf;
+	(void)len;
+	struct snap *sn = rpc_stream_data(s);
+	if (!sn || sn->working || sn->fd >= 0)
+		return;
+	snprintf(sn->path, sizeof(sn->path), "%s/snapshot.XXXXXX", sn->mc->m->cfg->data_dir);
+	sn->fd = mkstemp(sn->path);
+	if (sn->fd < 0) {
+		rpc_stream_close(s, RPC_INTERNAL, "etcdserver: cannot create snapshot file");
+		return;
+	}
+	sn->work.data = sn;
+	sn->working = true;
+	if (uv_queue_work(sn->mc->m->loop, &sn->work, snap_work, snap_after)) {
+		sn->working = false;
+		rpc_stream_close(s, RPC_INTERNAL, "etcdserver: cannot start snapshot");
+	}
+}
+
+static void snap_writable(struct rpc_stream *s)
+{
+	struct snap *sn = rpc_stream_data(s);
+	if (sn && !sn->working && sn->fd >= 0)
+		snap_pump(sn);
+}
+
+static void snap_close(struct rpc_stream *s, int reason)
+{
+	struct snap *sn = rpc_stream_data(s);
+	if (!sn)
+		return;
+	sn->mc->m->metrics.methods[sn->mc->method[X_SNAPSHOT]].handled[reason ? 1 : 0]++;
+	sn->stream = NULL;
+	if (!sn->working)
+		snap_free(sn);
+}
+
+static const struct rpc_stream_cbs snap_cbs = {
+    .on_open = snap_open,
+    .on_message = snap_message,
+    .on_writable = snap_writable,
+    .on_close = snap_close,
+};
+
+/* ---- HTTP/1.1 ---- */
+
+static void refresh_metrics(struct srv_member *m)
+{
+	struct store_stats st;
+	if (store_stats(m->store, &st) == 0) {
+		m->metrics.db_total_size_bytes = (int64_t)st.db_size_bytes;
+		m->metrics.db_total_size_in_use_bytes = (int64_t)st.in_use_bytes;
+		m->metrics.keys_total = (int64_t)st.keys;
+		m->metrics.current_revision = st.revision;
+		m->metrics.compact_revision = st.compact_revision;
+	}
+	if (m->hub) {
+		struct srv_watch_stats ws;
+		srv_watch_hub_stats(m->hub, &ws);
+		m->metrics.watch_streams = ws.streams;
+		m->metrics.watchers = ws.watchers;
+		m->metrics.slow_watchers = ws.unsynced;
+	}
+	struct rpc_server_stats rs;
+	rpc_server_get_stats(m->rpc, &rs);
+	m->metrics.grpc_received_bytes = rs.bytes_received;
+	m->metrics.grpc_sent_bytes = rs.bytes_sent;
+}
+
+static int on_http(const char *method, const char *path, struct rpc_http_reply *reply, void *ud)
+{
+	struct maint_ctx *mc = ud;
+	struct srv_member *m = mc->m;
+	(void)method;
+	static char small[256];
+	reply->content_type = "application/json";
+	if (!strncmp(path, "/health", 7) || !strncmp(path, "/readyz", 7) ||
+	    !strncmp(path, "/livez", 6)) {
+		bool ok = m->leader != RAFT_NONE && !m->stopping;
+		if (path[1] == 'h') {
+			snprintf(small, sizeof(small), "{\"health\":\"%s\",\"reason\":\"%s\"}",
+			         ok ? "true" : "false", ok ? "" : "RAFT NO LEADER");
+		} else {
+			reply->content_type = "text/plain; charset=utf-8";
+			snprintf(small, sizeof(small), "%s\n", ok ? "ok" : "not ok: no leader");
+		}
+		reply->status = ok ? 200 : 503;
+		reply->body = small;
+		reply->body_len = strlen(small);
+		return 0;
+	}
+	if (!strcmp(path, "/version")) {
+		snprintf(small, sizeof(small), "{\"etcdserver\":\"%s\",\"etcdcluster\":\"%s\"}",
+		         SRV_VERSION, SRV_CLUSTER_VERSION);
+		reply->body = small;
+		reply->body_len = strlen(small);
+		return 0;
+	}
+	if (!strcmp(path, "/metrics")) {
+		refresh_metrics(m);
+		size_t need;
+		while ((need = srv_metrics_render(&m->metrics, SRV_VERSION, mc->http_body,
+		                                  mc->http_cap)) >= mc->http_cap) {
+			char *n = realloc(mc->http_body, need + 1);
+			if (!n)
+				return -1;
+			mc->http_body = n;
+			mc->http_cap = need + 1;
+		}
+		reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		reply->body = mc->http_body;
+		reply->body_len = need;
+		return 0;
+	}
+	reply->status = 404;
+	reply->content_type = "text/plain; charset=utf-8";
+	reply->body = "404 page not found\n";
+	reply->body_len = strlen(reply->body);
+	return 0;
+}
+
+void srv_maint_free(struct srv_member *m)
+{
+	struct maint_ctx *mc = m->maint_ctx;
+	if (mc)
+		free(mc->http_body);
+	free(mc);
+	m->maint_ctx = NULL;
+}
+
+int srv_maint_register(struct srv_member *m)
+{
+	struct maint_ctx *mc = calloc(1, sizeof(*mc));
+	if (!mc)
+		return CAIRN_ENOMEM;
+	mc->m = m;
+	m->maint_ctx = mc;
+	static const struct {
+		const char *svc, *name;
+		rpc_unary_cb cb;
+		int row;
+	} unary[] = {
+	    {"Maintenance", "Status", on_status, X_STATUS},
+	    {"Maintenance", "Alarm", on_alarm, X_ALARM},
+	    {"Maintenance", "Defragment", on_defrag, X_DEFRAG},
+	    {"Maintenance", "Hash", on_hash, X_HASH},
+	    {"Maintenance", "HashKV", on_hashkv, X_HASHKV},
+	    {"Maintenance", "MoveLeader", on_move_leader, X_MOVELEADER},
+	    {"Cluster", "MemberList", on_member_list, X_MEMBERLIST},
+	};
+	for (size_t i = 0; i < sizeof(unary) / sizeof(unary[0]); i++) {
+		char path[96], svc[48];
+		snprintf(svc, sizeof(svc), "etcdserverpb.%s", unary[i].svc);
+		snprintf(path, sizeof(path), "/%s/%s", svc, unary[i].name);
+		/* Service names must outlive the metrics table: use literals. */
+		const char *svc_lit = !strcmp(unary[i].svc, "Cluster") ? "etcdserverpb.Cluster"
+		                                                       : "etcdserverpb.Maintenance";
+		mc->method[unary[i].row] = srv_member_method(m, svc_lit, unary[i].name, "unary");
+		int rv = rpc_server_register_unary(m->rpc, path, unary[i].cb, mc);
+		if (rv)
+			return rv;
+	}
+	mc->method[X_SNAPSHOT] =
+	    srv_member_method(m, "etcdserverpb.Maintenance", "Snapshot", "server_stream");
+	int rv =
+	    rpc_server_register_stream(m->rpc, "/etcdserverpb.Maintenance/Snapshot", &snap_cbs, mc);
+	if (rv)
+		return rv;
+	rpc_server_set_http_handler(m->rpc, on_http, mc);
+	return 0;
+}

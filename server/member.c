@@ -1,0 +1,795 @@
+/*
+ * member.c — the member's loop side: drives the raft core, fills batches for
+ * the storage thread, matches applied results to waiting clients, serves
+ * linearizable reads once their read index is applied. See member.h.
+ *
+ * STATE OF A WRITE
+ *   proposed (raft_step PROPOSE) ─► persisted on a quorum (raft commits)
+ *   ─► queued for apply (copied into m->filling) ─► applied (batch done:
+ *   result with its id) ─► answered (srv_member_reply / _fail)
+ *   Each arrow is one function below: srv_member_propose, handle_update,
+ *   batch_done.
+ */
+#include "server/member.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "server/ids.h"
+#include "server/watch.h"
+
+static uint64_t now_ms(struct srv_member *m)
+{
+	return uv_now(m->loop);
+}
+
+static void step(struct srv_member *m, const struct raft_event *ev, int *err_out)
+{
+	struct raft_update up;
+	int rv = raft_step(m->raft, ev, &up);
+	if (err_out)
+		*err_out = rv;
+	srv_member_handle_update(m, &up);
+}
+
+void srv_member_header(struct srv_member *m, struct srv_header *out)
+{
+	out->cluster_id = m->cluster_id;
+	out->member_id = m->id;
+	out->raft_term = m->term;
+}
+
+/* ------------------------------------------------------------ replies */
+
+static void count_handled(struct srv_member *m, int method, int status)
+{
+	if (method >= 0 && method < m->metrics.n_methods && status >= 0 && status < SRV_GRPC_CODES)
+		m->metrics.methods[method].handled[status]++;
+}
+
+void srv_member_fail(struct srv_member *m, struct rpc_call *call, int method, int err)
+{
+	int status;
+	const char *msg;
+	srv_grpc_error(err, &status, &msg);
+	count_handled(m, method, status);
+	rpc_call_fail(call, status, msg);
+}
+
+void srv_member_reply(struct srv_member *m, struct rpc_call *call, int method, const void *resp,
+                      size_t len)
+{
+	count_handled(m, method, 0);
+	rpc_call_reply(call, resp, len);
+}
+
+int srv_member_method(struct srv_member *m, const char *service, const char *name, const char *type)
+{
+	return srv_metrics_add_method(&m->metrics, service, name, type);
+}
+
+/* ------------------------------------------------------------ batches */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t ncap = *cap ? *cap : 16;
+	while (ncap < need)
+		ncap *= 2;
+	void *n = realloc(*p, ncap * elem);
+	if (!n)
+		return CAIRN_ENOMEM;
+	*p = n;
+	*cap = ncap;
+	return 0;
+}
+
+static struct raft_entry *copy_entries(struct srv_batch *b, const struct raft_entry *src, size_t n)
+{
+	struct raft_entry *dst = srv_arena_alloc(&b->arena, n * sizeof(*dst) + 1);
+	if (!dst)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		dst[i] = src[i];
+		if (src[i].data.len) {
+			void *d = srv_arena_alloc(&b->arena, src[i].data.len);
+			if (!d)
+				return NULL;
+			memcpy(d, src[i].data.base, src[i].data.len);
+			dst[i].data.base = d;
+		}
+	}
+	return dst;
+}
+
+static void oom(struct srv_member *m)
+{
+	srv_log(m->log, SRV_LOG_FATAL, "out of memory while queueing a batch", NULL);
+	exit(2);
+}
+
+static void queue_persist(struct srv_member *m, const struct raft_update *up)
+{
+	struct srv_batch *b = m->filling;
+	if (grow((void **)&b->persist, &b->cap_persist, b->n_persist + 1, sizeof(*b->persist)))
+		oom(m);
+	struct srv_persist *p = &b->persist[b->n_persist++];
+	memset(p, 0, sizeof(*p));
+	if (up->snapshot) {
+		p->has_snapshot = true;
+		p->snapshot = *up->snapshot;
+	}
+	p->truncate_from = up->truncate_from;
+	if (up->n_entries) {
+		p->entries = copy_entries(b, up->entries, up->n_entries);
+		if (!p->entries)
+			oom(m);
+		p->n_entries = up->n_entries;
+	}
+	p->hard_state_changed = up->hard_state_changed;
+	p->hard_state = up->hard_state;
+	b->persist_seq = up->persist_seq;
+}
+
+/* Request ids carry the low 16 bits of the member id on top (as etcd's
+ * idutil does), so a member recognises its own proposals at apply time
+ * without decoding them. */
+uint64_t srv_member_next_id(struct srv_member *m)
+{
+	return ((m->id & 0xffff) << 48) | (++m->next_req & 0xffffffffffffULL);
+}
+
+static bool proposed_here(struct srv_member *m, const struct raft_entry *e)
+{
+	/* InternalRequest packs field 1 (id, varint) first: tag 0x08. */
+	const uint8_t *p = e->data.base;
+	if (e->data.len < 2 || p[0] != 0x08)
+		return false;
+	uint64_t id = 0;
+	for (size_t i = 1, shift = 0; i < e->data.len && i < 11; i++, shift += 7) {
+		id |= (uint64_t)(p[i] & 0x7f) << shift;
+		if (!(p[i] & 0x80))
+			return (id >> 48) == (m->id & 0xffff) && srv_idmap_get(&m->writes, id);
+	}
+	return false;
+}
+
+static void queue_apply(struct srv_member *m, const struct raft_entry *ents, size_t n)
+{
+	struct srv_batch *b = m->filling;
+	for (size_t i = 0; i < n; i++) {
+		const struct raft_entry *e = &ents[i];
+		if (e->index <= m->queued_apply)
+			continue; /* applied before a restart, or already queued */
+		if (grow((void **)&b->apply, &b->cap_apply, b->n_apply + 1, sizeof(*b->apply)))
+			oom(m);
+		size_t cap = b->cap_apply;
+		void *wr = realloc(b->want_response, cap * sizeof(bool));
+		if (!wr)
+			oom(m);
+		b->want_response = wr;
+		struct raft_entry *c = copy_entries(b, e, 1);
+		if (!c)
+			oom(m);
+		b->want_response[b->n_apply] = proposed_here(m, e);
+		b->apply[b->n_apply++] = *c;
+		m->queued_apply = e->index;
+		b->apply_to = e->index;
+		m->metrics.proposals_committed++;
+		if (e->type == RAFT_ENTRY_CONF) {
+			/* TODO(cluster): membership details travel after the 9-byte
+			 * raft conf change; single-member clusters never change. */
+		}
+	}
+}
+
+static void maybe_submit(struct srv_member *m)
+{
+	if (m->inflight || srv_batch_empty(m->filling) || m->stopping)
+		return;
+	struct srv_batch *b = m->filling;
+	srv_member_header(m, &b->hdr);
+	if (m->compact_pending)
+		b->compact_step = true;
+	m->inflight = b;
+	m->filling = (b == &m->batches[0]) ? &m->batches[1] : &m->batches[0];
+	srv_batch_submit(m, b);
+}
+
+/* ------------------------------------------------------------ reads */
+
+static void serve_ready_reads(struct srv_member *m)
+{
+	struct srv_pending **pp = &m->reads_waiting;
+	while (*pp) {
+		struct srv_pending *p = *pp;
+		if (p->read_index <= m->applied_index) {
+			*pp = p->next;
+			srv_kv_serve_read(m, p);
+		} else {
+			pp = &p->next;
+		}
+	}
+}
+
+static void handle_reads(struct srv_member *m, const struct raft_update *up)
+{
+	for (size_t i = 0; i < up->n_reads; i++) {
+		const struct raft_read_state *rs = &up->reads[i];
+		struct srv_pending *p = srv_idmap_del(&m->reads, rs->ctx);
+		if (!p)
+			continue;
+		if (rs->status) {
+			srv_member_fail(m, p->call, p->method, rs->status);
+			if (p->range)
+				etcdserverpb__range_request__free_unpacked(p->range, NULL);
+			free(p);
+			continue;
+		}
+		p->read_index = rs->index;
+		p->next = m->reads_waiting;
+		m->reads_waiting = p;
+	}
+	serve_ready_reads(m);
+}
+
+/* ------------------------------------------------------------ updates */
+
+static void role_changed(struct srv_member *m, const struct raft_update *up)
+{
+	bool had = m->leader != RAFT_NONE;
+	if (up->leader != m->leader && up->leader != RAFT_NONE)
+		m->metrics.leader_changes_seen++;
+	m->leader = up->leader;
+	m->term = up->term;
+	m->role = up->role;
+	m->metrics.has_leader = m->leader != RAFT_NONE;
+	m->metrics.is_leader = m->role == RAFT_LEADER;
+	if (had != (m->leader != RAFT_NONE) || up->role == RAFT_LEADER) {
+		char lbuf[20], tbuf[24];
+		snprintf(lbuf, sizeof(lbuf), "%" PRIx64, m->leader);
+		snprintf(tbuf, sizeof(tbuf), "%" PRIu64, m->term);
+		srv_log(m->log, SRV_LOG_INFO, "raft leader changed", "role",
+		        raft_role_name(m->role), "leader", lbuf, "term", tbuf, NULL);
+	}
+	srv_lease_leader_changed(m);
+}
+
+void srv_member_handle_update(struct srv_member *m, const struct raft_update *up)
+{
+	if (up->role_changed || up->term != m->term)
+		role_changed(m, up);
+	if (up->persist_seq)
+		queue_persist(m, up);
+	/* Single member: no peers. Messages to peers arrive with clustering. */
+	if (up->n_committed)
+		queue_apply(m, up->committed, up->n_committed);
+	if (up->n_reads)
+		handle_reads(m, up);
+	maybe_submit(m);
+}
+
+/* ------------------------------------------------------------ proposals */
+
+void srv_member_propose(struct srv_member *m, struct rpc_call *call, int method,
+                        Cairnpb__InternalRequest *req)
+{
+	if (m->stopping) {
+		if (call)
+			srv_member_fail(m, call, method, CAIRN_ESTOPPED);
+		return;
+	}
+	size_t len = cairnpb__internal_request__get_packed_size(req);
+	uint8_t stackbuf[4096];
+	uint8_t *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
+	if (!buf) {
+		if (call)
+			srv_member_fail(m, call, method, CAIRN_ENOMEM);
+		return;
+	}
+	cairnpb__internal_request__pack(req, buf);
+	struct srv_pending *p = NULL;
+	if (call) {
+		p = calloc(1, sizeof(*p));
+		if (!p || srv_idmap_put(&m->writes, req->id, p)) {
+			free(p);
+			if (buf != stackbuf)
+				free(buf);
+			srv_member_fail(m, call, method, CAIRN_ENOMEM);
+			return;
+		}
+		p->kind = SRV_PENDING_WRITE;
+		p->id = req->id;
+		p->call = call;
+		p->method = method;
+		p->deadline_ms = now_ms(m) + m->request_timeout_ms;
+	}
+	struct raft_event ev = {.type = RAFT_EVENT_PROPOSE};
+	ev.propose.type = RAFT_ENTRY_NORMAL;
+	ev.propose.data.base = buf;
+	ev.propose.data.len = len;
+	int rv;
+	step(m, &ev, &rv);
+	if (buf != stackbuf)
+		free(buf);
+	if (rv) {
+		m->metrics.proposals_failed++;
+		if (p) {
+			srv_idmap_del(&m->writes, req->id);
+			if (rv == CAIRN_ENOTLEADER)
+				rv = m->leader ? CAIRN_ENOTLEADER : CAIRN_ENOLEADER;
+			srv_member_fail(m, call, method, rv);
+			free(p);
+		}
+		return;
+	}
+	m->metrics.proposals_pending++;
+}
+
+/* ------------------------------------------------------------ batch done */
+
+static void batch_done(uv_async_t *async)
+{
+	struct srv_member *m = async->data;
+	pthread_mutex_lock(&m->q.mu);
+	struct srv_batch *b = m->q.done;
+	m->q.done = NULL;
+	pthread_mutex_unlock(&m->q.mu);
+	if (!b)
+		return;
+	srv_histogram_observe(&m->metrics.backend_commit, b->commit_ns);
+	if (b->n_persist)
+		srv_histogram_observe(&m->metrics.wal_fsync, b->commit_ns);
+	m->inflight = NULL;
+	uint64_t persist_seq = b->persist_seq;
+	uint64_t applied = b->apply_to;
+	int64_t old_rev = m->revision;
+	if (b->revision)
+		m->revision = b->revision;
+	if (applied)
+		m->applied_index = applied;
+	m->compact_pending = b->compact_more;
+	bool nospace = false;
+	for (size_t i = 0; i < b->n_results; i++) {
+		struct srv_apply_result *r = &b->results[i];
+		nospace |= r->nospace;
+		struct srv_pending *p = srv_idmap_del(&m->writes, r->id);
+		if (!p)
+			continue;
+		m->metrics.proposals_pending--;
+		if (r->err)
+			srv_member_fail(m, p->call, p->method, r->err);
+		else
+			srv_member_reply(m, p->call, p->method, r->resp, r->resp_len);
+		free(p);
+	}
+	m->metrics.proposals_applied += b->n_apply;
+	srv_batch_reset(b);
+
+	if (persist_seq) {
+		struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
+		ev.persisted.seq = persist_seq;
+		step(m, &ev, NULL);
+	}
+	if (applied) {
+		struct raft_event ev = {.type = RAFT_EVENT_APPLIED};
+		ev.applied.index = applied;
+		step(m, &ev, NULL);
+	}
+	if (m->revision != old_rev && m->hub)
+		srv_watch_hub_notify(m->hub, m->revision);
+	serve_ready_reads(m);
+	if (nospace && m->role == RAFT_LEADER) {
+		/* etcd raises the NOSPACE alarm through raft so every member
+		 * refuses writes until an operator disarms it. */
+		Etcdserverpb__AlarmRequest ar = ETCDSERVERPB__ALARM_REQUEST__INIT;
+		ar.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
+		ar.memberid = m->id;
+		ar.alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+		Cairnpb__InternalRequest ir = CAIRNPB__INTERNAL_REQUEST__INIT;
+		ir.alarm = &ar;
+		srv_member_propose(m, NULL, -1, &ir);
+	}
+	if (m->compact_pending)
+		m->filling->compact_step = true;
+	maybe_submit(m);
+	if (m->stopping && !m->inflight)
+		uv_stop(m->loop);
+}
+
+/* ------------------------------------------------------------ timers */
+
+static void expire_requests(struct srv_member *m, uint64_t now)
+{
+	uint64_t ids[256];
+	size_t n = 0;
+	for (size_t i = 0; i < m->writes.cap && n < 256; i++) {
+		struct srv_pending *p = m->writes.vals[i];
+		if (m->writes.keys[i] && p->deadline_ms <= now)
+			ids[n++] = m->writes.keys[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct srv_pending *p = srv_idmap_del(&m->writes, ids[i]);
+		m->metrics.proposals_pending--;
+		srv_member_fail(m, p->call, p->method, CAIRN_ETIMEOUT);
+		free(p);
+	}
+	n = 0;
+	for (size_t i = 0; i < m->reads.cap && n < 256; i++) {
+		struct srv_pending *p = m->reads.vals[i];
+		if (m->reads.keys[i] && p->deadline_ms <= now)
+			ids[n++] = m->reads.keys[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct srv_pending *p = srv_idmap_del(&m->reads, ids[i]);
+		srv_member_fail(m, p->call, p->method, CAIRN_ETIMEOUT);
+		etcdserverpb__range_request__free_unpacked(p->range, NULL);
+		free(p);
+	}
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct srv_member *m = t->data;
+	struct raft_event ev = {.type = RAFT_EVENT_TICK};
+	step(m, &ev, NULL);
+	uint64_t now = now_ms(m);
+	m->ticks++;
+	if (m->hub)
+		srv_watch_hub_tick(m->hub, now);
+	srv_lease_tick(m, now);
+	if (m->ticks % 5 == 0)
+		expire_requests(m, now);
+	/* Log compaction: keep snapshot_catchup_entries behind the applied
+	 * index once snapshot_count entries have been applied since the last. */
+	uint64_t keep = (uint64_t)m->cfg->snapshot_catchup_entries;
+	if (m->applied_index > m->last_log_compact + (uint64_t)m->cfg->snapshot_count &&
+	    m->applied_index > keep && !m->filling->has_log_compact) {
+		uint64_t idx = m->applied_index - keep;
+		struct raft_snapshot_meta meta;
+		if (raft_snapshot_meta_at(m->raft, idx, &meta) == 0 &&
+		    raft_compact(m->raft, idx) == 0) {
+			m->filling->has_log_compact = true;
+			m->filling->log_compact = meta;
+			m->last_log_compact = idx;
+			maybe_submit(m);
+		}
+	}
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static int load_membership(struct srv_member *m, bool *fresh)
+{
+	struct store_rtxn *r;
+	int rv = store_rtxn_begin(m->store, &r);
+	if (rv)
+		return rv;
+	const void *data;
+	size_t len;
+	rv = store_rtxn_get_meta(r, "membership", &data, &len);
+	*fresh = rv == CAIRN_ENOTFOUND;
+	if (rv == 0) {
+		m->membership = cairnpb__membership__unpack(NULL, len, data);
+		if (!m->membership)
+			rv = CAIRN_ECORRUPT;
+	} else if (rv == CAIRN_ENOTFOUND) {
+		rv = 0;
+	}
+	m->revision = store_rtxn_revision(r);
+	m->applied_index = store_rtxn_applied(r);
+	store_rtxn_end(r);
+	return rv;
+}
+
+/* Builds the initial membership from --initial-cluster, ids as etcd's. */
+static int bootstrap_membership(struct srv_member *m, uint8_t **out, size_t *out_len)
+{
+	const struct srv_config *c = m->cfg;
+	Cairnpb__Membership *ms = calloc(1, sizeof(*ms));
+	if (!ms)
+		return CAIRN_ENOMEM;
+	cairnpb__membership__init(ms);
+	ms->members = calloc((size_t)c->n_members, sizeof(*ms->members));
+	uint64_t ids[SRV_MAX_MEMBERS];
+	for (int i = 0; i < c->n_members; i++) {
+		Cairnpb__Member *mb = calloc(1, sizeof(*mb));
+		cairnpb__member__init(mb);
+		const struct srv_url_list *pl = &c->members[i].peer_urls;
+		mb->id = srv_member_id((const char *const *)pl->url, pl->n,
+		                       c->initial_cluster_token, -1);
+		ids[i] = mb->id;
+		mb->name = strdup(c->members[i].name);
+		mb->n_peer_urls = (size_t)pl->n;
+		mb->peer_urls = calloc((size_t)pl->n, sizeof(char *));
+		for (int j = 0; j < pl->n; j++)
+			mb->peer_urls[j] = strdup(pl->url[j]);
+		if (!strcmp(c->members[i].name, c->name)) {
+			const struct srv_url_list *cl = &c->advertise_client_urls;
+			mb->n_client_urls = (size_t)cl->n;
+			mb->client_urls = calloc((size_t)cl->n, sizeof(char *));
+			for (int j = 0; j < cl->n; j++)
+				mb->client_urls[j] = strdup(cl->url[j]);
+		}
+		ms->members[ms->n_members++] = mb;
+	}
+	ms->cluster_id = srv_cluster_id(ids, c->n_members);
+	m->membership = ms;
+	*out_len = cairnpb__membership__get_packed_size(ms);
+	*out = malloc(*out_len);
+	if (!*out)
+		return CAIRN_ENOMEM;
+	cairnpb__membership__pack(ms, *out);
+	return 0;
+}
+
+static void free_membership(Cairnpb__Membership *ms, bool unpacked)
+{
+	if (!ms)
+		return;
+	if (unpacked) {
+		cairnpb__membership__free_unpacked(ms, NULL);
+		return;
+	}
+	for (size_t i = 0; i < ms->n_members; i++) {
+		Cairnpb__Member *mb = ms->members[i];
+		free(mb->name);
+		for (size_t j = 0; j < mb->n_peer_urls; j++)
+			free(mb->peer_urls[j]);
+		for (size_t j = 0; j < mb->n_client_urls; j++)
+			free(mb->client_urls[j]);
+		free(mb->peer_urls);
+		free(mb->client_urls);
+		free(mb);
+	}
+	free(ms->members);
+	free(ms);
+}
+
+static int find_self(struct srv_member *m)
+{
+	for (size_t i = 0; i < m->membership->n_members; i++) {
+		if (!strcmp(m->membership->members[i]->name, m->cfg->name)) {
+			m->id = m->membership->members[i]->id;
+			return 0;
+		}
+	}
+	return CAIRN_ECONFIG;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	struct srv_member *m = s->data;
+	srv_log(m->log, SRV_LOG_INFO, "received signal, shutting down", "signal",
+	        signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+	srv_member_stop(m);
+}
+
+static int open_store(struct srv_member *m)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/member", m->cfg->data_dir);
+	if (mkdir(m->cfg->data_dir, 0700) && errno != EEXIST)
+		return CAIRN_EIO;
+	struct store_config sc = {0};
+	sc.dir = path;
+	sc.quota_bytes = (uint64_t)m->cfg->quota_backend_bytes;
+	sc.map_size = sc.quota_bytes * 2 > (8ull << 30) ? sc.quota_bytes * 2 : (8ull << 30);
+	sc.max_request_bytes = (size_t)m->cfg->max_request_bytes;
+	sc.max_txn_ops = (unsigned)m->cfg->max_txn_ops;
+	sc.nosync = m->cfg->unsafe_no_fsync;
+	return store_open(&sc, &m->store);
+}
+
+int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_config *cfg,
+                     struct srv_log *log)
+{
+	memset(m, 0, sizeof(*m));
+	m->loop = loop;
+	m->cfg = cfg;
+	m->log = log;
+	m->filling = &m->batches[0];
+	m->limits.max_request_bytes = (size_t)cfg->max_request_bytes;
+	m->limits.max_txn_ops = (unsigned)cfg->max_txn_ops;
+	m->request_timeout_ms = 5000 + 2 * (uint64_t)cfg->election_timeout_ms;
+	unsigned et = (unsigned)(cfg->election_timeout_ms / cfg->heartbeat_interval_ms);
+	/* etcd: minTTL = ceil(1.5 election timeouts) in seconds. */
+	m->min_lease_ttl = (3 * cfg->election_timeout_ms / 2 + 999) / 1000;
+
+	int rv = open_store(m);
+	if (rv == CAIRN_ELOCKED) {
+		srv_log(log, SRV_LOG_FATAL, "data directory is in use by another cairnd",
+		        "data-dir", cfg->data_dir, NULL);
+		return rv;
+	}
+	if (rv) {
+		srv_log(log, SRV_LOG_FATAL, "cannot open the store", "data-dir", cfg->data_dir,
+		        "error", cairn_strerror(rv), NULL);
+		return rv;
+	}
+	bool fresh;
+	if ((rv = load_membership(m, &fresh)))
+		return rv;
+	uint8_t *boot = NULL;
+	size_t boot_len = 0;
+	if (fresh) {
+		if ((rv = bootstrap_membership(m, &boot, &boot_len)))
+			return rv;
+		m->membership_unpacked = false;
+	} else {
+		m->membership_unpacked = true;
+	}
+	if ((rv = find_self(m))) {
+		srv_log(log, SRV_LOG_FATAL, "this member's name is not in the cluster", "name",
+		        cfg->name, NULL);
+		free(boot);
+		return rv;
+	}
+	m->cluster_id = m->membership->cluster_id;
+	m->metrics.server_id = (int64_t)m->id;
+	m->queued_apply = m->applied_index;
+
+	if ((rv = raft_lmdb_open(store_env(m->store), &m->rl))) {
+		free(boot);
+		return rv;
+	}
+	struct raft_conf conf = {0};
+	for (size_t i = 0; i < m->membership->n_members && i < RAFT_MAX_MEMBERS; i++) {
+		if (m->membership->members[i]->is_learner)
+			conf.learners[conf.n_learners++] = m->membership->members[i]->id;
+		else
+			conf.voters[conf.n_voters++] = m->membership->members[i]->id;
+	}
+	struct raft_config rc = {0};
+	rc.id = m->id;
+	rc.election_ticks = et;
+	rc.heartbeat_ticks = 1;
+	rc.seed = m->id ^ (uint64_t)uv_hrtime();
+	rc.pre_vote = true;
+	rc.check_quorum = true;
+	rc.initial_conf = fresh ? &conf : NULL;
+	struct raft_storage rs = raft_lmdb_storage(m->rl);
+	if ((rv = raft_new(&rc, &rs, &m->raft))) {
+		free(boot);
+		srv_log(log, SRV_LOG_FATAL, "cannot recover raft state", "error",
+		        cairn_strerror(rv), NULL);
+		return rv;
+	}
+	if (boot) {
+		m->filling->membership = boot;
+		m->filling->membership_len = boot_len;
+	}
+
+	struct rpc_server_config rsc = {0};
+	rsc.max_recv_msg_size = (size_t)cfg->max_request_bytes + 512 * 1024;
+	if ((rv = rpc_server_new(loop, &rsc, &m->rpc)))
+		return rv;
+	struct srv_watch_config wc = {0};
+	wc.store = m->store;
+	wc.progress_interval_ms = cfg->watch_progress_notify_interval_ms;
+	wc.max_response_bytes = (size_t)cfg->max_request_bytes;
+	wc.catchup_chunk_events = 1000;
+	wc.max_watchers_per_stream = (uint32_t)cfg->max_watchers_per_stream;
+	wc.header = (void (*)(void *, struct srv_header *))srv_member_header;
+	wc.header_ctx = m;
+	if ((rv = srv_watch_hub_new(&wc, &m->hub)))
+		return rv;
+	int w = srv_member_method(m, "etcdserverpb.Watch", "Watch", "bidi_stream");
+	(void)w;
+	if ((rv = rpc_server_register_stream(m->rpc, "/etcdserverpb.Watch/Watch",
+	                                     &srv_watch_stream_cbs, m->hub)) ||
+	    (rv = srv_kv_register(m)) || (rv = srv_lease_register(m)) ||
+	    (rv = srv_maint_register(m)))
+		return rv;
+
+	uv_async_init(loop, &m->q.async, batch_done);
+	m->q.async.data = m;
+	if ((rv = srv_batch_start(m)))
+		return rv;
+
+	for (int i = 0; i < cfg->listen_client_urls.n; i++) {
+		if ((rv = rpc_server_listen(m->rpc, cfg->listen_client_urls.url[i], NULL))) {
+			srv_log(log, SRV_LOG_FATAL, "cannot listen", "url",
+			        cfg->listen_client_urls.url[i], "error", cairn_strerror(rv), NULL);
+			return rv;
+		}
+	}
+	uv_timer_init(loop, &m->tick);
+	m->tick.data = m;
+	uv_timer_start(&m->tick, on_tick, (uint64_t)cfg->heartbeat_interval_ms,
+	               (uint64_t)cfg->heartbeat_interval_ms);
+	uv_signal_init(loop, &m->sigterm);
+	uv_signal_init(loop, &m->sigint);
+	m->sigterm.data = m->sigint.data = m;
+	uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&m->sigint, on_signal, SIGINT);
+
+	char idbuf[20], cidbuf[20], rev[24], applied[24];
+	snprintf(idbuf, sizeof(idbuf), "%" PRIx64, m->id);
+	snprintf(cidbuf, sizeof(cidbuf), "%" PRIx64, m->cluster_id);
+	snprintf(rev, sizeof(rev), "%" PRId64, m->revision);
+	snprintf(applied, sizeof(applied), "%" PRIu64, m->applied_index);
+	srv_log(log, SRV_LOG_INFO, "cairnd started", "version", SRV_CAIRN_VERSION,
+	        "etcd-api-version", SRV_VERSION, "name", cfg->name, "data-dir", cfg->data_dir,
+	        "member-id", idbuf, "cluster-id", cidbuf, "client-urls",
+	        cfg->listen_client_urls.url[0], "initial-cluster", cfg->initial_cluster, "revision",
+	        rev, "applied-index", applied, NULL);
+
+	/* A cluster of one need not wait an election timeout. */
+	if (conf.n_voters == 1 && conf.voters[0] == m->id) {
+		struct raft_event ev = {.type = RAFT_EVENT_CAMPAIGN};
+		step(m, &ev, NULL);
+	}
+	maybe_submit(m);
+	return 0;
+}
+
+static void fail_all_pending(struct srv_member *m)
+{
+	for (size_t i = 0; i < m->writes.cap; i++) {
+		if (!m->writes.keys[i])
+			continue;
+		struct srv_pending *p = m->writes.vals[i];
+		srv_member_fail(m, p->call, p->method, CAIRN_ESTOPPED);
+		free(p);
+	}
+	srv_idmap_free(&m->writes);
+	for (size_t i = 0; i < m->reads.cap; i++) {
+		if (!m->reads.keys[i])
+			continue;
+		struct srv_pending *p = m->reads.vals[i];
+		srv_member_fail(m, p->call, p->method, CAIRN_ESTOPPED);
+		etcdserverpb__range_request__free_unpacked(p->range, NULL);
+		free(p);
+	}
+	srv_idmap_free(&m->reads);
+	while (m->reads_waiting) {
+		struct srv_pending *p = m->reads_waiting;
+		m->reads_waiting = p->next;
+		srv_member_fail(m, p->call, p->method, CAIRN_ESTOPPED);
+		etcdserverpb__range_request__free_unpacked(p->range, NULL);
+		free(p);
+	}
+}
+
+void srv_member_stop(struct srv_member *m)
+{
+	if (m->stopping)
+		return;
+	m->stopping = true;
+	uv_timer_stop(&m->tick);
+	uv_signal_stop(&m->sigterm);
+	uv_signal_stop(&m->sigint);
+	/* Stop taking requests; what is in flight gets its answer or ESTOPPED. */
+	fail_all_pending(m);
+	if (!m->inflight)
+		uv_stop(m->loop);
+}
+
+void srv_member_close(struct srv_member *m)
+{
+	srv_watch_hub_free(m->hub);
+	m->hub = NULL;
+	if (m->rpc)
+		rpc_server_close(m->rpc, 0, NULL, NULL);
+	srv_batch_stop(m);
+	uv_close((uv_handle_t *)&m->q.async, NULL);
+	uv_close((uv_handle_t *)&m->tick, NULL);
+	uv_close((uv_handle_t *)&m->sigterm, NULL);
+	uv_close((uv_handle_t *)&m->sigint, NULL);
+	uv_run(m->loop, UV_RUN_DEFAULT);
+	srv_lease_free(m);
+	srv_maint_free(m);
+	free(m->kv_ctx);
+	srv_batch_free(&m->batches[0]);
+	srv_batch_free(&m->batches[1]);
+	raft_free(m->raft);
+	raft_lmdb_close(m->rl);
+	store_close(m->store);
+	free_membership(m->membership, m->membership_unpacked);
+}
