@@ -81,6 +81,13 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+run: deps
+	$(MAKE) $(BUILD)/cairnd
+	exec $(BUILD)/cairnd --name default --data-dir ./data \
+		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+		--initial-cluster default=http://127.0.0.1:2380
+
 test: deps
 	$(MAKE) build-all
 	$(MAKE) test-run
