@@ -364,11 +364,12 @@ struct store_txn_resp {
 	struct store_mem *mem; /* set on the outermost response only */
 };
 
-/* Put: always one new revision. Errors: see ERRORS above. */
+/* Put: always one new revision. resp may be NULL. Errors: see ERRORS above. */
 int store_put(struct store_wtxn *w, const struct store_put_req *req, struct store_put_resp *resp);
 void store_put_resp_free(struct store_put_resp *resp);
 
-/* DeleteRange: one new revision if anything was deleted, else none. */
+/* DeleteRange: one new revision if anything was deleted, else none. resp may
+ * be NULL. */
 int store_delete_range(struct store_wtxn *w, const struct store_delete_req *req,
                        struct store_delete_resp *resp);
 void store_delete_resp_free(struct store_delete_resp *resp);
