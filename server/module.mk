@@ -12,3 +12,9 @@ TEST_BINS += $(BUILD)/tests/bin/test_server_config
 $(BUILD)/tests/bin/test_server_metrics: $(BUILD)/tests/test_server_metrics.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_server_metrics
 $(BUILD)/proto/internal.pb-c.o: $(BUILD)/proto/rpc.pb-c.h $(BUILD)/proto/kv.pb-c.h $(BUILD)/proto/auth.pb-c.h
+
+# The watch hub over a real store and rpc server, for tests/test_watch.py.
+$(BUILD)/tests/bin/watch_test_server: $(BUILD)/tests/watch_test_server.o $(BUILD)/libserver.a \
+	$(BUILD)/librpc.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
+BINS += $(BUILD)/tests/bin/watch_test_server
+TEST_SCRIPTS += tests/test_watch.py
