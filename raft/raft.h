@@ -24,9 +24,9 @@
  *      with that seq (seqs must be reported in non-decreasing order);
  *   2. send up.msgs now: the core never emits a message that depends on
  *      state not yet durable. Replies that do (a vote grant, an
- *      AppendEntries ack, a snapshot ack) are held inside the core and
- *      released by the RAFT_EVENT_PERSISTED / RAFT_EVENT_SNAPSHOT_INSTALLED
- *      that makes them safe. A leader's AppendEntries leave in parallel with
+ *      AppendEntries ack, a snapshot ack, a candidate's vote request) are
+ *      held inside the core and released by the RAFT_EVENT_PERSISTED that
+ *      makes them safe. A leader's AppendEntries leave in parallel with
  *      its own log write (D§10.2.1); its own match index advances only on
  *      RAFT_EVENT_PERSISTED.
  *   3. apply up.committed in order (always locally durable entries), then
@@ -52,8 +52,10 @@
  * receiver's state machine must then skip committed entries <= A, as etcd's
  * consistent index does) and sends it. A receiving core accepts or refuses
  * it; when accepted the update carries up.snapshot (+ data borrowed from the
- * event message) to install, and the ack leaves after
- * RAFT_EVENT_SNAPSHOT_INSTALLED.
+ * event message) to install as part of its persist set (state machine,
+ * snapshot metadata, log reset), and the ack leaves after the
+ * RAFT_EVENT_PERSISTED covering it. RAFT_EVENT_SNAPSHOT_INSTALLED is
+ * equivalent to RAFT_EVENT_APPLIED with the snapshot index.
  *
  * Ownership and lifetime: everything a struct raft_update points to (entries,
  * messages and their entries, committed entries, reads, snapshot metadata)
@@ -202,7 +204,7 @@ enum raft_event_type {
 	RAFT_EVENT_RECEIVE,            /* a message from a peer */
 	RAFT_EVENT_PROPOSE,            /* leader only: append data */
 	RAFT_EVENT_PERSISTED,          /* updates up to seq are durable */
-	RAFT_EVENT_SNAPSHOT_INSTALLED, /* the update's snapshot is installed+durable */
+	RAFT_EVENT_SNAPSHOT_INSTALLED, /* state machine restored from up.snapshot */
 	RAFT_EVENT_READ_INDEX,         /* linearizable read request (D§6.4) */
 	RAFT_EVENT_APPLIED,            /* state machine applied up to index */
 	RAFT_EVENT_TRANSFER,           /* leader: hand leadership to id (D§3.10) */
@@ -223,7 +225,7 @@ struct raft_event {
 			uint64_t seq; /* an up.persist_seq */
 		} persisted;
 		struct {
-			uint64_t index; /* up.snapshot->index of the installed snapshot */
+			uint64_t index; /* up.snapshot->index */
 		} snapshot_installed;
 		struct {
 			uint64_t ctx; /* caller's id, echoed in the read state */

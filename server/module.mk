@@ -18,3 +18,9 @@ TEST_BINS += $(BUILD)/tests/bin/test_server_idmap
 $(BUILD)/cairnd: $(BUILD)/server/main.o $(BUILD)/libserver.a $(BUILD)/librpc.a $(BUILD)/libraft.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 BINS += $(BUILD)/cairnd
+
+# The watch hub over a real store and rpc server, for tests/test_watch.py.
+$(BUILD)/tests/bin/watch_test_server: $(BUILD)/tests/watch_test_server.o $(BUILD)/libserver.a \
+	$(BUILD)/librpc.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
+BINS += $(BUILD)/tests/bin/watch_test_server
+TEST_SCRIPTS += tests/test_watch.py

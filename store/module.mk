@@ -1,1 +1,20 @@
 # store/: see DESIGN.md §1. Sources, libraries and tests are listed here.
+STORE_SRCS := $(wildcard store/*.c)
+STORE_OBJS := $(STORE_SRCS:%.c=$(BUILD)/%.o)
+$(BUILD)/libstore.a: $(STORE_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+LIBS_ALL += $(BUILD)/libstore.a
+
+STORE_TEST_DEPS := $(BUILD)/libstore.a $(BUILD)/libcommon.a
+$(BUILD)/tests/bin/test_store: $(BUILD)/tests/test_store.o $(STORE_TEST_DEPS)
+$(BUILD)/tests/bin/test_store_model: $(BUILD)/tests/test_store_model.o $(STORE_TEST_DEPS)
+TEST_BINS += $(BUILD)/tests/bin/test_store $(BUILD)/tests/bin/test_store_model
+
+# make bench-store [BENCH_ARGS="-n 1000000"]: puts/s, ranges/s, disk size.
+$(BUILD)/tools/bench_store: $(BUILD)/tools/bench_store.o $(STORE_TEST_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
+.PHONY: bench-store
+bench-store: $(BUILD)/tools/bench_store
+	$(BUILD)/tools/bench_store $(BENCH_ARGS)

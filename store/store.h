@@ -109,7 +109,8 @@ struct store_mem; /* response memory, internal */
 
 struct store_config {
 	const char *dir;          /* data directory; created if missing (not read_only) */
-	uint64_t map_size;        /* LMDB map size in bytes; 0 = default */
+	uint64_t map_size;        /* LMDB map size; 0 = default. Keep it above the quota
+	                           plus the raft log: a full map is CAIRN_ENOSPACE too */
 	uint64_t quota_bytes;     /* store data limit -> CAIRN_ENOSPACE; 0 = default */
 	size_t max_request_bytes; /* key+value of a put, sum over a txn; 0 = default */
 	unsigned max_txn_ops;     /* ops per txn level; 0 = default */
@@ -364,11 +365,12 @@ struct store_txn_resp {
 	struct store_mem *mem; /* set on the outermost response only */
 };
 
-/* Put: always one new revision. Errors: see ERRORS above. */
+/* Put: always one new revision. resp may be NULL. Errors: see ERRORS above. */
 int store_put(struct store_wtxn *w, const struct store_put_req *req, struct store_put_resp *resp);
 void store_put_resp_free(struct store_put_resp *resp);
 
-/* DeleteRange: one new revision if anything was deleted, else none. */
+/* DeleteRange: one new revision if anything was deleted, else none. resp may
+ * be NULL. */
 int store_delete_range(struct store_wtxn *w, const struct store_delete_req *req,
                        struct store_delete_resp *resp);
 void store_delete_resp_free(struct store_delete_resp *resp);

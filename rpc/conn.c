@@ -1,0 +1,476 @@
+/*
+ * conn.c — connections on libuv shared by the server and the client: reading,
+ * the once-per-loop-turn flush of nghttp2 output, raw HTTP/1 writes, closing,
+ * the outbound message queue behind nghttp2 data providers, URL parsing.
+ *
+ * HOW OUTPUT WORKS
+ *
+ * Nothing is written where it is produced. Whoever makes a connection have
+ * something to say (a reply, a SETTINGS ack after a read, a resumed stream)
+ * calls conn_mark_dirty(); that links it on the context's dirty list and
+ * starts a uv_check (runs right after the poll phase, so after every batch
+ * of reads) plus a uv_idle (so the poll does not block while something is
+ * dirty). The check callback flushes each dirty connection: it drains
+ * nghttp2_session_mem_send() into the shared scratch buffer, up to
+ * RPC_SCRATCH_FLUSH bytes at a time, and hands them to uv_try_write(). What
+ * the kernel does not take is copied into conn->spill and written with one
+ * uv_write(); until that completes the connection neither reads nor produces
+ * (invariant 2 of rpc_int.h), so a peer that does not read costs at most one
+ * spill buffer, and its streams' queues stop draining (their producers see
+ * CAIRN_EAGAIN) while other connections are served as usual.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cairn_error.h"
+#include "rpc/rpc_int.h"
+
+void rpc_log(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("rpc: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+nghttp2_nv rpc_nv(const char *name, const char *value)
+{
+	nghttp2_nv nv = {(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
+	                 NGHTTP2_NV_FLAG_NONE};
+	return nv;
+}
+
+/* ---- the loop context ---- */
+
+static void flush_conn(struct rpc_conn *conn);
+
+static void check_cb(uv_check_t *h)
+{
+	struct rpc_ioctx *ctx = h->data;
+	/* Flushing may make other connections dirty (a reply produced in a
+	 * write callback): loop until the list stays empty. */
+	while (ctx->dirty != NULL) {
+		struct rpc_conn *conn = ctx->dirty;
+		ctx->dirty = conn->dirty_next;
+		conn->dirty_next = NULL;
+		conn->dirty = false;
+		flush_conn(conn);
+	}
+	if (ctx->active && ctx->dirty == NULL) {
+		uv_check_stop(&ctx->check);
+		uv_idle_stop(&ctx->idle);
+		ctx->active = false;
+	}
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+	(void)h; /* only keeps the poll phase from blocking */
+}
+
+int ioctx_init(struct rpc_ioctx *ctx, uv_loop_t *loop)
+{
+	ctx->loop = loop;
+	ctx->scratch_cap = RPC_SCRATCH_FLUSH + 32 * 1024;
+	ctx->scratch = malloc(ctx->scratch_cap);
+	ctx->rbuf = malloc(RPC_READ_BUF);
+	if (ctx->scratch == NULL || ctx->rbuf == NULL) {
+		free(ctx->scratch);
+		free(ctx->rbuf);
+		return CAIRN_ENOMEM;
+	}
+	uv_check_init(loop, &ctx->check);
+	uv_idle_init(loop, &ctx->idle);
+	ctx->check.data = ctx;
+	ctx->idle.data = ctx;
+	return 0;
+}
+
+static void ioctx_handle_closed(uv_handle_t *h)
+{
+	struct rpc_ioctx *ctx = h->data;
+	if (--ctx->handles == 0) {
+		free(ctx->scratch);
+		free(ctx->rbuf);
+		ctx->scratch = NULL;
+		ctx->rbuf = NULL;
+		if (ctx->closed_cb != NULL)
+			ctx->closed_cb(ctx);
+	}
+}
+
+void ioctx_close(struct rpc_ioctx *ctx)
+{
+	ctx->handles = 2;
+	uv_close((uv_handle_t *)&ctx->check, ioctx_handle_closed);
+	uv_close((uv_handle_t *)&ctx->idle, ioctx_handle_closed);
+}
+
+/* ---- connections ---- */
+
+void conn_init(struct rpc_conn *conn, struct rpc_ioctx *ctx, void *owner)
+{
+	conn->ctx = ctx;
+	conn->owner = owner;
+	conn->io.h.data = conn;
+}
+
+void conn_mark_dirty(struct rpc_conn *conn)
+{
+	struct rpc_ioctx *ctx = conn->ctx;
+	if (conn->dirty || conn->closing)
+		return;
+	conn->dirty = true;
+	conn->dirty_next = ctx->dirty;
+	ctx->dirty = conn;
+	if (!ctx->active) {
+		uv_check_start(&ctx->check, check_cb);
+		uv_idle_start(&ctx->idle, idle_cb);
+		ctx->active = true;
+	}
+}
+
+static void unlink_dirty(struct rpc_conn *conn)
+{
+	if (!conn->dirty)
+		return;
+	for (struct rpc_conn **pp = &conn->ctx->dirty; *pp != NULL; pp = &(*pp)->dirty_next) {
+		if (*pp == conn) {
+			*pp = conn->dirty_next;
+			break;
+		}
+	}
+	conn->dirty = false;
+	conn->dirty_next = NULL;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct rpc_conn *conn = h->data;
+	(void)suggested;
+	*buf = uv_buf_init((char *)conn->ctx->rbuf, RPC_READ_BUF);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct rpc_conn *conn = s->data;
+	if (nread < 0) {
+		conn_close(conn, nread == UV_EOF ? CAIRN_ECLOSED : CAIRN_ECONNRESET);
+		return;
+	}
+	if (nread > 0)
+		conn->ctx->conn_read(conn, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+int conn_start_read(struct rpc_conn *conn)
+{
+	if (conn->reading || conn->closing)
+		return 0;
+	int rv = uv_read_start(&conn->io.s, alloc_cb, read_cb);
+	if (rv < 0) {
+		rpc_log("uv_read_start: %s", uv_strerror(rv));
+		return CAIRN_EIO;
+	}
+	conn->reading = true;
+	return 0;
+}
+
+static void stop_read(struct rpc_conn *conn)
+{
+	if (conn->reading) {
+		uv_read_stop(&conn->io.s);
+		conn->reading = false;
+	}
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct rpc_conn *conn = req->data;
+	free(conn->spill);
+	conn->spill = NULL;
+	conn->writing = false;
+	if (conn->closing)
+		return;
+	if (status < 0) {
+		conn_close(conn, CAIRN_ECONNRESET);
+		return;
+	}
+	conn_start_read(conn);
+	conn_mark_dirty(conn);
+}
+
+/* Writes buf: what the kernel takes now, the rest through one uv_write. */
+static int write_out(struct rpc_conn *conn, const uint8_t *buf, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+	int n = uv_try_write(&conn->io.s, &b, 1);
+	if (n == UV_EAGAIN || n == UV_ENOSYS)
+		n = 0;
+	if (n < 0)
+		return CAIRN_ECONNRESET;
+	if ((size_t)n == len)
+		return 0;
+	conn->spill = malloc(len - (size_t)n);
+	if (conn->spill == NULL)
+		return CAIRN_ENOMEM;
+	memcpy(conn->spill, buf + n, len - (size_t)n);
+	b = uv_buf_init((char *)conn->spill, (unsigned)(len - (size_t)n));
+	conn->wreq.data = conn;
+	int rv = uv_write(&conn->wreq, &conn->io.s, &b, 1, write_cb);
+	if (rv < 0) {
+		free(conn->spill);
+		conn->spill = NULL;
+		return CAIRN_ECONNRESET;
+	}
+	conn->writing = true;
+	stop_read(conn);
+	return 0;
+}
+
+bool conn_idle_output(const struct rpc_conn *conn)
+{
+	return !conn->writing && (conn->h2 == NULL || !nghttp2_session_want_write(conn->h2));
+}
+
+static void flush_conn(struct rpc_conn *conn)
+{
+	struct rpc_ioctx *ctx = conn->ctx;
+	if (conn->closing || conn->writing || !conn->connected)
+		return;
+	while (conn->h2 != NULL) {
+		size_t len = 0;
+		while (len < RPC_SCRATCH_FLUSH) {
+			const uint8_t *p;
+			ssize_t n = nghttp2_session_mem_send(conn->h2, &p);
+			if (n < 0) {
+				rpc_log("nghttp2_session_mem_send: %s", nghttp2_strerror((int)n));
+				conn_close(conn, CAIRN_EHTTP2);
+				return;
+			}
+			if (n == 0)
+				break;
+			if (len + (size_t)n > ctx->scratch_cap) {
+				size_t cap = len + (size_t)n;
+				uint8_t *ns = realloc(ctx->scratch, cap);
+				if (ns == NULL) {
+					conn_close(conn, CAIRN_ENOMEM);
+					return;
+				}
+				ctx->scratch = ns;
+				ctx->scratch_cap = cap;
+			}
+			memcpy(ctx->scratch + len, p, (size_t)n);
+			len += (size_t)n;
+		}
+		if (len == 0)
+			break;
+		int rv = write_out(conn, ctx->scratch, len);
+		if (rv < 0) {
+			conn_close(conn, rv);
+			return;
+		}
+		if (conn->writing)
+			break;
+	}
+	if (ctx->conn_flushed != NULL)
+		ctx->conn_flushed(conn);
+	if (conn->closing)
+		return;
+	if (conn->h2 != NULL && !nghttp2_session_want_read(conn->h2) &&
+	    !nghttp2_session_want_write(conn->h2) && !conn->writing) {
+		conn_close(conn, CAIRN_ECLOSED);
+		return;
+	}
+	if (conn->close_when_flushed && !conn->writing)
+		conn_close(conn, CAIRN_ECLOSED);
+}
+
+int conn_write_raw(struct rpc_conn *conn, const void *data, size_t len)
+{
+	if (conn->closing)
+		return CAIRN_ECLOSED;
+	if (!conn->writing)
+		return write_out(conn, data, len);
+	/* Append behind the write in flight: only HTTP/1 does this, and it
+	 * answers one request at a time, so this stays small. */
+	return CAIRN_EBUSY;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+	struct rpc_conn *conn = h->data;
+	struct rpc_ioctx *ctx = conn->ctx;
+	free(conn->in);
+	ctx->conn_freed(conn);
+}
+
+void conn_close(struct rpc_conn *conn, int reason)
+{
+	if (conn->closing)
+		return;
+	conn->closing = true;
+	unlink_dirty(conn);
+	stop_read(conn);
+	conn->ctx->conn_teardown(conn, reason);
+	if (conn->h2 != NULL) {
+		nghttp2_session_del(conn->h2);
+		conn->h2 = NULL;
+	}
+	/* A pending uv_write is cancelled by uv_close; write_cb frees spill. */
+	uv_close(&conn->io.h, close_cb);
+}
+
+/* ---- outbound queue ---- */
+
+int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg)
+{
+	if (pmsg != NULL)
+		len = protobuf_c_message_get_packed_size(pmsg);
+	if (len > UINT32_MAX)
+		return CAIRN_ETOOBIG;
+	struct out_chunk *c = malloc(sizeof(*c) + GRPC_FRAME_HDR + len);
+	if (c == NULL)
+		return CAIRN_ENOMEM;
+	c->next = NULL;
+	c->off = 0;
+	c->len = GRPC_FRAME_HDR + len;
+	grpc_frame_header(c->data, (uint32_t)len);
+	if (pmsg != NULL)
+		protobuf_c_message_pack(pmsg, c->data + GRPC_FRAME_HDR);
+	else if (len > 0)
+		memcpy(c->data + GRPC_FRAME_HDR, msg, len);
+	if (o->tail != NULL)
+		o->tail->next = c;
+	else
+		o->head = c;
+	o->tail = c;
+	o->bytes += c->len;
+	return 0;
+}
+
+void h2out_free(struct h2out *o)
+{
+	struct out_chunk *c = o->head;
+	while (c != NULL) {
+		struct out_chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	o->head = o->tail = NULL;
+	o->bytes = 0;
+	free(o->message);
+	o->message = NULL;
+}
+
+void h2out_resume(struct h2out *o, nghttp2_session *h2, int32_t id)
+{
+	if (o->deferred && h2 != NULL) {
+		o->deferred = false;
+		nghttp2_session_resume_data(h2, id);
+	}
+}
+
+static void submit_trailers(nghttp2_session *session, int32_t id, struct h2out *o)
+{
+	char code[12];
+	snprintf(code, sizeof(code), "%d", o->status);
+	nghttp2_nv nv[2];
+	size_t n = 0;
+	nv[n++] = rpc_nv("grpc-status", code);
+	char enc[1024];
+	if (o->message != NULL && o->message[0] != '\0') {
+		grpc_percent_encode(o->message, strlen(o->message), enc, sizeof(enc));
+		nv[n++] = rpc_nv("grpc-message", enc);
+	}
+	nghttp2_submit_trailer(session, id, nv, n);
+}
+
+ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                      uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	struct h2out *o = source->ptr;
+	(void)user_data;
+	size_t n = 0;
+	while (n < length && o->head != NULL) {
+		struct out_chunk *c = o->head;
+		size_t take = c->len - c->off;
+		if (take > length - n)
+			take = length - n;
+		memcpy(buf + n, c->data + c->off, take);
+		c->off += take;
+		n += take;
+		if (c->off == c->len) {
+			o->head = c->next;
+			if (o->head == NULL)
+				o->tail = NULL;
+			free(c);
+		}
+	}
+	o->bytes -= n;
+	if (o->head == NULL && o->fin) {
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (o->trailers) {
+			*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			submit_trailers(session, stream_id, o);
+		}
+		return (ssize_t)n;
+	}
+	if (n == 0) {
+		o->deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	return (ssize_t)n;
+}
+
+/* ---- addresses ---- */
+
+int rpc_parse_url(const char *url, struct rpc_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (strncmp(url, "unix://", 7) == 0 || strncmp(url, "unix:", 5) == 0) {
+		const char *p = url + (url[5] == '/' && url[6] == '/' ? 7 : 5);
+		if (*p == '\0' || strlen(p) >= sizeof(out->path))
+			return CAIRN_EADDR;
+		out->is_unix = true;
+		strcpy(out->path, p);
+		return 0;
+	}
+	if (strncmp(url, "http://", 7) == 0)
+		url += 7;
+	else if (strstr(url, "://") != NULL)
+		return CAIRN_EADDR; /* https and friends: no TLS here */
+	char host[256];
+	const char *colon;
+	if (url[0] == '[') {
+		const char *end = strchr(url, ']');
+		if (end == NULL || end[1] != ':' || (size_t)(end - url - 1) >= sizeof(host))
+			return CAIRN_EADDR;
+		memcpy(host, url + 1, (size_t)(end - url - 1));
+		host[end - url - 1] = '\0';
+		colon = end + 1;
+	} else {
+		colon = strrchr(url, ':');
+		if (colon == NULL || (size_t)(colon - url) >= sizeof(host))
+			return CAIRN_EADDR;
+		memcpy(host, url, (size_t)(colon - url));
+		host[colon - url] = '\0';
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || (*end != '\0' && *end != '/') || port < 0 || port > 65535)
+		return CAIRN_EADDR;
+	if (host[0] == '\0' || strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&out->ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->ss;
+	if (uv_ip4_addr(host, (int)port, a4) == 0)
+		return 0;
+	if (uv_ip6_addr(host, (int)port, a6) == 0)
+		return 0;
+	return CAIRN_EADDR;
+}

@@ -1,0 +1,1247 @@
+/*
+ * server.c — the gRPC server: listeners, HTTP/2 sessions (nghttp2, server
+ * side), method dispatch, unary calls with deferred replies, streams with a
+ * bounded outbound queue, deadlines, graceful close. HTTP/1.1 requests on the
+ * same port are handed to http1.c after the first bytes are sniffed.
+ *
+ * One struct h2s per HTTP/2 stream; the owner sees it as struct rpc_call
+ * (unary) or struct rpc_stream (streaming), both of which are just an h2s.
+ *
+ * LIFE OF AN h2s (who may free it)
+ *
+ *   begin_headers ──► headers done ──► [unary] first message: handler(call)
+ *        │                 │                 owner_holds = true until the
+ *        │                 │                 owner ends it (reply/fail)
+ *        │                 └─► [stream] on_open: owner_holds = true until
+ *        │                       on_close has been called
+ *        └─ h2_open = true until nghttp2's on_stream_close (or the connection
+ *           goes: stream_gone())
+ *
+ *   The h2s is freed when h2_open and owner_holds are both false, by
+ *   whichever of stream_gone() and the owner's final call comes second.
+ *   A unary call whose stream is gone while the owner holds it is
+ *   "cancelled": conn == NULL, and the owner's reply merely frees it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cairn_error.h"
+#include "rpc/http1.h"
+#include "rpc/rpc_int.h"
+
+#define DEFAULT_MAX_RECV     (1536 * 1024 + 512 * 1024)
+#define DEFAULT_MAX_STREAMS  1000
+#define DEFAULT_HIGH_WATER   (256 * 1024)
+#define DEFAULT_CONN_INBOUND (64u * 1024 * 1024)
+#define DEFAULT_MAX_CONNS    10000
+#define STREAM_WINDOW        (1024 * 1024)
+#define CONN_WINDOW          (16 * 1024 * 1024)
+#define MAX_HEADER_BYTES     (64 * 1024)
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
+
+struct method {
+	struct rpc_method_stats st;
+	char *path;
+	rpc_unary_cb ucb;
+	struct rpc_stream_cbs scbs;
+	void *userdata;
+	struct method *next;
+};
+
+struct listener {
+	union {
+		uv_handle_t h;
+		uv_stream_t s;
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} io;
+	struct rpc_server *srv;
+	struct listener *next;
+};
+
+struct rpc_server {
+	struct rpc_ioctx ctx;
+	struct rpc_server_config cfg;
+	struct method *methods, *methods_tail;
+	struct listener *listeners;
+	struct rpc_conn *conns;
+	rpc_http_cb http_cb;
+	void *http_ud;
+	struct rpc_server_stats stats;
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+	uv_timer_t grace;
+	bool closing;
+	int open_listeners;
+	bool grace_closed;
+	rpc_server_close_cb close_cb;
+	void *close_arg;
+};
+
+struct h2s {
+	struct rpc_conn *conn; /* NULL once the HTTP/2 stream is gone */
+	struct method *m;      /* NULL for unknown paths and once counted+gone */
+	int32_t id;
+	struct h2out out;
+	struct grpc_deframer df;
+	char *path;
+	char *hdrs; /* "name\0value\0" ... */
+	size_t hdrs_len;
+	uv_timer_t timer;
+	uint64_t timeout_ms;
+	int http_error;
+	int close_reason;
+	bool has_timeout, timer_inited;
+	bool h2_open, owner_holds, dispatched, ended, final_sent, cancelled;
+	bool headers_sent, bad, owner_closed, counted, want_writable;
+	void *data;
+	void (*cancel_cb)(struct rpc_call *, void *);
+	void *cancel_arg;
+	struct h2s *prev, *next;
+};
+
+struct rpc_call {
+	struct h2s s;
+};
+struct rpc_stream {
+	struct h2s s;
+};
+
+static struct rpc_call *as_call(struct h2s *s)
+{
+	return (struct rpc_call *)(void *)s;
+}
+static struct rpc_stream *as_stream(struct h2s *s)
+{
+	return (struct rpc_stream *)(void *)s;
+}
+static struct rpc_server *conn_srv(const struct rpc_conn *conn)
+{
+	return conn->owner;
+}
+
+const char *rpc_status_name(int code)
+{
+	static const char *const names[RPC_STATUS_COUNT] = {"OK",
+	                                                    "CANCELLED",
+	                                                    "UNKNOWN",
+	                                                    "INVALID_ARGUMENT",
+	                                                    "DEADLINE_EXCEEDED",
+	                                                    "NOT_FOUND",
+	                                                    "ALREADY_EXISTS",
+	                                                    "PERMISSION_DENIED",
+	                                                    "RESOURCE_EXHAUSTED",
+	                                                    "FAILED_PRECONDITION",
+	                                                    "ABORTED",
+	                                                    "OUT_OF_RANGE",
+	                                                    "UNIMPLEMENTED",
+	                                                    "INTERNAL",
+	                                                    "UNAVAILABLE",
+	                                                    "DATA_LOSS",
+	                                                    "UNAUTHENTICATED"};
+	if (code < 0 || code >= RPC_STATUS_COUNT)
+		return "UNKNOWN";
+	return names[code];
+}
+
+/* ------------------------------------------------------------------------ */
+/* h2s lifetime                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void h2s_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void h2s_free(struct h2s *s)
+{
+	h2out_free(&s->out);
+	grpc_deframer_free(&s->df);
+	free(s->path);
+	free(s->hdrs);
+	if (s->timer_inited) {
+		s->timer.data = s;
+		uv_close((uv_handle_t *)&s->timer, h2s_timer_closed);
+	} else {
+		free(s);
+	}
+}
+
+static void count_handled(struct h2s *s, int code)
+{
+	if (s->counted || s->m == NULL)
+		return;
+	s->counted = true;
+	if (code < 0 || code >= RPC_STATUS_COUNT)
+		code = RPC_UNKNOWN;
+	s->m->st.handled[code]++;
+}
+
+static void stop_timer(struct h2s *s)
+{
+	if (s->timer_inited)
+		uv_timer_stop(&s->timer);
+}
+
+static void mark_cancelled(struct h2s *s)
+{
+	if (s->cancelled)
+		return;
+	s->cancelled = true;
+	count_handled(s, RPC_CANCELLED);
+	if (s->owner_holds && s->cancel_cb != NULL) {
+		void (*cb)(struct rpc_call *, void *) = s->cancel_cb;
+		s->cancel_cb = NULL;
+		cb(as_call(s), s->cancel_arg);
+	}
+}
+
+/* The HTTP/2 stream is gone (closed by nghttp2 or with its connection). */
+static void stream_gone(struct h2s *s, int reason)
+{
+	struct rpc_conn *conn = s->conn;
+	if (conn != NULL) {
+		struct rpc_server *srv = conn_srv(conn);
+		if (s->prev != NULL)
+			s->prev->next = s->next;
+		else
+			conn->streams = s->next;
+		if (s->next != NULL)
+			s->next->prev = s->prev;
+		if (s->want_writable)
+			conn->nwaiting--;
+		if (conn->h2 != NULL && !conn->closing)
+			nghttp2_session_set_stream_user_data(conn->h2, s->id, NULL);
+		srv->stats.streams_current--;
+	}
+	s->conn = NULL;
+	s->h2_open = false;
+	stop_timer(s);
+	if (s->close_reason != 0)
+		reason = s->close_reason;
+	if (s->owner_holds) {
+		if (s->m != NULL && s->m->st.streaming) {
+			struct method *m = s->m;
+			count_handled(s, reason == 0 ? s->out.status : RPC_CANCELLED);
+			s->owner_holds = false;
+			m->scbs.on_close(as_stream(s), reason);
+		} else {
+			mark_cancelled(s);
+			s->m = NULL; /* the server may be freed before the owner replies */
+			if (s->owner_holds)
+				return;
+		}
+	}
+	h2s_free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int submit_headers_with_data(struct h2s *s)
+{
+	nghttp2_nv nv[2] = {rpc_nv(":status", "200"), rpc_nv("content-type", "application/grpc")};
+	nghttp2_data_provider prd;
+	prd.source.ptr = &s->out;
+	prd.read_callback = h2out_read_cb;
+	int rv = nghttp2_submit_response(s->conn->h2, s->id, nv, 2, &prd);
+	if (rv != 0) {
+		rpc_log("nghttp2_submit_response: %s", nghttp2_strerror(rv));
+		return CAIRN_EHTTP2;
+	}
+	s->headers_sent = true;
+	s->out.attached = true;
+	return 0;
+}
+
+/* Ends the stream with `code` and `message`: trailers after queued data, or a
+ * Trailers-Only response when nothing was sent yet. */
+static void send_status(struct h2s *s, int code, const char *message)
+{
+	if (s->ended || s->conn == NULL || s->conn->closing)
+		return;
+	s->ended = true;
+	stop_timer(s);
+	count_handled(s, code);
+	if (s->headers_sent) {
+		s->out.fin = true;
+		s->out.trailers = true;
+		s->out.status = code;
+		s->out.message = message != NULL ? strdup(message) : NULL;
+		h2out_resume(&s->out, s->conn->h2, s->id);
+	} else {
+		char codebuf[12], enc[1024];
+		snprintf(codebuf, sizeof(codebuf), "%d", code);
+		nghttp2_nv nv[4] = {rpc_nv(":status", "200"),
+		                    rpc_nv("content-type", "application/grpc"),
+		                    rpc_nv("grpc-status", codebuf)};
+		size_t n = 3;
+		if (message != NULL && message[0] != '\0') {
+			grpc_percent_encode(message, strlen(message), enc, sizeof(enc));
+			nv[n++] = rpc_nv("grpc-message", enc);
+		}
+		int rv = nghttp2_submit_response(s->conn->h2, s->id, nv, n, NULL);
+		if (rv != 0)
+			nghttp2_submit_rst_stream(s->conn->h2, NGHTTP2_FLAG_NONE, s->id,
+			                          NGHTTP2_INTERNAL_ERROR);
+		s->headers_sent = true;
+	}
+	conn_mark_dirty(s->conn);
+}
+
+static void send_http_error(struct h2s *s, int status)
+{
+	char st[8];
+	snprintf(st, sizeof(st), "%d", status);
+	nghttp2_nv nv[2] = {rpc_nv(":status", st), rpc_nv("content-type", "text/plain")};
+	nghttp2_submit_response(s->conn->h2, s->id, nv, 2, NULL);
+	s->ended = true;
+	s->headers_sent = true;
+	conn_mark_dirty(s->conn);
+}
+
+/* The client broke the gRPC protocol on this stream: answer `code` and tell
+ * the owner, if it holds the stream, the way it would hear of a cancel. */
+static void protocol_fail(struct h2s *s, int code, const char *message)
+{
+	s->bad = true;
+	if (s->close_reason == 0)
+		s->close_reason = CAIRN_EPROTO;
+	send_status(s, code, message);
+	if (s->owner_holds && !(s->m != NULL && s->m->st.streaming))
+		mark_cancelled(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* nghttp2 callbacks                                                        */
+/* ------------------------------------------------------------------------ */
+
+static struct h2s *stream_of(nghttp2_session *session, int32_t id)
+{
+	return nghttp2_session_get_stream_user_data(session, id);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	struct rpc_conn *conn = ud;
+	struct rpc_server *srv = conn_srv(conn);
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct h2s *s = calloc(1, sizeof(struct rpc_call));
+	if (s == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	s->conn = conn;
+	s->id = frame->hd.stream_id;
+	s->h2_open = true;
+	grpc_deframer_init(&s->df, srv->cfg.max_recv_msg_size);
+	s->next = conn->streams;
+	if (s->next != NULL)
+		s->next->prev = s;
+	conn->streams = s;
+	nghttp2_session_set_stream_user_data(session, s->id, s);
+	srv->stats.streams_started++;
+	srv->stats.streams_current++;
+	return 0;
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *lit)
+{
+	return len == strlen(lit) && memcmp(name, lit, len) == 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+	(void)flags;
+	(void)ud;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct h2s *s = stream_of(session, frame->hd.stream_id);
+	if (s == NULL)
+		return 0;
+	if (name_is(name, namelen, ":path")) {
+		free(s->path);
+		s->path = strndup((const char *)value, valuelen);
+		if (s->path == NULL)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	} else if (name_is(name, namelen, ":method")) {
+		if (!(valuelen == 4 && memcmp(value, "POST", 4) == 0))
+			s->http_error = 405;
+	} else if (name_is(name, namelen, "content-type")) {
+		if (valuelen < 16 || memcmp(value, "application/grpc", 16) != 0 ||
+		    (valuelen > 16 && value[16] != '+' && value[16] != ';'))
+			s->http_error = 415;
+	} else if (name_is(name, namelen, "grpc-timeout")) {
+		uint64_t ms;
+		if (grpc_timeout_parse((const char *)value, valuelen, &ms) == 0) {
+			s->has_timeout = true;
+			s->timeout_ms = ms;
+		}
+	} else if (namelen > 0 && name[0] != ':' &&
+	           s->hdrs_len + namelen + valuelen + 2 <= MAX_HEADER_BYTES) {
+		char *nh = realloc(s->hdrs, s->hdrs_len + namelen + valuelen + 2);
+		if (nh == NULL)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		s->hdrs = nh;
+		memcpy(nh + s->hdrs_len, name, namelen);
+		nh[s->hdrs_len + namelen] = '\0';
+		memcpy(nh + s->hdrs_len + namelen + 1, value, valuelen);
+		nh[s->hdrs_len + namelen + 1 + valuelen] = '\0';
+		s->hdrs_len += namelen + valuelen + 2;
+	}
+	return 0;
+}
+
+static struct method *find_method(struct rpc_server *srv, const char *path)
+{
+	for (struct method *m = srv->methods; m != NULL; m = m->next)
+		if (strcmp(m->path, path) == 0)
+			return m;
+	return NULL;
+}
+
+static void unknown_method(struct rpc_server *srv, struct h2s *s)
+{
+	char msg[512];
+	const char *p = s->path[0] == '/' ? s->path + 1 : s->path;
+	const char *slash = strchr(p, '/');
+	size_t svclen = slash != NULL ? (size_t)(slash - p) : strlen(p);
+	bool service_known = false;
+	for (struct method *m = srv->methods; m != NULL && slash != NULL; m = m->next)
+		if (strncmp(m->path + 1, p, svclen + 1) == 0)
+			service_known = true;
+	if (service_known)
+		snprintf(msg, sizeof(msg), "unknown method %s for service %.*s", slash + 1,
+		         (int)svclen, p);
+	else
+		snprintf(msg, sizeof(msg), "unknown service %.*s", (int)svclen, p);
+	srv->stats.unknown_method++;
+	s->bad = true;
+	send_status(s, RPC_UNIMPLEMENTED, msg);
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+	struct h2s *s = t->data;
+	if (s->ended || s->conn == NULL)
+		return;
+	s->close_reason = CAIRN_ETIMEOUT;
+	s->bad = true;
+	send_status(s, RPC_DEADLINE_EXCEEDED, "context deadline exceeded");
+	if (s->owner_holds && !(s->m != NULL && s->m->st.streaming))
+		mark_cancelled(s);
+}
+
+static void request_ready(struct h2s *s)
+{
+	struct rpc_conn *conn = s->conn;
+	struct rpc_server *srv = conn_srv(conn);
+	if (s->http_error != 0 || s->path == NULL) {
+		s->bad = true;
+		send_http_error(s, s->http_error != 0 ? s->http_error : 400);
+		return;
+	}
+	struct method *m = find_method(srv, s->path);
+	if (m == NULL) {
+		unknown_method(srv, s);
+		return;
+	}
+	s->m = m;
+	m->st.started++;
+	if (s->has_timeout) {
+		uv_timer_init(conn->ctx->loop, &s->timer);
+		s->timer_inited = true;
+		s->timer.data = s;
+		uv_timer_start(&s->timer, deadline_cb, s->timeout_ms, 0);
+	}
+	if (m->st.streaming) {
+		s->owner_holds = true;
+		m->scbs.on_open(as_stream(s), m->userdata);
+	}
+}
+
+static void deliver(struct h2s *s, const uint8_t *msg, size_t len)
+{
+	struct method *m = s->m;
+	m->st.msg_received++;
+	if (!m->st.streaming) {
+		if (s->dispatched)
+			return; /* grpc-go also ignores what follows the request */
+		s->dispatched = true;
+		s->owner_holds = true;
+		m->ucb(as_call(s), msg, len, m->userdata);
+	} else if (!s->owner_closed && !s->ended && m->scbs.on_message != NULL) {
+		m->scbs.on_message(as_stream(s), msg, len);
+	}
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+	struct rpc_conn *conn = ud;
+	struct rpc_server *srv = conn_srv(conn);
+	(void)flags;
+	struct h2s *s = stream_of(session, id);
+	if (s == NULL || s->bad || s->m == NULL)
+		return 0;
+	size_t before = grpc_deframer_buffered(&s->df);
+	while (!s->bad) {
+		struct grpc_msg msg;
+		int rv = grpc_deframe(&s->df, &data, &len, &msg);
+		if (rv == 0)
+			break;
+		if (rv == CAIRN_ETOOBIG) {
+			char text[128];
+			snprintf(text, sizeof(text),
+			         "grpc: received message larger than max (%u vs. %zu)",
+			         s->df.too_big, srv->cfg.max_recv_msg_size);
+			protocol_fail(s, RPC_RESOURCE_EXHAUSTED, text);
+		} else if (rv < 0) {
+			protocol_fail(s, RPC_INTERNAL, "grpc: invalid message framing");
+		} else if (msg.compressed) {
+			protocol_fail(s, RPC_UNIMPLEMENTED,
+			              "grpc: compressed messages are not supported");
+		} else {
+			deliver(s, msg.data, msg.len);
+		}
+	}
+	size_t after = grpc_deframer_buffered(&s->df);
+	conn->inbound = conn->inbound + after - before;
+	if (after > before && conn->inbound > srv->cfg.conn_inbound_limit && !s->bad)
+		protocol_fail(s, RPC_RESOURCE_EXHAUSTED, "grpc: connection inbound limit reached");
+	if (s->bad) {
+		conn->inbound -= grpc_deframer_buffered(&s->df);
+		grpc_deframer_free(&s->df);
+	}
+	return 0;
+}
+
+static void remote_end(struct h2s *s)
+{
+	if (s->bad || s->m == NULL)
+		return;
+	if (!grpc_deframer_idle(&s->df)) {
+		protocol_fail(s, RPC_INTERNAL, "grpc: client sent a truncated message");
+		return;
+	}
+	if (!s->m->st.streaming) {
+		if (!s->dispatched) {
+			s->bad = true;
+			send_status(s, RPC_INTERNAL, "grpc: client sent no request message");
+		}
+	} else if (s->owner_holds && !s->owner_closed && !s->ended &&
+	           s->m->scbs.on_half_close != NULL) {
+		s->m->scbs.on_half_close(as_stream(s));
+	}
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	(void)ud;
+	struct h2s *s;
+	switch (frame->hd.type) {
+	case NGHTTP2_HEADERS:
+		s = stream_of(session, frame->hd.stream_id);
+		if (s == NULL)
+			return 0;
+		if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+			request_ready(s);
+		if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && s->h2_open)
+			remote_end(s);
+		break;
+	case NGHTTP2_DATA:
+		s = stream_of(session, frame->hd.stream_id);
+		if (s != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+			remote_end(s);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
+{
+	(void)ud;
+	if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	struct h2s *s = stream_of(session, frame->hd.stream_id);
+	if (s == NULL)
+		return 0;
+	s->final_sent = true;
+	/* Like grpc-go: once our side is done, stop a client that is still
+	 * sending (an oversized message, a refused stream). */
+	if (!nghttp2_session_get_stream_remote_close(session, s->id))
+		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_code, void *ud)
+{
+	(void)ud;
+	(void)error_code;
+	struct h2s *s = stream_of(session, id);
+	if (s != NULL)
+		stream_gone(s, s->final_sent ? 0 : CAIRN_ECANCELED);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                              */
+/* ------------------------------------------------------------------------ */
+
+static int start_h2(struct rpc_conn *conn)
+{
+	struct rpc_server *srv = conn_srv(conn);
+	int rv = nghttp2_session_server_new2(&conn->h2, srv->cbs, conn, srv->opt);
+	if (rv != 0)
+		return CAIRN_ENOMEM;
+	nghttp2_settings_entry iv[] = {
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, srv->cfg.max_concurrent_streams},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES},
+	};
+	nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+	nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+	if (srv->closing)
+		nghttp2_submit_goaway(conn->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+	conn->proto = CONN_H2;
+	return 0;
+}
+
+static void h2_feed(struct rpc_conn *conn, const uint8_t *data, size_t len)
+{
+	ssize_t rv = nghttp2_session_mem_recv(conn->h2, data, len);
+	if (rv < 0) {
+		conn_srv(conn)->stats.protocol_errors++;
+		conn_close(conn, CAIRN_EHTTP2);
+		return;
+	}
+	conn_mark_dirty(conn);
+}
+
+static int in_append(struct rpc_conn *conn, const uint8_t *data, size_t len)
+{
+	if (conn->in_len + len > conn->in_cap) {
+		size_t cap = conn->in_cap ? conn->in_cap : 1024;
+		while (cap < conn->in_len + len)
+			cap *= 2;
+		uint8_t *n = realloc(conn->in, cap);
+		if (n == NULL)
+			return CAIRN_ENOMEM;
+		conn->in = n;
+		conn->in_cap = cap;
+	}
+	memcpy(conn->in + conn->in_len, data, len);
+	conn->in_len += len;
+	return 0;
+}
+
+static void http1_serve(struct rpc_conn *conn);
+
+static void srv_conn_read(struct rpc_conn *conn, const uint8_t *data, size_t len)
+{
+	struct rpc_server *srv = conn_srv(conn);
+	srv->stats.bytes_received += len;
+	if (conn->proto == CONN_H2) {
+		h2_feed(conn, data, len);
+		return;
+	}
+	if (in_append(conn, data, len) != 0) {
+		conn_close(conn, CAIRN_ENOMEM);
+		return;
+	}
+	if (conn->proto == CONN_SNIFF) {
+		size_t n = conn->in_len < H2_PREFACE_LEN ? conn->in_len : H2_PREFACE_LEN;
+		if (memcmp(conn->in, h2_preface, n) != 0) {
+			conn->proto = CONN_HTTP1;
+		} else if (n < H2_PREFACE_LEN) {
+			return; /* could still be either */
+		} else {
+			if (start_h2(conn) != 0) {
+				conn_close(conn, CAIRN_ENOMEM);
+				return;
+			}
+			uint8_t *buf = conn->in;
+			size_t blen = conn->in_len;
+			conn->in = NULL;
+			conn->in_len = conn->in_cap = 0;
+			h2_feed(conn, buf, blen);
+			free(buf);
+			return;
+		}
+	}
+	http1_serve(conn);
+}
+
+/* Answers the HTTP/1.1 requests in conn->in, one at a time: the next is
+ * parsed when the previous response has been written (srv_conn_flushed). */
+static void http1_serve(struct rpc_conn *conn)
+{
+	struct rpc_server *srv = conn_srv(conn);
+	while (!conn->writing && !conn->closing && !conn->close_when_flushed && conn->in_len > 0) {
+		struct http1_request req;
+		int n = http1_parse((const char *)conn->in, conn->in_len, &req);
+		if (n == 0)
+			return;
+		struct rpc_http_reply reply = {200, NULL, NULL, 0};
+		if (n < 0) {
+			reply.status = n == CAIRN_ETOOBIG ? 431 : 400;
+			reply.body = "bad request\n";
+			reply.body_len = 12;
+			req.keep_alive = false;
+			req.head = false;
+			n = (int)conn->in_len;
+		} else if (!req.get && !req.head) {
+			reply.status = 405;
+			reply.body = "method not allowed\n";
+			reply.body_len = 19;
+		} else if (srv->http_cb == NULL) {
+			reply.status = 404;
+			reply.body = "not found\n";
+			reply.body_len = 10;
+		} else if (srv->http_cb(req.get ? "GET" : "HEAD", req.path, &reply, srv->http_ud) !=
+		           0) {
+			reply = (struct rpc_http_reply){500, NULL, "internal error\n", 15};
+		}
+		srv->stats.http1_requests++;
+		uint8_t *out;
+		size_t outlen;
+		if (http1_format_response(&reply, req.keep_alive, req.head, &out, &outlen) != 0) {
+			conn_close(conn, CAIRN_ENOMEM);
+			return;
+		}
+		memmove(conn->in, conn->in + n, conn->in_len - (size_t)n);
+		conn->in_len -= (size_t)n;
+		if (!req.keep_alive)
+			conn->close_when_flushed = true;
+		srv->stats.bytes_sent += outlen;
+		int rv = conn_write_raw(conn, out, outlen);
+		free(out);
+		if (rv != 0) {
+			conn_close(conn, rv);
+			return;
+		}
+		if (conn->close_when_flushed && !conn->writing) {
+			conn_close(conn, CAIRN_ECLOSED);
+			return;
+		}
+	}
+}
+
+static void srv_conn_flushed(struct rpc_conn *conn)
+{
+	struct rpc_server *srv = conn_srv(conn);
+	if (conn->proto == CONN_HTTP1) {
+		http1_serve(conn);
+		return;
+	}
+	if (conn->nwaiting > 0) {
+		size_t low = srv->cfg.stream_high_water / 2;
+		for (struct h2s *s = conn->streams; s != NULL && conn->nwaiting > 0; s = s->next) {
+			if (!s->want_writable || s->out.bytes >= low)
+				continue;
+			s->want_writable = false;
+			conn->nwaiting--;
+			if (s->owner_holds && !s->owner_closed && s->m->scbs.on_writable != NULL)
+				s->m->scbs.on_writable(as_stream(s));
+		}
+	}
+}
+
+static void srv_conn_teardown(struct rpc_conn *conn, int reason)
+{
+	struct rpc_server *srv = conn_srv(conn);
+	if (srv->closing && reason != CAIRN_EHTTP2)
+		reason = CAIRN_ECLOSED;
+	else if (reason == CAIRN_ECLOSED)
+		reason = CAIRN_ECONNRESET; /* the peer went away */
+	while (conn->streams != NULL) {
+		struct h2s *s = conn->streams;
+		stream_gone(s, reason);
+	}
+	conn->inbound = 0;
+}
+
+static void check_done(struct rpc_server *srv);
+
+static void srv_conn_freed(struct rpc_conn *conn)
+{
+	struct rpc_server *srv = conn_srv(conn);
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else
+		srv->conns = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
+	srv->stats.conns_current--;
+	free(conn);
+	if (srv->closing)
+		check_done(srv);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct listener *l = server->data;
+	struct rpc_server *srv = l->srv;
+	if (status < 0 || srv->closing)
+		return;
+	struct rpc_conn *conn = calloc(1, sizeof(*conn));
+	if (conn == NULL)
+		return;
+	conn_init(conn, &srv->ctx, srv);
+	if (l->io.h.type == UV_TCP)
+		uv_tcp_init(srv->ctx.loop, &conn->io.tcp);
+	else
+		uv_pipe_init(srv->ctx.loop, &conn->io.pipe, 0);
+	conn->io.h.data = conn;
+	conn->next = srv->conns;
+	if (conn->next != NULL)
+		conn->next->prev = conn;
+	srv->conns = conn;
+	srv->stats.conns_current++;
+	if (uv_accept(server, &conn->io.s) != 0) {
+		conn_close(conn, CAIRN_EIO);
+		return;
+	}
+	if (srv->stats.conns_current > srv->cfg.max_connections) {
+		srv->stats.conns_rejected++;
+		conn_close(conn, CAIRN_EBUSY);
+		return;
+	}
+	srv->stats.conns_accepted++;
+	conn->connected = true;
+	if (l->io.h.type == UV_TCP)
+		uv_tcp_nodelay(&conn->io.tcp, 1);
+	if (conn_start_read(conn) != 0)
+		conn_close(conn, CAIRN_EIO);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Server API                                                               */
+/* ------------------------------------------------------------------------ */
+
+int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct rpc_server **out)
+{
+	struct rpc_server *srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return CAIRN_ENOMEM;
+	if (cfg != NULL)
+		srv->cfg = *cfg;
+	if (srv->cfg.max_recv_msg_size == 0)
+		srv->cfg.max_recv_msg_size = DEFAULT_MAX_RECV;
+	if (srv->cfg.max_concurrent_streams == 0)
+		srv->cfg.max_concurrent_streams = DEFAULT_MAX_STREAMS;
+	if (srv->cfg.stream_high_water == 0)
+		srv->cfg.stream_high_water = DEFAULT_HIGH_WATER;
+	if (srv->cfg.conn_inbound_limit == 0)
+		srv->cfg.conn_inbound_limit = DEFAULT_CONN_INBOUND;
+	if (srv->cfg.max_connections == 0)
+		srv->cfg.max_connections = DEFAULT_MAX_CONNS;
+	if (srv->cfg.max_recv_msg_size > UINT32_MAX)
+		srv->cfg.max_recv_msg_size = UINT32_MAX;
+	int rv = ioctx_init(&srv->ctx, loop);
+	if (rv != 0) {
+		free(srv);
+		return rv;
+	}
+	srv->ctx.conn_read = srv_conn_read;
+	srv->ctx.conn_teardown = srv_conn_teardown;
+	srv->ctx.conn_freed = srv_conn_freed;
+	srv->ctx.conn_flushed = srv_conn_flushed;
+	if (nghttp2_session_callbacks_new(&srv->cbs) != 0 || nghttp2_option_new(&srv->opt) != 0) {
+		nghttp2_session_callbacks_del(srv->cbs);
+		free(srv);
+		return CAIRN_ENOMEM;
+	}
+	nghttp2_session_callbacks_set_on_begin_headers_callback(srv->cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(srv->cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(srv->cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(srv->cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_send_callback(srv->cbs, on_frame_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(srv->cbs, on_stream_close);
+	uv_timer_init(loop, &srv->grace);
+	srv->grace.data = srv;
+	*out = srv;
+	return 0;
+}
+
+int rpc_server_listen(struct rpc_server *srv, const char *url, int *port_out)
+{
+	struct rpc_addr addr;
+	if (srv->closing)
+		return CAIRN_ECLOSED;
+	if (rpc_parse_url(url, &addr) != 0)
+		return CAIRN_EADDR;
+	struct listener *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return CAIRN_ENOMEM;
+	l->srv = srv;
+	int rv;
+	if (addr.is_unix) {
+		uv_pipe_init(srv->ctx.loop, &l->io.pipe, 0);
+		rv = uv_pipe_bind(&l->io.pipe, addr.path);
+	} else {
+		uv_tcp_init(srv->ctx.loop, &l->io.tcp);
+		rv = uv_tcp_bind(&l->io.tcp, (const struct sockaddr *)&addr.ss, 0);
+	}
+	l->io.h.data = l;
+	if (rv == 0)
+		rv = uv_listen(&l->io.s, 1024, on_connection);
+	if (rv != 0) {
+		rpc_log("listen on %s: %s", url, uv_strerror(rv));
+		uv_close(&l->io.h, (uv_close_cb)free);
+		return CAIRN_EIO;
+	}
+	if (port_out != NULL) {
+		*port_out = 0;
+		if (!addr.is_unix) {
+			struct sockaddr_storage ss;
+			int len = sizeof(ss);
+			if (uv_tcp_getsockname(&l->io.tcp, (struct sockaddr *)&ss, &len) == 0)
+				*port_out = ss.ss_family == AF_INET6
+				                ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+				                : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	l->next = srv->listeners;
+	srv->listeners = l;
+	srv->open_listeners++;
+	return 0;
+}
+
+static int add_method(struct rpc_server *srv, const char *path, struct method **out)
+{
+	if (path == NULL || path[0] != '/')
+		return CAIRN_EINVAL;
+	if (find_method(srv, path) != NULL)
+		return CAIRN_EEXIST;
+	struct method *m = calloc(1, sizeof(*m));
+	if (m == NULL || (m->path = strdup(path)) == NULL) {
+		free(m);
+		return CAIRN_ENOMEM;
+	}
+	m->st.path = m->path;
+	if (srv->methods_tail != NULL)
+		srv->methods_tail->next = m;
+	else
+		srv->methods = m;
+	srv->methods_tail = m;
+	*out = m;
+	return 0;
+}
+
+int rpc_server_register_unary(struct rpc_server *srv, const char *path, rpc_unary_cb cb,
+                              void *userdata)
+{
+	struct method *m;
+	if (cb == NULL)
+		return CAIRN_EINVAL;
+	int rv = add_method(srv, path, &m);
+	if (rv != 0)
+		return rv;
+	m->ucb = cb;
+	m->userdata = userdata;
+	return 0;
+}
+
+int rpc_server_register_stream(struct rpc_server *srv, const char *path,
+                               const struct rpc_stream_cbs *cbs, void *userdata)
+{
+	struct method *m;
+	if (cbs == NULL || cbs->on_open == NULL || cbs->on_close == NULL)
+		return CAIRN_EINVAL;
+	int rv = add_method(srv, path, &m);
+	if (rv != 0)
+		return rv;
+	m->st.streaming = true;
+	m->scbs = *cbs;
+	m->userdata = userdata;
+	return 0;
+}
+
+void rpc_server_set_http_handler(struct rpc_server *srv, rpc_http_cb cb, void *userdata)
+{
+	srv->http_cb = cb;
+	srv->http_ud = userdata;
+}
+
+void rpc_server_get_stats(const struct rpc_server *srv, struct rpc_server_stats *out)
+{
+	*out = srv->stats;
+}
+
+void rpc_server_foreach_method(const struct rpc_server *srv,
+                               void (*cb)(const struct rpc_method_stats *m, void *arg), void *arg)
+{
+	for (const struct method *m = srv->methods; m != NULL; m = m->next)
+		cb(&m->st, arg);
+}
+
+static void server_freed(struct rpc_ioctx *ctx)
+{
+	struct rpc_server *srv = (struct rpc_server *)(void *)ctx;
+	rpc_server_close_cb cb = srv->close_cb;
+	void *arg = srv->close_arg;
+	struct method *m = srv->methods;
+	while (m != NULL) {
+		struct method *n = m->next;
+		free(m->path);
+		free(m);
+		m = n;
+	}
+	nghttp2_session_callbacks_del(srv->cbs);
+	nghttp2_option_del(srv->opt);
+	free(srv);
+	if (cb != NULL)
+		cb(arg);
+}
+
+static void grace_closed(uv_handle_t *h)
+{
+	struct rpc_server *srv = h->data;
+	srv->ctx.closed_cb = server_freed;
+	ioctx_close(&srv->ctx);
+}
+
+static void check_done(struct rpc_server *srv)
+{
+	if (srv->open_listeners > 0 || srv->conns != NULL || srv->grace_closed)
+		return;
+	srv->grace_closed = true;
+	uv_timer_stop(&srv->grace);
+	uv_close((uv_handle_t *)&srv->grace, grace_closed);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	struct listener *l = h->data;
+	struct rpc_server *srv = l->srv;
+	free(l);
+	srv->open_listeners--;
+	check_done(srv);
+}
+
+static void grace_cb(uv_timer_t *t)
+{
+	struct rpc_server *srv = t->data;
+	struct rpc_conn *conn = srv->conns;
+	while (conn != NULL) {
+		struct rpc_conn *next = conn->next;
+		conn_close(conn, CAIRN_ECLOSED);
+		conn = next;
+	}
+}
+
+int rpc_server_close(struct rpc_server *srv, uint64_t grace_ms, rpc_server_close_cb cb, void *arg)
+{
+	if (srv->closing)
+		return CAIRN_EBUSY;
+	srv->closing = true;
+	srv->close_cb = cb;
+	srv->close_arg = arg;
+	for (struct listener *l = srv->listeners; l != NULL; l = l->next)
+		uv_close(&l->io.h, listener_closed);
+	srv->listeners = NULL;
+	for (struct rpc_conn *conn = srv->conns; conn != NULL; conn = conn->next) {
+		if (conn->h2 != NULL) {
+			nghttp2_submit_goaway(conn->h2, NGHTTP2_FLAG_NONE,
+			                      nghttp2_session_get_last_proc_stream_id(conn->h2),
+			                      NGHTTP2_NO_ERROR, NULL, 0);
+			conn_mark_dirty(conn);
+		} else if (!conn->writing) {
+			conn->close_when_flushed = true;
+			conn_mark_dirty(conn);
+		} else {
+			conn->close_when_flushed = true;
+		}
+	}
+	uv_timer_start(&srv->grace, grace_cb, grace_ms, 0);
+	check_done(srv);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Calls and streams                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* The owner ends its hold; true when the call is still deliverable. */
+static bool call_end_hold(struct h2s *s)
+{
+	s->owner_holds = false;
+	s->cancel_cb = NULL;
+	if (s->cancelled || s->ended || s->conn == NULL || s->conn->closing) {
+		if (!s->h2_open)
+			h2s_free(s);
+		return false;
+	}
+	return true;
+}
+
+static int call_reply(struct rpc_call *call, const void *msg, size_t len,
+                      const ProtobufCMessage *pmsg)
+{
+	struct h2s *s = &call->s;
+	if (!call_end_hold(s))
+		return 0;
+	int rv = h2out_push(&s->out, msg, len, pmsg);
+	if (rv == 0)
+		rv = submit_headers_with_data(s);
+	if (rv != 0) {
+		send_status(s, RPC_INTERNAL, cairn_strerror(rv));
+		return rv;
+	}
+	s->m->st.msg_sent++;
+	send_status(s, RPC_OK, NULL);
+	return 0;
+}
+
+int rpc_call_reply(struct rpc_call *call, const void *msg, size_t len)
+{
+	return call_reply(call, msg, len, NULL);
+}
+
+int rpc_call_reply_msg(struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	return call_reply(call, NULL, 0, msg);
+}
+
+int rpc_call_fail(struct rpc_call *call, int grpc_status, const char *message)
+{
+	struct h2s *s = &call->s;
+	if (grpc_status <= 0 || grpc_status >= RPC_STATUS_COUNT)
+		grpc_status = RPC_UNKNOWN;
+	if (call_end_hold(s))
+		send_status(s, grpc_status, message);
+	return 0;
+}
+
+bool rpc_call_cancelled(const struct rpc_call *call)
+{
+	return call->s.cancelled;
+}
+
+void rpc_call_set_cancel_cb(struct rpc_call *call, void (*cb)(struct rpc_call *, void *), void *arg)
+{
+	if (call->s.cancelled)
+		return;
+	call->s.cancel_cb = cb;
+	call->s.cancel_arg = arg;
+}
+
+static const char *find_header(const struct h2s *s, const char *name)
+{
+	size_t off = 0;
+	while (off < s->hdrs_len) {
+		const char *n = s->hdrs + off;
+		const char *v = n + strlen(n) + 1;
+		if (strcmp(n, name) == 0)
+			return v;
+		off = (size_t)(v + strlen(v) + 1 - s->hdrs);
+	}
+	return NULL;
+}
+
+const char *rpc_call_header(const struct rpc_call *call, const char *name)
+{
+	return find_header(&call->s, name);
+}
+
+const char *rpc_call_path(const struct rpc_call *call)
+{
+	return call->s.path;
+}
+
+static bool stream_open_for_send(const struct h2s *s)
+{
+	return !s->owner_closed && !s->ended && s->conn != NULL && !s->conn->closing;
+}
+
+static int stream_send(struct rpc_stream *stream, const void *msg, size_t len,
+                       const ProtobufCMessage *pmsg)
+{
+	struct h2s *s = &stream->s;
+	if (!stream_open_for_send(s))
+		return CAIRN_ECLOSED;
+	struct rpc_server *srv = conn_srv(s->conn);
+	if (s->out.bytes > 0 && s->out.bytes >= srv->cfg.stream_high_water) {
+		if (!s->want_writable) {
+			s->want_writable = true;
+			s->conn->nwaiting++;
+		}
+		return CAIRN_EAGAIN;
+	}
+	int rv = h2out_push(&s->out, msg, len, pmsg);
+	if (rv != 0)
+		return rv;
+	if (!s->headers_sent) {
+		rv = submit_headers_with_data(s);
+		if (rv != 0)
+			return rv;
+	} else {
+		h2out_resume(&s->out, s->conn->h2, s->id);
+	}
+	s->m->st.msg_sent++;
+	conn_mark_dirty(s->conn);
+	return 0;
+}
+
+int rpc_stream_send(struct rpc_stream *stream, const void *msg, size_t len)
+{
+	return stream_send(stream, msg, len, NULL);
+}
+
+int rpc_stream_send_msg(struct rpc_stream *stream, const ProtobufCMessage *msg)
+{
+	return stream_send(stream, NULL, 0, msg);
+}
+
+bool rpc_stream_writable(const struct rpc_stream *stream)
+{
+	const struct h2s *s = &stream->s;
+	if (!stream_open_for_send(s))
+		return false;
+	return s->out.bytes == 0 || s->out.bytes < conn_srv(s->conn)->cfg.stream_high_water;
+}
+
+size_t rpc_stream_queued(const struct rpc_stream *stream)
+{
+	return stream->s.out.bytes;
+}
+
+int rpc_stream_close(struct rpc_stream *stream, int grpc_status, const char *message)
+{
+	struct h2s *s = &stream->s;
+	if (s->owner_closed)
+		return CAIRN_ECLOSED;
+	s->owner_closed = true;
+	if (grpc_status < 0 || grpc_status >= RPC_STATUS_COUNT)
+		grpc_status = RPC_UNKNOWN;
+	send_status(s, grpc_status, message);
+	return 0;
+}
+
+void rpc_stream_set_data(struct rpc_stream *stream, void *data)
+{
+	stream->s.data = data;
+}
+
+void *rpc_stream_data(const struct rpc_stream *stream)
+{
+	return stream->s.data;
+}
+
+const char *rpc_stream_header(const struct rpc_stream *stream, const char *name)
+{
+	return find_header(&stream->s, name);
+}
+
+const char *rpc_stream_path(const struct rpc_stream *stream)
+{
+	return stream->s.path;
+}

@@ -1,0 +1,1003 @@
+/*
+ * watch.c — the watch hub: etcd's Watch service fed from the store history.
+ * The design is in watch.h; this file keeps the invariants that make it work.
+ *
+ * POSITIONS, NOT QUEUES
+ * Every watcher has a position (pos_rev, pos_sub): the first history event
+ * it has not been sent. The hub has a fed revision `rev`: every revision up
+ * to it has been offered to the live feed. Nothing else is kept per watcher,
+ * so a stream that stops reading costs nothing in the hub.
+ *
+ * INVARIANTS
+ *  1. A watcher is synced iff pos_rev > hub->rev (then pos_sub == 0): the
+ *     live feed owes it every matching event above hub->rev and no more.
+ *     A watcher with pos_rev <= hub->rev is unsynced: it is fed by catch-up
+ *     reads of its key range from the store history (pump_stream).
+ *  2. Events are handed to rpc only in position order, each exactly once:
+ *     on success the position moves past what was queued; when rpc refuses
+ *     (CAIRN_EAGAIN) the position stays at the first event not queued, even
+ *     inside a revision (a fragmented response cut short is completed by the
+ *     next response, which the client merges because the cut one carried
+ *     fragment=true).
+ *  3. A stream is `blocked` from a refused send until on_writable. While it is
+ *     blocked or holds queued control messages, no event is sent on it: its
+ *     watchers simply fall behind hub->rev and become unsynced (1).
+ *  4. Control responses (created, canceled, progress) are never dropped: if
+ *     rpc refuses one it waits in the stream's small ctrl queue (bounded by
+ *     CTRL_MAX_BYTES; a client that overflows it by sending requests without
+ *     reading is closed with RESOURCE_EXHAUSTED). The ctrl queue drains before
+ *     any event, so "created" always precedes a watcher's events.
+ *  5. A response never splits one revision of one watcher, except by the
+ *     fragment protocol: history reads are extended to whole revisions
+ *     (read_batch).
+ *
+ * Watchers cancelled by compaction stay in their stream (inert) until the
+ * client cancels them, as etcd keeps their ids taken.
+ */
+#include "server/watch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cairn_error.h"
+
+#define DEFAULT_CHUNK_EVENTS   1000
+#define DEFAULT_MAX_RESP_BYTES ((size_t)(1536 * 1024))
+#define CTRL_MAX_BYTES         ((size_t)(1024 * 1024))
+/* Catch-up chunks read per stream per pump: bounds one loop turn's work. */
+#define PUMP_BUDGET_CHUNKS 64
+/* etcd's clientv3.InvalidWatchID. */
+#define INVALID_WATCH_ID (-1)
+
+/* etcd's error strings (mvcc/watcher.go); the per-stream limit is cairn's. */
+#define ERR_EMPTY_RANGE  "mvcc: watcher range is empty"
+#define ERR_DUPLICATE_ID "mvcc: duplicate watch ID provided on the WatchStream"
+#define ERR_TOO_MANY     "etcdserver: too many watchers on the stream"
+
+/* ------------------------------------------------------------------------ */
+/* Types                                                                      */
+
+enum range_kind { RANGE_KEY, RANGE_FROM, RANGE_SPAN };
+
+struct wstream;
+
+struct watcher {
+	struct watcher *next; /* in the stream, creation order */
+	struct wstream *ws;
+	int64_t id;
+	enum range_kind kind;
+	uint8_t *key; /* owned; never empty (etcd turns "" into "\0") */
+	size_t key_len;
+	uint8_t *end; /* owned; RANGE_SPAN only */
+	size_t end_len;
+	int64_t pos_rev; /* first event not yet sent (invariant 1) */
+	int64_t pos_sub;
+	bool no_put, no_delete, prev_kv, progress_notify, fragment;
+	bool idle;      /* no events since the last progress tick (etcd's progress[id]) */
+	bool compacted; /* cancelled by compaction; inert until the client cancels */
+};
+
+struct ctrl_msg {
+	struct ctrl_msg *next;
+	size_t len;
+	uint8_t data[];
+};
+
+struct wstream {
+	struct wstream *prev, *next; /* in the hub */
+	struct srv_watch_hub *hub;
+	struct rpc_stream *rs; /* borrowed; valid until on_close */
+	struct watcher *head, *tail;
+	uint32_t n_watchers;
+	int64_t next_id;
+	bool blocked;          /* invariant 3 */
+	bool closing;          /* we closed it: send nothing more */
+	bool progress_pending; /* a WatchProgressRequest waits for sync */
+	struct ctrl_msg *ctrl_head, *ctrl_tail;
+	size_t ctrl_bytes;
+};
+
+struct srv_watch_hub {
+	struct srv_watch_config cfg;
+	struct wstream *streams;
+	int64_t rev; /* fed revision (invariant 1) */
+	uint64_t n_streams, n_watchers;
+	uint64_t n_prev_kv; /* watchers asking for prev_kv: the live read asks too */
+	bool progress_clock_set;
+	uint64_t last_progress_ms;
+	/* Scratch of the watcher being served: indexes into the batch. */
+	size_t *sel;
+	size_t sel_cap;
+	Mvccpb__Event **evp;
+};
+
+/* Events of whole revisions read from the history, converted once. */
+struct batch {
+	struct store_history_resp parts[2];
+	int n_parts;
+	size_t n;
+	const struct store_event **ev;
+	Mvccpb__Event *pb;      /* without prev_kv */
+	Mvccpb__Event *pb_prev; /* with prev_kv where the store had one */
+	Mvccpb__KeyValue *kv, *prev;
+	bool more; /* resume at (next_rev, next_sub) */
+	int64_t next_rev, next_sub;
+	int64_t revision, compact_revision;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                    */
+
+static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	if (c != 0)
+		return c;
+	return al < bl ? -1 : al > bl;
+}
+
+static bool watcher_matches_key(const struct watcher *w, const uint8_t *k, size_t kl)
+{
+	int c = bytes_cmp(k, kl, w->key, w->key_len);
+	switch (w->kind) {
+	case RANGE_KEY:
+		return c == 0;
+	case RANGE_FROM:
+		return c >= 0;
+	case RANGE_SPAN:
+		return c >= 0 && bytes_cmp(k, kl, w->end, w->end_len) < 0;
+	}
+	return false;
+}
+
+static bool watcher_synced(const struct watcher *w)
+{
+	return w->pos_rev > w->ws->hub->rev;
+}
+
+static bool pos_before(int64_t rev, int64_t sub, int64_t prev, int64_t psub)
+{
+	return rev < prev || (rev == prev && sub < psub);
+}
+
+/* Same fields as srv_header_to_pb (apply.h); kept local until apply.c is
+ * merged. */
+static void fill_header(const struct srv_watch_hub *hub, int64_t revision,
+                        Etcdserverpb__ResponseHeader *pb)
+{
+	struct srv_header h = {0};
+	if (hub->cfg.header)
+		hub->cfg.header(hub->cfg.header_ctx, &h);
+	etcdserverpb__response_header__init(pb);
+	pb->cluster_id = h.cluster_id;
+	pb->member_id = h.member_id;
+	pb->raft_term = h.raft_term;
+	pb->revision = revision;
+}
+
+/* Same as srv_kv_to_pb (apply.h): borrows kv's bytes. */
+static void kv_to_pb(const struct store_kv *kv, Mvccpb__KeyValue *pb)
+{
+	mvccpb__key_value__init(pb);
+	pb->key.data = (uint8_t *)kv->key;
+	pb->key.len = kv->key_len;
+	pb->value.data = (uint8_t *)kv->value;
+	pb->value.len = kv->value_len;
+	pb->create_revision = kv->create_revision;
+	pb->mod_revision = kv->mod_revision;
+	pb->version = kv->version;
+	pb->lease = kv->lease;
+}
+
+static int64_t store_current_rev(struct srv_watch_hub *hub)
+{
+	struct store_rtxn *r;
+	if (store_rtxn_begin(hub->cfg.store, &r) != 0)
+		return hub->rev;
+	int64_t rev = store_rtxn_revision(r);
+	store_rtxn_end(r);
+	return rev;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading history in whole revisions                                         */
+
+static void batch_free(struct batch *b)
+{
+	for (int i = 0; i < b->n_parts; i++)
+		store_history_resp_free(&b->parts[i]);
+	free(b->ev);
+	free(b->pb);
+	free(b->pb_prev);
+	free(b->kv);
+	free(b->prev);
+	/* keeps revision and compact_revision: a caller reports them */
+	b->n_parts = 0;
+	b->n = 0;
+	b->ev = NULL;
+	b->pb = b->pb_prev = NULL;
+	b->kv = b->prev = NULL;
+}
+
+/* Reads up to about `limit` events of req's range from (from_rev, from_sub)
+ * to to_rev, extended to the end of the last revision touched (invariant
+ * 5), and converts them. */
+static int read_batch(struct store *store, struct store_history_req *req, struct batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	struct store_rtxn *r;
+	int rc = store_rtxn_begin(store, &r);
+	if (rc != 0)
+		return rc;
+	b->revision = store_rtxn_revision(r);
+	b->compact_revision = store_rtxn_compact_revision(r);
+	int64_t to = req->to_rev ? req->to_rev : b->revision;
+	rc = store_history(r, req, &b->parts[0]);
+	if (rc != 0)
+		goto out;
+	b->n_parts = 1;
+	b->more = b->parts[0].more;
+	b->next_rev = b->parts[0].next_rev;
+	b->next_sub = b->parts[0].next_sub;
+	if (b->more && b->next_sub != 0) {
+		struct store_history_req rest = *req;
+		rest.from_rev = b->next_rev;
+		rest.from_sub = b->next_sub;
+		rest.to_rev = b->next_rev;
+		rest.limit = 0;
+		rc = store_history(r, &rest, &b->parts[1]);
+		if (rc != 0)
+			goto out;
+		b->n_parts = 2;
+		b->next_rev++;
+		b->next_sub = 0;
+		b->more = b->next_rev <= to;
+	}
+	if (!b->more) {
+		b->next_rev = to + 1;
+		b->next_sub = 0;
+	}
+	size_t n = b->parts[0].n_events + (b->n_parts > 1 ? b->parts[1].n_events : 0);
+	if (n > 0) {
+		b->ev = malloc(n * sizeof(*b->ev));
+		b->pb = malloc(n * sizeof(*b->pb));
+		b->kv = malloc(n * sizeof(*b->kv));
+		if (req->prev_kv) {
+			b->pb_prev = malloc(n * sizeof(*b->pb_prev));
+			b->prev = malloc(n * sizeof(*b->prev));
+		}
+		if (!b->ev || !b->pb || !b->kv || (req->prev_kv && (!b->pb_prev || !b->prev))) {
+			rc = CAIRN_ENOMEM;
+			goto out;
+		}
+	}
+	for (int p = 0; p < b->n_parts; p++) {
+		for (size_t i = 0; i < b->parts[p].n_events; i++) {
+			const struct store_event *e = &b->parts[p].events[i];
+			size_t k = b->n++;
+			b->ev[k] = e;
+			kv_to_pb(&e->kv, &b->kv[k]);
+			mvccpb__event__init(&b->pb[k]);
+			b->pb[k].type = e->type == STORE_EVENT_DELETE
+			                    ? MVCCPB__EVENT__EVENT_TYPE__DELETE
+			                    : MVCCPB__EVENT__EVENT_TYPE__PUT;
+			b->pb[k].kv = &b->kv[k];
+			if (b->pb_prev) {
+				b->pb_prev[k] = b->pb[k];
+				if (e->has_prev) {
+					kv_to_pb(&e->prev_kv, &b->prev[k]);
+					b->pb_prev[k].prev_kv = &b->prev[k];
+				}
+			}
+		}
+	}
+out:
+	store_rtxn_end(r); /* the events live in the responses' own memory */
+	if (rc != 0)
+		batch_free(b);
+	return rc;
+}
+
+static void watcher_history_req(const struct watcher *w, struct store_history_req *req)
+{
+	memset(req, 0, sizeof(*req));
+	req->key = w->key;
+	req->key_len = w->key_len;
+	if (w->kind == RANGE_FROM) {
+		req->range_end = (const uint8_t *)"";
+		req->range_end_len = 1; /* "\0": every key >= key */
+	} else if (w->kind == RANGE_SPAN) {
+		req->range_end = w->end;
+		req->range_end_len = w->end_len;
+	}
+	req->from_rev = w->pos_rev < 1 ? 1 : w->pos_rev;
+	req->from_sub = w->pos_sub;
+	req->prev_kv = w->prev_kv;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending                                                                    */
+
+static void stream_fail(struct wstream *ws, int grpc_status, const char *msg)
+{
+	if (ws->closing)
+		return;
+	ws->closing = true;
+	rpc_stream_close(ws->rs, grpc_status, msg);
+}
+
+/* Sends an event-path message: refused (CAIRN_EAGAIN) while the stream is
+ * blocked or has control messages waiting (invariants 3, 4). */
+static int send_event_msg(struct wstream *ws, const Etcdserverpb__WatchResponse *r)
+{
+	if (ws->closing)
+		return CAIRN_ECLOSED;
+	if (ws->blocked || ws->ctrl_head)
+		return CAIRN_EAGAIN;
+	int rc = rpc_stream_send_msg(ws->rs, &r->base);
+	if (rc == CAIRN_EAGAIN)
+		ws->blocked = true;
+	return rc;
+}
+
+static void send_ctrl_msg(struct wstream *ws, const Etcdserverpb__WatchResponse *r)
+{
+	if (ws->closing)
+		return;
+	if (!ws->blocked && !ws->ctrl_head) {
+		int rc = rpc_stream_send_msg(ws->rs, &r->base);
+		if (rc != CAIRN_EAGAIN)
+			return; /* sent, or the stream is going away */
+		ws->blocked = true;
+	}
+	size_t len = protobuf_c_message_get_packed_size(&r->base);
+	if (ws->ctrl_bytes + len > CTRL_MAX_BYTES) {
+		stream_fail(ws, RPC_RESOURCE_EXHAUSTED,
+		            "etcdserver: too many pending watch responses");
+		return;
+	}
+	struct ctrl_msg *m = malloc(sizeof(*m) + len);
+	if (!m) {
+		stream_fail(ws, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+		return;
+	}
+	m->next = NULL;
+	m->len = protobuf_c_message_pack(&r->base, m->data);
+	if (ws->ctrl_tail)
+		ws->ctrl_tail->next = m;
+	else
+		ws->ctrl_head = m;
+	ws->ctrl_tail = m;
+	ws->ctrl_bytes += len;
+}
+
+/* Returns false while the stream still holds control messages. */
+static bool flush_ctrl(struct wstream *ws)
+{
+	while (ws->ctrl_head && !ws->closing) {
+		struct ctrl_msg *m = ws->ctrl_head;
+		int rc = rpc_stream_send(ws->rs, m->data, m->len);
+		if (rc == CAIRN_EAGAIN) {
+			ws->blocked = true;
+			return false;
+		}
+		ws->ctrl_head = m->next;
+		if (!ws->ctrl_head)
+			ws->ctrl_tail = NULL;
+		ws->ctrl_bytes -= m->len;
+		free(m);
+	}
+	return true;
+}
+
+static void send_simple(struct wstream *ws, int64_t watch_id, int64_t revision, bool created,
+                        bool canceled, const char *reason)
+{
+	Etcdserverpb__ResponseHeader h;
+	fill_header(ws->hub, revision, &h);
+	Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+	r.header = &h;
+	r.watch_id = watch_id;
+	r.created = created;
+	r.canceled = canceled;
+	if (reason)
+		r.cancel_reason = (char *)reason;
+	send_ctrl_msg(ws, &r);
+}
+
+static size_t varint_size(size_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* Sends evs[0..n) of w in one response, or in fragments as etcd's
+ * sendFragments when the watcher asked and the response is too large.
+ * *sent = events queued (all of them on success). */
+static int send_events(struct watcher *w, Mvccpb__Event **evs, size_t n, int64_t revision,
+                       size_t *sent)
+{
+	struct srv_watch_hub *hub = w->ws->hub;
+	Etcdserverpb__ResponseHeader h;
+	fill_header(hub, revision, &h);
+	Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+	r.header = &h;
+	r.watch_id = w->id;
+	r.events = evs;
+	r.n_events = n;
+	*sent = 0;
+	size_t max = hub->cfg.max_response_bytes;
+	if (!w->fragment || n < 2 || protobuf_c_message_get_packed_size(&r.base) < max) {
+		int rc = send_event_msg(w->ws, &r);
+		if (rc == 0)
+			*sent = n;
+		return rc;
+	}
+	r.fragment = true;
+	r.n_events = 0;
+	size_t base = protobuf_c_message_get_packed_size(&r.base);
+	size_t idx = 0;
+	while (idx < n) {
+		size_t cnt = 0, size = base;
+		while (idx + cnt < n) {
+			size_t es = protobuf_c_message_get_packed_size(&evs[idx + cnt]->base);
+			es += 1 + varint_size(es); /* field 11 tag + length */
+			if (cnt > 0 && size + es >= max)
+				break;
+			size += es;
+			cnt++;
+		}
+		r.events = evs + idx;
+		r.n_events = cnt;
+		r.fragment = idx + cnt < n;
+		int rc = send_event_msg(w->ws, &r);
+		if (rc != 0)
+			return rc;
+		idx += cnt;
+		*sent = idx;
+	}
+	return 0;
+}
+
+/* Selects w's events of the batch at or after its position (filters
+ * applied; the range too when `check_range`) into hub->sel / hub->evp. */
+static size_t select_events(struct watcher *w, const struct batch *b, bool check_range)
+{
+	struct srv_watch_hub *hub = w->ws->hub;
+	size_t n = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct store_event *e = b->ev[i];
+		if (pos_before(e->kv.mod_revision, e->sub_revision, w->pos_rev, w->pos_sub))
+			continue;
+		if (e->type == STORE_EVENT_PUT ? w->no_put : w->no_delete)
+			continue;
+		if (check_range && !watcher_matches_key(w, e->kv.key, e->kv.key_len))
+			continue;
+		hub->sel[n] = i;
+		hub->evp[n] = w->prev_kv && b->pb_prev ? &b->pb_prev[i] : &b->pb[i];
+		n++;
+	}
+	return n;
+}
+
+static int ensure_scratch(struct srv_watch_hub *hub, size_t n)
+{
+	if (n <= hub->sel_cap)
+		return 0;
+	size_t *sel = realloc(hub->sel, n * sizeof(*sel));
+	if (!sel)
+		return CAIRN_ENOMEM;
+	hub->sel = sel;
+	Mvccpb__Event **evp = realloc(hub->evp, n * sizeof(*evp));
+	if (!evp)
+		return CAIRN_ENOMEM;
+	hub->evp = evp;
+	hub->sel_cap = n;
+	return 0;
+}
+
+/* Hands w its events of the batch and moves its position: to `done_rev`+1
+ * when all were queued, else to the first event rpc refused (invariant 2).
+ * Returns 0 or the send error. */
+static int feed_watcher(struct watcher *w, const struct batch *b, bool check_range,
+                        int64_t header_rev, int64_t done_rev, int64_t done_sub)
+{
+	struct srv_watch_hub *hub = w->ws->hub;
+	size_t n = select_events(w, b, check_range);
+	if (n > 0) {
+		size_t sent;
+		int rc = send_events(w, hub->evp, n, header_rev, &sent);
+		if (sent > 0)
+			w->idle = false;
+		if (rc != 0) {
+			if (sent > 0) {
+				const struct store_event *e = b->ev[hub->sel[sent]];
+				w->pos_rev = e->kv.mod_revision;
+				w->pos_sub = e->sub_revision;
+			}
+			return rc;
+		}
+	}
+	if (pos_before(w->pos_rev, w->pos_sub, done_rev, done_sub)) {
+		w->pos_rev = done_rev;
+		w->pos_sub = done_sub;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Catch-up and progress                                                      */
+
+static bool stream_all_synced(const struct wstream *ws)
+{
+	for (const struct watcher *w = ws->head; w; w = w->next)
+		if (!w->compacted && !watcher_synced(w))
+			return false;
+	return true;
+}
+
+static void send_progress_if_synced(struct wstream *ws)
+{
+	if (ws->progress_pending && stream_all_synced(ws)) {
+		ws->progress_pending = false;
+		send_simple(ws, INVALID_WATCH_ID, ws->hub->rev, false, false, NULL);
+	}
+}
+
+/* One catch-up step of an unsynced watcher: one chunk of its history. */
+static int catch_up(struct watcher *w)
+{
+	struct srv_watch_hub *hub = w->ws->hub;
+	struct store_history_req req;
+	watcher_history_req(w, &req);
+	req.to_rev = hub->rev;
+	req.limit = hub->cfg.catchup_chunk_events;
+	struct batch b;
+	int rc = read_batch(hub->cfg.store, &req, &b);
+	if (rc == CAIRN_ECOMPACTED) {
+		/* etcd: {watch_id, compact_revision} on the watch channel, whose
+		 * header revision is 0, canceled because compact_revision != 0. */
+		Etcdserverpb__ResponseHeader h;
+		fill_header(hub, 0, &h);
+		Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+		r.header = &h;
+		r.watch_id = w->id;
+		r.canceled = true;
+		r.compact_revision = b.compact_revision;
+		rc = send_event_msg(w->ws, &r);
+		if (rc == 0)
+			w->compacted = true;
+		return rc;
+	}
+	if (rc != 0)
+		return rc;
+	rc = ensure_scratch(hub, b.n);
+	if (rc == 0)
+		rc = feed_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub);
+	batch_free(&b);
+	return rc;
+}
+
+/* Catches the stream's unsynced watchers up, one chunk each in turn, until
+ * all are synced, rpc refuses, or the budget is spent (tick goes on). */
+static void pump_stream(struct wstream *ws)
+{
+	int budget = PUMP_BUDGET_CHUNKS;
+	if (ws->closing || ws->blocked || !flush_ctrl(ws))
+		return;
+	bool progress = true;
+	while (progress && budget > 0) {
+		progress = false;
+		for (struct watcher *w = ws->head; w && budget > 0; w = w->next) {
+			if (w->compacted || watcher_synced(w))
+				continue;
+			int rc = catch_up(w);
+			budget--;
+			if (rc != 0)
+				return; /* blocked, closing, or a store error: retried on tick */
+			progress = true;
+		}
+	}
+	send_progress_if_synced(ws);
+}
+
+static void tick_progress(struct srv_watch_hub *hub)
+{
+	for (struct wstream *ws = hub->streams; ws; ws = ws->next) {
+		for (struct watcher *w = ws->head; w; w = w->next) {
+			if (!w->progress_notify || w->compacted)
+				continue;
+			if (w->idle && watcher_synced(w)) {
+				Etcdserverpb__ResponseHeader h;
+				fill_header(hub, hub->rev, &h);
+				Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+				r.header = &h;
+				r.watch_id = w->id;
+				/* optional: a refused notification is just skipped */
+				send_event_msg(ws, &r);
+			}
+			w->idle = true;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                   */
+
+static struct watcher *find_watcher(struct wstream *ws, int64_t id, struct watcher ***link)
+{
+	for (struct watcher **p = &ws->head; *p; p = &(*p)->next) {
+		if ((*p)->id == id) {
+			if (link)
+				*link = p;
+			return *p;
+		}
+	}
+	return NULL;
+}
+
+static void watcher_free(struct srv_watch_hub *hub, struct watcher *w)
+{
+	hub->n_watchers--;
+	if (w->prev_kv)
+		hub->n_prev_kv--;
+	free(w->key);
+	free(w->end);
+	free(w);
+}
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t n)
+{
+	uint8_t *d = malloc(n ? n : 1);
+	if (d && n)
+		memcpy(d, p, n);
+	return d;
+}
+
+static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest *c)
+{
+	struct srv_watch_hub *hub = ws->hub;
+	int64_t cur = store_current_rev(hub);
+	static const uint8_t zero = 0;
+	const uint8_t *key = c->key.len ? c->key.data : &zero;
+	size_t key_len = c->key.len ? c->key.len : 1;
+	enum range_kind kind = RANGE_SPAN;
+	if (c->range_end.len == 0)
+		kind = RANGE_KEY;
+	else if (c->range_end.len == 1 && c->range_end.data[0] == 0)
+		kind = RANGE_FROM;
+	const char *err = NULL;
+	int64_t id = c->watch_id;
+	if (kind == RANGE_SPAN && bytes_cmp(key, key_len, c->range_end.data, c->range_end.len) >= 0)
+		err = ERR_EMPTY_RANGE;
+	else if (id != 0 && find_watcher(ws, id, NULL))
+		err = ERR_DUPLICATE_ID;
+	else if (hub->cfg.max_watchers_per_stream &&
+	         ws->n_watchers >= hub->cfg.max_watchers_per_stream)
+		err = ERR_TOO_MANY;
+	if (err) {
+		send_simple(ws, INVALID_WATCH_ID, cur, true, true, err);
+		return;
+	}
+	struct watcher *w = calloc(1, sizeof(*w));
+	if (w) {
+		w->key = dup_bytes(key, key_len);
+		if (kind == RANGE_SPAN)
+			w->end = dup_bytes(c->range_end.data, c->range_end.len);
+	}
+	if (!w || !w->key || (kind == RANGE_SPAN && !w->end)) {
+		if (w) {
+			free(w->key);
+			free(w);
+		}
+		stream_fail(ws, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+		return;
+	}
+	if (id == 0) { /* clientv3.AutoWatchID */
+		while (find_watcher(ws, ws->next_id, NULL))
+			ws->next_id++;
+		id = ws->next_id++;
+	}
+	w->ws = ws;
+	w->id = id;
+	w->kind = kind;
+	w->key_len = key_len;
+	w->end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
+	/* etcd: 0 means "after now"; a negative start reads all the history. */
+	w->pos_rev = c->start_revision == 0  ? cur + 1
+	             : c->start_revision < 1 ? 1
+	                                     : c->start_revision;
+	for (size_t i = 0; i < c->n_filters; i++) {
+		if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
+			w->no_put = true;
+		else if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NODELETE)
+			w->no_delete = true;
+	}
+	w->prev_kv = c->prev_kv;
+	w->progress_notify = c->progress_notify;
+	w->fragment = c->fragment;
+	w->idle = true;
+	if (ws->tail)
+		ws->tail->next = w;
+	else
+		ws->head = w;
+	ws->tail = w;
+	ws->n_watchers++;
+	hub->n_watchers++;
+	if (w->prev_kv)
+		hub->n_prev_kv++;
+	send_simple(ws, id, cur, true, false, NULL);
+	if (!watcher_synced(w))
+		pump_stream(ws);
+}
+
+static void on_cancel(struct wstream *ws, int64_t id)
+{
+	struct watcher **link;
+	struct watcher *w = find_watcher(ws, id, &link);
+	if (!w)
+		return; /* etcd ignores an unknown id */
+	*link = w->next;
+	if (ws->tail == w) {
+		ws->tail = NULL;
+		for (struct watcher *p = ws->head; p; p = p->next)
+			ws->tail = p;
+	}
+	ws->n_watchers--;
+	watcher_free(ws->hub, w);
+	send_simple(ws, id, store_current_rev(ws->hub), false, true, NULL);
+	/* the cancelled watcher may have been the last unsynced one */
+	send_progress_if_synced(ws);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stream callbacks                                                           */
+
+static void ws_on_open(struct rpc_stream *rs, void *userdata)
+{
+	struct srv_watch_hub *hub = userdata;
+	struct wstream *ws = calloc(1, sizeof(*ws));
+	if (!ws) {
+		rpc_stream_close(rs, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+		return;
+	}
+	ws->hub = hub;
+	ws->rs = rs;
+	ws->next = hub->streams;
+	if (hub->streams)
+		hub->streams->prev = ws;
+	hub->streams = ws;
+	hub->n_streams++;
+	rpc_stream_set_data(rs, ws);
+}
+
+static void ws_on_message(struct rpc_stream *rs, const uint8_t *msg, size_t len)
+{
+	struct wstream *ws = rpc_stream_data(rs);
+	if (!ws || ws->closing)
+		return;
+	Etcdserverpb__WatchRequest *req = etcdserverpb__watch_request__unpack(NULL, len, msg);
+	if (!req) {
+		stream_fail(ws, RPC_INVALID_ARGUMENT, "etcdserver: cannot decode WatchRequest");
+		return;
+	}
+	switch (req->request_union_case) {
+	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST:
+		if (req->create_request)
+			on_create(ws, req->create_request);
+		break;
+	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST:
+		if (req->cancel_request)
+			on_cancel(ws, req->cancel_request->watch_id);
+		break;
+	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
+		ws->progress_pending = true;
+		send_progress_if_synced(ws);
+		break;
+	default:
+		break; /* etcd ignores what it does not know */
+	}
+	etcdserverpb__watch_request__free_unpacked(req, NULL);
+}
+
+/* etcd's recvLoop returns on EOF and the Watch RPC ends with OK. */
+static void ws_on_half_close(struct rpc_stream *rs)
+{
+	struct wstream *ws = rpc_stream_data(rs);
+	if (ws)
+		stream_fail(ws, RPC_OK, NULL);
+}
+
+static void ws_on_writable(struct rpc_stream *rs)
+{
+	struct wstream *ws = rpc_stream_data(rs);
+	if (!ws)
+		return;
+	ws->blocked = false;
+	pump_stream(ws);
+}
+
+static void wstream_free(struct wstream *ws)
+{
+	struct srv_watch_hub *hub = ws->hub;
+	if (ws->prev)
+		ws->prev->next = ws->next;
+	else
+		hub->streams = ws->next;
+	if (ws->next)
+		ws->next->prev = ws->prev;
+	hub->n_streams--;
+	while (ws->head) {
+		struct watcher *w = ws->head;
+		ws->head = w->next;
+		watcher_free(hub, w);
+	}
+	while (ws->ctrl_head) {
+		struct ctrl_msg *m = ws->ctrl_head;
+		ws->ctrl_head = m->next;
+		free(m);
+	}
+	free(ws);
+}
+
+static void ws_on_close(struct rpc_stream *rs, int reason)
+{
+	(void)reason;
+	struct wstream *ws = rpc_stream_data(rs);
+	if (!ws)
+		return;
+	rpc_stream_set_data(rs, NULL);
+	wstream_free(ws);
+}
+
+const struct rpc_stream_cbs srv_watch_stream_cbs = {
+    .on_open = ws_on_open,
+    .on_message = ws_on_message,
+    .on_half_close = ws_on_half_close,
+    .on_writable = ws_on_writable,
+    .on_close = ws_on_close,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Hub API                                                                    */
+
+int srv_watch_hub_new(const struct srv_watch_config *cfg, struct srv_watch_hub **out)
+{
+	if (!cfg || !cfg->store || !out)
+		return CAIRN_EINVAL;
+	struct srv_watch_hub *hub = calloc(1, sizeof(*hub));
+	if (!hub)
+		return CAIRN_ENOMEM;
+	hub->cfg = *cfg;
+	if (!hub->cfg.catchup_chunk_events)
+		hub->cfg.catchup_chunk_events = DEFAULT_CHUNK_EVENTS;
+	if (!hub->cfg.max_response_bytes)
+		hub->cfg.max_response_bytes = DEFAULT_MAX_RESP_BYTES;
+	struct store_rtxn *r;
+	int rc = store_rtxn_begin(cfg->store, &r);
+	if (rc != 0) {
+		free(hub);
+		return rc;
+	}
+	hub->rev = store_rtxn_revision(r);
+	store_rtxn_end(r);
+	*out = hub;
+	return 0;
+}
+
+void srv_watch_hub_free(struct srv_watch_hub *hub)
+{
+	if (!hub)
+		return;
+	while (hub->streams) {
+		struct wstream *ws = hub->streams;
+		/* on_close comes after the hub is gone: detach the stream first */
+		rpc_stream_set_data(ws->rs, NULL);
+		if (!ws->closing)
+			rpc_stream_close(ws->rs, RPC_UNAVAILABLE, "etcdserver: server stopped");
+		wstream_free(ws);
+	}
+	free(hub->sel);
+	free(hub->evp);
+	free(hub);
+}
+
+/* Feeds one batch of the live history (revisions up to `upto`) to every
+ * synced watcher of every stream that can take it. */
+static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t upto)
+{
+	for (struct wstream *ws = hub->streams; ws; ws = ws->next) {
+		if (ws->closing || ws->blocked || ws->ctrl_head)
+			continue; /* invariant 3: its watchers fall behind */
+		for (struct watcher *w = ws->head; w; w = w->next) {
+			if (w->compacted || !watcher_synced(w))
+				continue;
+			if (feed_watcher(w, b, true, upto, upto + 1, 0) != 0)
+				break;
+		}
+	}
+}
+
+static bool any_live_watcher(const struct srv_watch_hub *hub)
+{
+	for (const struct wstream *ws = hub->streams; ws; ws = ws->next) {
+		if (ws->closing || ws->blocked || ws->ctrl_head)
+			continue;
+		for (const struct watcher *w = ws->head; w; w = w->next)
+			if (!w->compacted && watcher_synced(w))
+				return true;
+	}
+	return false;
+}
+
+void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
+{
+	while (hub->rev < revision) {
+		if (!any_live_watcher(hub)) {
+			hub->rev = revision;
+			break;
+		}
+		static const uint8_t all_end = 0;
+		struct store_history_req req = {
+		    .key = (const uint8_t *)"",
+		    .key_len = 0,
+		    .range_end = &all_end,
+		    .range_end_len = 1,
+		    .from_rev = hub->rev + 1,
+		    .to_rev = revision,
+		    .limit = hub->cfg.catchup_chunk_events,
+		    .prev_kv = hub->n_prev_kv > 0,
+		};
+		struct batch b;
+		int rc = read_batch(hub->cfg.store, &req, &b);
+		if (rc == CAIRN_EFUTUREREV)
+			break; /* not visible yet: the next notify goes on */
+		if (rc == 0)
+			rc = ensure_scratch(hub, b.n);
+		if (rc != 0) {
+			/* Skip the range: the synced watchers become unsynced and
+			 * the catch-up path retries (or reports compaction). */
+			batch_free(&b);
+			hub->rev = revision;
+			break;
+		}
+		int64_t upto = b.more ? b.next_rev - 1 : revision;
+		feed_live(hub, &b, upto);
+		batch_free(&b);
+		hub->rev = upto;
+	}
+	for (struct wstream *ws = hub->streams; ws; ws = ws->next)
+		send_progress_if_synced(ws);
+}
+
+void srv_watch_hub_tick(struct srv_watch_hub *hub, uint64_t now_ms)
+{
+	if (hub->cfg.progress_interval_ms > 0) {
+		if (!hub->progress_clock_set) {
+			hub->progress_clock_set = true;
+			hub->last_progress_ms = now_ms;
+		} else if (now_ms - hub->last_progress_ms >=
+		           (uint64_t)hub->cfg.progress_interval_ms) {
+			hub->last_progress_ms = now_ms;
+			tick_progress(hub);
+		}
+	}
+	for (struct wstream *ws = hub->streams; ws; ws = ws->next)
+		if (!ws->blocked)
+			pump_stream(ws);
+}
+
+void srv_watch_hub_stats(const struct srv_watch_hub *hub, struct srv_watch_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->streams = hub->n_streams;
+	out->watchers = hub->n_watchers;
+	for (const struct wstream *ws = hub->streams; ws; ws = ws->next)
+		for (const struct watcher *w = ws->head; w; w = w->next)
+			if (!w->compacted && !watcher_synced(w))
+				out->unsynced++;
+}

@@ -1,0 +1,149 @@
+/*
+ * store_int.h — internals shared by the store's source files. Not API.
+ *
+ * ON-DISK FORMAT (schema 1)
+ *   kv     revkey (main u64 BE, sub u64 BE) -> record:
+ *            [0] flags (1 = tombstone)  [1..3] zero  [4..7] key length u32 BE
+ *            [8..15] create_revision  [16..23] version  [24..31] lease
+ *            (all i64 BE), then the key, then the value.
+ *          A tombstone has create = version = lease = 0 and no value.
+ *   index  user key -> DUPSORT|DUPFIXED 17-byte items: main BE, sub BE,
+ *          tombstone flag. Dup order is revision order.
+ *   meta   "schema" u32, "rev" i64, "compact" i64, "applied" u64,
+ *          "keys" u64 (live keys), "cnext" revkey (next kv record the
+ *          compaction has to examine; absent when compaction is done),
+ *          "u/<name>" caller blobs.
+ *   leases     id (u64 BE) -> ttl i64 BE, remaining i64 BE
+ *   lease_keys id (u64 BE) -> DUPSORT user keys attached to the lease.
+ *
+ * INVARIANTS (checked by store_check)
+ *   1. Every kv record has its index item and vice versa, same tombstone flag.
+ *   2. Records above the compact revision have sub revisions 0..n-1 for
+ *      each main revision; no record is above meta "rev".
+ *   3. Per key, above the compact revision: a put with a live predecessor
+ *      has version+1 and the same create revision; one without has version
+ *      1 and create == its own revision; a tombstone follows a live record.
+ *   4. meta "keys" = keys whose latest item is not a tombstone.
+ *   5. A live key with lease L != 0 <=> L exists and lease_keys has (L, key).
+ */
+#ifndef CAIRN_STORE_INT_H
+#define CAIRN_STORE_INT_H
+
+#include "store/store.h"
+
+#define SCHEMA_VERSION 1u
+#define REC_HDR        32u
+#define IDX_ITEM       17u
+#define REVKEY         16u
+#define REC_TOMB       1u
+
+struct store {
+	MDB_env *env;
+	MDB_dbi kv, index, meta, leases, lease_keys;
+	int lock_fd;
+	bool read_only;
+	size_t max_key;
+	uint64_t psize; /* LMDB page size */
+	uint64_t quota;
+	size_t max_request;
+	unsigned max_txn_ops;
+};
+
+struct store_wtxn {
+	struct store *s;
+	MDB_txn *txn; /* the batch */
+	MDB_txn *cur; /* the running mutation's nested txn, else txn */
+	int failed;   /* fatal error code, 0 if usable */
+	int64_t rev;  /* committed-in-batch revision */
+	int64_t compact;
+	uint64_t applied;
+	uint64_t keys;
+	/* The running mutation. */
+	int64_t main;     /* revision it writes at (rev + 1) */
+	int64_t sub;      /* next sub revision */
+	int64_t dkeys;    /* live key delta */
+	int64_t base_rev; /* revision compares read at (state before the txn) */
+	size_t req_bytes; /* key+value bytes put by this mutation */
+};
+
+struct store_rtxn {
+	struct store *s;
+	MDB_txn *txn;
+	int64_t rev;
+	int64_t compact;
+	uint64_t applied;
+};
+
+/* A consistent read position: a txn and the revision it reads as current. */
+struct view {
+	struct store *s;
+	MDB_txn *txn;
+	int64_t rev;
+	int64_t compact;
+	bool copy; /* results must be copied (write txn: pages move) */
+};
+
+struct rec {
+	int64_t main, sub;
+	bool tomb;
+	const uint8_t *key;
+	size_t klen;
+	const uint8_t *val;
+	size_t vlen;
+	int64_t create, version, lease;
+};
+
+struct idx {
+	int64_t main, sub;
+	bool tomb;
+};
+
+/* Key range in etcd's convention. */
+enum { KR_SINGLE, KR_FROM, KR_RANGE };
+struct krange {
+	const uint8_t *key;
+	size_t klen;
+	const uint8_t *end;
+	size_t elen;
+	int kind;
+};
+
+/* Bump allocator owning response memory. */
+struct store_mem {
+	struct store_mem *next;
+	size_t used, cap;
+	unsigned char *data;
+};
+
+/* store.c */
+int store_lmdb_err(int rc);
+void put_u64be(uint8_t *p, uint64_t v);
+uint64_t get_u64be(const uint8_t *p);
+void revkey_make(uint8_t out[REVKEY], int64_t main, int64_t sub);
+int rec_decode(const MDB_val *k, const MDB_val *v, struct rec *r);
+void idx_decode(const MDB_val *v, struct idx *out);
+void krange_init(struct krange *kr, const uint8_t *key, size_t klen, const uint8_t *end,
+                 size_t elen);
+int krange_cmp_end(const struct krange *kr, const uint8_t *k, size_t kl);
+int krange_first(const struct krange *kr, MDB_cursor *c, MDB_val *k, MDB_val *v);
+int rec_get(const struct view *v, int64_t main, int64_t sub, struct rec *r);
+int idx_at(MDB_cursor *ic, const MDB_val *key, int64_t rev, struct idx *out);
+int is_kept(MDB_cursor *ic, const struct rec *r, int64_t compact, bool *kept);
+int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl);
+void *mem_alloc(struct store_mem **m, size_t n);
+void *mem_dup(struct store_mem **m, const void *p, size_t n);
+void mem_free(struct store_mem *m);
+int kv_out(const struct view *v, struct store_mem **m, const struct rec *r, bool keys_only,
+           struct store_kv *out);
+int meta_get_i64(MDB_txn *t, MDB_dbi meta, const char *name, int64_t *out);
+int meta_put_i64(MDB_txn *t, MDB_dbi meta, const char *name, int64_t v);
+uint64_t store_pages_in_use(struct store *s, MDB_txn *t);
+
+/* store_read.c */
+int view_range(const struct view *v, const struct store_range_req *req,
+               struct store_range_resp *resp, struct store_mem **m);
+
+/* store_write.c */
+int wtxn_usable(struct store_wtxn *w);
+
+#endif
