@@ -26,50 +26,6 @@
 
 #include "server/member.h"
 
-#define ARENA_CHUNK (64 * 1024)
-
-struct srv_arena_chunk {
-	struct srv_arena_chunk *next;
-	size_t used, cap;
-	max_align_t data[];
-};
-
-void *srv_arena_alloc(struct srv_arena *a, size_t n)
-{
-	n = (n + 15) & ~(size_t)15;
-	struct srv_arena_chunk *c = a->head;
-	if (!c || c->cap - c->used < n) {
-		size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-		c = malloc(sizeof(*c) + cap);
-		if (!c)
-			return NULL;
-		c->cap = cap;
-		c->used = 0;
-		c->next = a->head;
-		a->head = c;
-	}
-	void *p = (char *)c->data + c->used;
-	c->used += n;
-	return p;
-}
-
-void srv_arena_reset(struct srv_arena *a)
-{
-	/* Keep one standard chunk for the next batch; free the rest. */
-	struct srv_arena_chunk *keep = NULL;
-	for (struct srv_arena_chunk *c = a->head, *next; c; c = next) {
-		next = c->next;
-		if (!keep && c->cap == ARENA_CHUNK) {
-			keep = c;
-			keep->used = 0;
-			keep->next = NULL;
-		} else {
-			free(c);
-		}
-	}
-	a->head = keep;
-}
-
 bool srv_batch_empty(const struct srv_batch *b)
 {
 	return b->n_persist == 0 && b->n_apply == 0 && !b->membership && !b->has_log_compact &&
@@ -94,7 +50,7 @@ void srv_batch_reset(struct srv_batch *b)
 	b->revision = 0;
 	b->compact_more = false;
 	b->commit_ns = 0;
-	srv_arena_reset(&b->arena);
+	srv_arena_free(&b->arena);
 }
 
 void srv_batch_free(struct srv_batch *b)
@@ -104,10 +60,6 @@ void srv_batch_free(struct srv_batch *b)
 	free(b->apply);
 	free(b->want_response);
 	free(b->results);
-	for (struct srv_arena_chunk *c = b->arena.head, *next; c; c = next) {
-		next = c->next;
-		free(c);
-	}
 	memset(b, 0, sizeof(*b));
 }
 

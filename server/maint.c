@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "server/member.h"
+#include "server/sha256.h"
 #include "server/watch.h"
 
 enum {
@@ -128,9 +129,6 @@ static void on_alarm(struct rpc_call *call, const uint8_t *buf, size_t len, void
 			Etcdserverpb__AlarmMember *am = calloc(n + 1, sizeof(*am));
 			Etcdserverpb__AlarmMember **ap = calloc(n + 1, sizeof(*ap));
 			Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
-			Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-			hdr(m, &h);
-			resp.header = &h;
 			if (am && ap) {
 				for (size_t i = 0; i < n; i++) {
 					etcdserverpb__alarm_member__init(&am[i]);
@@ -165,9 +163,7 @@ static void on_defrag(struct rpc_call *call, const uint8_t *buf, size_t len, voi
 	/* LMDB reuses freed pages in place: there is nothing to defragment and
 	 * nothing stops the world. */
 	Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
-	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	hdr(m, &h);
-	resp.header = &h;
+	/* etcd answers Defragment (and Alarm GET) without a header. */
 	reply_msg(m, call, method, &resp.base);
 }
 
@@ -321,6 +317,8 @@ struct snap {
 	int err;
 	off_t size, sent;
 	bool working;
+	bool sum_sent;
+	struct srv_sha256 sum;
 };
 
 static void snap_free(struct snap *sn)
@@ -341,16 +339,25 @@ static void snap_pump(struct snap *sn)
 			                 "etcdserver: snapshot read failed");
 			return;
 		}
-		if (n == 0) {
+		if (n == 0 && sn->sum_sent) {
 			rpc_stream_close(sn->stream, RPC_OK, NULL);
 			return;
 		}
-		sn->sent += n;
+		if (n == 0) {
+			/* etcd ends the stream with the SHA-256 of the database;
+			 * etcdctl snapshot save checks it. */
+			srv_sha256_final(&sn->sum, chunk);
+			n = 32;
+			sn->sum_sent = true;
+		} else {
+			srv_sha256_update(&sn->sum, chunk, (size_t)n);
+			sn->sent += n;
+		}
 		Etcdserverpb__SnapshotResponse resp = ETCDSERVERPB__SNAPSHOT_RESPONSE__INIT;
 		Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
 		hdr(sn->mc->m, &h);
 		resp.header = &h;
-		resp.remaining_bytes = (uint64_t)(sn->size - sn->sent);
+		resp.remaining_bytes = (uint64_t)(sn->size - sn->sent) + (sn->sum_sent ? 0 : 32);
 		resp.blob.data = chunk;
 		resp.blob.len = (size_t)n;
 		resp.version = SRV_VERSION;
@@ -396,6 +403,7 @@ static void snap_open(struct rpc_stream *s, void *ud)
 	sn->mc = mc;
 	sn->stream = s;
 	sn->fd = -1;
+	srv_sha256_init(&sn->sum);
 	rpc_stream_set_data(s, sn);
 }
 

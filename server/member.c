@@ -91,13 +91,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 
 static struct raft_entry *copy_entries(struct srv_batch *b, const struct raft_entry *src, size_t n)
 {
-	struct raft_entry *dst = srv_arena_alloc(&b->arena, n * sizeof(*dst) + 1);
+	struct raft_entry *dst = srv_arena_alloc(&b->arena, n + 1, sizeof(*dst));
 	if (!dst)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		dst[i] = src[i];
 		if (src[i].data.len) {
-			void *d = srv_arena_alloc(&b->arena, src[i].data.len);
+			void *d = srv_arena_alloc(&b->arena, 1, src[i].data.len);
 			if (!d)
 				return NULL;
 			memcpy(d, src[i].data.base, src[i].data.len);

@@ -41,6 +41,7 @@
 #include "raft/raft_lmdb.h"
 #include "rpc/rpc.h"
 #include "server/apply.h"
+#include "server/apply_int.h" /* struct srv_arena */
 #include "server/config.h"
 #include "server/idmap.h"
 #include "server/log.h"
@@ -53,13 +54,6 @@
 
 struct srv_watch_hub;
 struct srv_batch;
-
-/* Bytes of copied entries for one batch, in 64 KiB chunks that never move. */
-struct srv_arena {
-	struct srv_arena_chunk *head;
-};
-void *srv_arena_alloc(struct srv_arena *a, size_t n);
-void srv_arena_reset(struct srv_arena *a);
 
 /* The persist part of one raft update, copied. */
 struct srv_persist {

@@ -24,3 +24,5 @@ $(BUILD)/tests/bin/watch_test_server: $(BUILD)/tests/watch_test_server.o $(BUILD
 	$(BUILD)/librpc.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 BINS += $(BUILD)/tests/bin/watch_test_server
 TEST_SCRIPTS += tests/test_watch.py
+$(BUILD)/tests/bin/test_server_sha256: $(BUILD)/tests/test_server_sha256.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_server_sha256

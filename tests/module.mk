@@ -7,3 +7,5 @@
 $(BUILD)/tests/bin/test_error: $(BUILD)/tests/test_error.o $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_error
 TEST_SCRIPTS += tests/check_layering.sh
+# End-to-end: real cairnd driven by the real etcdctl and python3-etcd3.
+TEST_SCRIPTS += tests/compat/test_etcdctl.sh tests/compat/test_etcd3.py

@@ -492,6 +492,8 @@ def run_all(client):
             res = fn(client, p, base)
         except Exception as e:  # a scenario that crashes is a difference too
             res = ["exception: %r" % (e,)]
+        # Revision accounting: which requests bump the revision must match.
+        res.append({"revisions_used": client.rev() - base})
         results.append((name, res))
     return results
 
