@@ -22,3 +22,5 @@ soak-raft: $(BUILD)/tests/bin/test_raft_sim
 	RAFT_SECONDS=$(SECONDS) $(BUILD)/tests/bin/test_raft_sim
 $(BUILD)/tests/bin/test_raft: $(BUILD)/tests/test_raft.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_raft
+$(BUILD)/tests/bin/test_raft_scenarios: $(BUILD)/tests/test_raft_scenarios.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_raft_scenarios

@@ -142,6 +142,7 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	o.compact_threshold = 16 + (unsigned)((w >> 24) % 32);
 	o.pre_vote = ((w >> 32) % 8) != 0;
 	o.check_quorum = ((w >> 36) % 8) != 0;
+	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6); /* 1..32 entries per message */
 	int rc = sim_init(&s, &o);
 	for (unsigned step = 0; rc == 0 && step < steps; step++) {
 		double p = sim_frand(&s);
