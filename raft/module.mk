@@ -24,3 +24,5 @@ $(BUILD)/tests/bin/test_raft: $(BUILD)/tests/test_raft.o $(RAFT_SIM_OBJ) $(BUILD
 TEST_BINS += $(BUILD)/tests/bin/test_raft
 $(BUILD)/tests/bin/test_raft_scenarios: $(BUILD)/tests/test_raft_scenarios.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_raft_scenarios
+$(BUILD)/tests/bin/test_raft_codec: $(BUILD)/tests/test_raft_codec.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_raft_codec
