@@ -26,3 +26,5 @@ $(BUILD)/tests/bin/test_raft_scenarios: $(BUILD)/tests/test_raft_scenarios.o $(R
 TEST_BINS += $(BUILD)/tests/bin/test_raft_scenarios
 $(BUILD)/tests/bin/test_raft_codec: $(BUILD)/tests/test_raft_codec.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_raft_codec
+$(BUILD)/tests/bin/test_raft_lmdb: $(BUILD)/tests/test_raft_lmdb.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_raft_lmdb
