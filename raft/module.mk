@@ -28,3 +28,9 @@ $(BUILD)/tests/bin/test_raft_codec: $(BUILD)/tests/test_raft_codec.o $(BUILD)/li
 TEST_BINS += $(BUILD)/tests/bin/test_raft_codec
 $(BUILD)/tests/bin/test_raft_lmdb: $(BUILD)/tests/test_raft_lmdb.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_raft_lmdb
+
+# make bench-raft: entries/s committed by the core alone (tests/bench_raft.c).
+$(BUILD)/tests/bin/bench_raft: $(BUILD)/tests/bench_raft.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
+BINS += $(BUILD)/tests/bin/bench_raft
+bench-raft: $(BUILD)/tests/bin/bench_raft
+	$(BUILD)/tests/bin/bench_raft
