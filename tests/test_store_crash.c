@@ -159,6 +159,9 @@ static void child_run(const char *dir, int fd)
 		_exit(2);
 	uint64_t i = store_rtxn_applied(r);
 	store_rtxn_end(r);
+	uint64_t ready = UINT64_MAX; /* tells the parent to start the clock */
+	if (write(fd, &ready, sizeof(ready)) != sizeof(ready))
+		_exit(4);
 	for (;;) {
 		i++;
 		if (child_batch(s, i) != 0)
@@ -218,17 +221,19 @@ static void test_crash_prefix(void **state)
 			child_run(dir, p[1]);
 		}
 		close(p[1]);
+		uint64_t x;
+		if (read(p[0], &x, sizeof(x)) != sizeof(x) || x != UINT64_MAX)
+			fail_msg("cycle %d: child did not start", cycle);
 		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-		struct timespec ts = {0, (long)(2000000 + (seed >> 33) % 38000000)};
+		struct timespec ts = {0, (long)((seed >> 33) % 20000000)};
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		int st;
 		assert_int_equal(waitpid(pid, &st, 0), pid);
 		if (!WIFSIGNALED(st))
 			fail_msg("child exited with status %d", WEXITSTATUS(st));
-		uint64_t last = applied, x;
-		ssize_t n;
-		while ((n = read(p[0], &x, sizeof(x))) == sizeof(x))
+		uint64_t last = applied;
+		while (read(p[0], &x, sizeof(x)) == sizeof(x))
 			last = x;
 		close(p[0]);
 
