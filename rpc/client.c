@@ -38,7 +38,6 @@ struct rpc_client {
 	struct rpc_conn *conn;  /* where new streams go; NULL until needed */
 	struct rpc_conn *conns; /* every live connection */
 	bool closing;
-	uv_timer_t close_timer;
 	void (*close_cb)(void *);
 	void *close_arg;
 };
@@ -103,12 +102,7 @@ static void finish(struct rpc_client_stream *s, int conn_status, const char *con
 {
 	struct rpc_conn *conn = s->conn;
 	if (conn != NULL) {
-		if (s->prev != NULL)
-			s->prev->next = s->next;
-		else
-			conn->streams = s->next;
-		if (s->next != NULL)
-			s->next->prev = s->prev;
+		RPC_DLIST_UNLINK(conn->streams, s);
 		if (conn->h2 != NULL && !conn->closing && s->id > 0)
 			nghttp2_session_set_stream_user_data(conn->h2, s->id, NULL);
 		s->conn = NULL;
@@ -281,12 +275,7 @@ static void client_maybe_done(struct rpc_client *cli);
 static void cli_conn_freed(struct rpc_conn *conn)
 {
 	struct rpc_client *cli = conn_cli(conn);
-	if (conn->prev != NULL)
-		conn->prev->next = conn->next;
-	else
-		cli->conns = conn->next;
-	if (conn->next != NULL)
-		conn->next->prev = conn->prev;
+	RPC_DLIST_UNLINK(cli->conns, conn);
 	free(conn); /* the struct cconn it starts */
 	client_maybe_done(cli);
 }
@@ -341,10 +330,7 @@ static int new_conn(struct rpc_client *cli, struct rpc_conn **out)
 		rv = uv_tcp_connect(&cc->creq, &conn->io.tcp,
 		                    (const struct sockaddr *)&cli->addr.ss, on_connect);
 	}
-	conn->next = cli->conns;
-	if (conn->next != NULL)
-		conn->next->prev = conn;
-	cli->conns = conn;
+	RPC_DLIST_PUSH(cli->conns, conn);
 	if (rv != 0) {
 		rpc_log("connect: %s", uv_strerror(rv));
 		conn_close(conn, CAIRN_EIO);
@@ -398,8 +384,6 @@ int rpc_client_new(uv_loop_t *loop, const char *url, const struct rpc_client_con
 	nghttp2_session_callbacks_set_on_header_callback(cli->cbs, c_on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cli->cbs, c_on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cli->cbs, c_on_stream_close);
-	uv_timer_init(loop, &cli->close_timer);
-	cli->close_timer.data = cli;
 	*out = cli;
 	return 0;
 }
@@ -455,10 +439,7 @@ static int open_stream(struct rpc_client *cli, const char *path, uint64_t timeou
 	s->id = id;
 	s->out.attached = true;
 	s->conn = conn;
-	s->next = conn->streams;
-	if (s->next != NULL)
-		s->next->prev = s;
-	conn->streams = s;
+	RPC_DLIST_PUSH(conn->streams, s);
 	if (timeout_ms > 0) {
 		uv_timer_init(cli->ctx.loop, &s->timer);
 		s->timer_inited = true;
@@ -582,22 +563,17 @@ static void client_freed(struct rpc_ioctx *ctx)
 		cb(arg);
 }
 
-static void close_timer_closed(uv_handle_t *h)
-{
-	struct rpc_client *cli = h->data;
-	cli->ctx.closed_cb = client_freed;
-	ioctx_close(&cli->ctx);
-}
-
 static void client_maybe_done(struct rpc_client *cli)
 {
-	if (cli->closing && cli->conns == NULL && !uv_is_closing((uv_handle_t *)&cli->close_timer))
-		uv_close((uv_handle_t *)&cli->close_timer, close_timer_closed);
+	if (cli->closing && cli->conns == NULL) {
+		cli->ctx.closed_cb = client_freed;
+		ioctx_close(&cli->ctx);
+	}
 }
 
 static void close_timer_cb(uv_timer_t *t)
 {
-	struct rpc_client *cli = t->data;
+	struct rpc_client *cli = t->data; /* the ioctx, first in the client */
 	struct rpc_conn *conn = cli->conns;
 	while (conn != NULL) {
 		struct rpc_conn *next = conn->next;
@@ -615,6 +591,6 @@ int rpc_client_close(struct rpc_client *c, void (*cb)(void *arg), void *arg)
 	c->close_cb = cb;
 	c->close_arg = arg;
 	/* From the loop, so no callback runs inside this function. */
-	uv_timer_start(&c->close_timer, close_timer_cb, 0, 0);
+	uv_timer_start(&c->ctx.timer, close_timer_cb, 0, 0);
 	return 0;
 }
