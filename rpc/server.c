@@ -206,10 +206,11 @@ static void stream_gone(struct h2s *s, int reason)
 		srv->stats.streams_current--;
 	}
 	s->conn = NULL;
-	s->h2_open = false;
 	stop_timer(s);
 	if (s->close_reason != 0)
 		reason = s->close_reason;
+	/* h2_open stays true while the owner's callbacks run, so that ending
+	 * the call inside its cancel callback does not free it under us. */
 	if (s->owner_holds) {
 		if (s->m != NULL && s->m->st.streaming) {
 			struct method *m = s->m;
@@ -219,10 +220,11 @@ static void stream_gone(struct h2s *s, int reason)
 		} else {
 			mark_cancelled(s);
 			s->m = NULL; /* the server may be freed before the owner replies */
-			if (s->owner_holds)
-				return;
 		}
 	}
+	s->h2_open = false;
+	if (s->owner_holds)
+		return;
 	h2s_free(s);
 }
 

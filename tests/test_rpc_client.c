@@ -76,6 +76,28 @@ static void slow_cb(struct rpc_call *call, const uint8_t *req, size_t len, void 
 	uv_timer_start(&d->t, deferred_fire, strtoull(buf, NULL, 10), 0);
 }
 
+/* Hold: keeps the call until it is cancelled, and ends it inside the
+ * cancel callback (allowed by rpc.h; must not free it twice). */
+static int hold_started, hold_cancels;
+
+static void hold_cancel(struct rpc_call *call, void *arg)
+{
+	(void)arg;
+	assert_true(rpc_call_cancelled(call));
+	hold_cancels++;
+	assert_int_equal(rpc_call_fail(call, RPC_CANCELLED, "given up"), 0);
+}
+
+static void hold_cb(struct rpc_call *call, const uint8_t *req, size_t len, void *ud)
+{
+	(void)ud;
+	(void)req;
+	(void)len;
+	hold_started++;
+	assert_string_equal(rpc_call_path(call), "/t.S/Hold");
+	rpc_call_set_cancel_cb(call, hold_cancel, NULL);
+}
+
 static int srv_opened, srv_closed, srv_last_reason, srv_half;
 
 static void s_open(struct rpc_stream *s, void *ud)
@@ -145,6 +167,7 @@ static int setup(void **state)
 	assert_int_equal(rpc_server_register_unary(srv, "/t.S/Echo", echo_cb, NULL), 0);
 	assert_int_equal(rpc_server_register_unary(srv, "/t.S/Echo", echo_cb, NULL), CAIRN_EEXIST);
 	assert_int_equal(rpc_server_register_unary(srv, "/t.S/Slow", slow_cb, NULL), 0);
+	assert_int_equal(rpc_server_register_unary(srv, "/t.S/Hold", hold_cb, NULL), 0);
 	assert_int_equal(rpc_server_register_stream(srv, "/t.S/Bidi", &cbs, NULL), 0);
 	int port;
 	assert_int_equal(rpc_server_listen(srv, "http://127.0.0.1:0", &port), 0);
@@ -243,6 +266,30 @@ static void test_unary_errors(void **state)
 	/* Let the first deferred timer fire into its cancelled call. */
 	for (int i = 0; i < 50; i++)
 		uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void test_end_call_inside_cancel_cb(void **state)
+{
+	(void)state;
+	hold_started = hold_cancels = 0;
+	/* The server's deadline fires first (grpc-timeout). */
+	struct result r = {0};
+	assert_int_equal(rpc_client_call(cli, "/t.S/Hold", "x", 1, 30, unary_done, &r), 0);
+	run_until(&hold_cancels, 1);
+	run_until(&r.done, 1);
+	assert_int_equal(r.status, RPC_DEADLINE_EXCEEDED);
+	/* The client goes away while the server holds the call. */
+	struct rpc_client *c2;
+	assert_int_equal(rpc_client_new(&loop, url, NULL, &c2), 0);
+	struct result r2 = {0};
+	assert_int_equal(rpc_client_call(c2, "/t.S/Hold", "x", 1, 0, unary_done, &r2), 0);
+	run_until(&hold_started, 2);
+	closed_flag = 0;
+	assert_int_equal(rpc_client_close(c2, set_flag, NULL), 0);
+	run_until(&closed_flag, 1);
+	assert_int_equal(r2.done, 1);
+	assert_int_equal(r2.status, RPC_CANCELLED);
+	run_until(&hold_cancels, 2);
 }
 
 static void test_headers(void **state)
@@ -380,6 +427,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unary_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_headers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_end_call_inside_cancel_cb, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bidi, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_close_with_open_stream, setup, teardown),
