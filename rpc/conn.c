@@ -355,11 +355,21 @@ int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMess
 		o->head = c;
 	o->tail = c;
 	o->bytes += c->len;
+	if (o->acct != NULL)
+		*o->acct += c->len;
 	return 0;
+}
+
+void h2out_detach(struct h2out *o)
+{
+	if (o->acct != NULL)
+		*o->acct -= o->bytes;
+	o->acct = NULL;
 }
 
 void h2out_free(struct h2out *o)
 {
+	h2out_detach(o);
 	struct out_chunk *c = o->head;
 	while (c != NULL) {
 		struct out_chunk *n = c->next;
@@ -417,6 +427,8 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 		}
 	}
 	o->bytes -= n;
+	if (o->acct != NULL)
+		*o->acct -= n;
 	if (o->head == NULL && o->fin) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (o->trailers) {

@@ -133,6 +133,10 @@ struct rpc_server_config {
 	size_t conn_inbound_limit;
 	/* Open connections; further accepts are closed at once. 0 = 10000. */
 	uint32_t max_connections;
+	/* Reply bytes one connection may have queued (a client that does not
+	 * grant HTTP/2 window); beyond it new streams are refused with
+	 * REFUSED_STREAM, which gRPC clients retry. 0 = 16 MiB. */
+	size_t conn_outbound_limit;
 };
 
 /* Metrics of the whole server (monotonic counters and current gauges). */
@@ -147,6 +151,7 @@ struct rpc_server_stats {
 	uint64_t http1_requests;  /* HTTP/1.1 requests answered */
 	uint64_t protocol_errors; /* connections closed on a protocol error */
 	uint64_t unknown_method;  /* calls answered UNIMPLEMENTED */
+	uint64_t streams_refused; /* over conn_outbound_limit */
 };
 
 /* Per registered method, for grpc_server_started_total/handled_total and

@@ -30,14 +30,15 @@
 #include "rpc/http1.h"
 #include "rpc/rpc_int.h"
 
-#define DEFAULT_MAX_RECV     (1536 * 1024 + 512 * 1024)
-#define DEFAULT_MAX_STREAMS  1000
-#define DEFAULT_HIGH_WATER   (256 * 1024)
-#define DEFAULT_CONN_INBOUND (64u * 1024 * 1024)
-#define DEFAULT_MAX_CONNS    10000
-#define STREAM_WINDOW        (1024 * 1024)
-#define CONN_WINDOW          (16 * 1024 * 1024)
-#define MAX_HEADER_BYTES     (64 * 1024)
+#define DEFAULT_MAX_RECV      (1536 * 1024 + 512 * 1024)
+#define DEFAULT_MAX_STREAMS   1000
+#define DEFAULT_HIGH_WATER    (256 * 1024)
+#define DEFAULT_CONN_INBOUND  (64u * 1024 * 1024)
+#define DEFAULT_MAX_CONNS     10000
+#define DEFAULT_CONN_OUTBOUND (16u * 1024 * 1024)
+#define STREAM_WINDOW         (1024 * 1024)
+#define CONN_WINDOW           (16 * 1024 * 1024)
+#define MAX_HEADER_BYTES      (64 * 1024)
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
@@ -199,6 +200,7 @@ static void stream_gone(struct h2s *s, int reason)
 	if (conn != NULL) {
 		struct rpc_server *srv = conn_srv(conn);
 		RPC_DLIST_UNLINK(conn->streams, s);
+		h2out_detach(&s->out);
 		if (s->want_writable)
 			conn->nwaiting--;
 		if (conn->h2 != NULL && !conn->closing)
@@ -327,6 +329,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	s->conn = conn;
 	s->id = frame->hd.stream_id;
 	s->h2_open = true;
+	s->out.acct = &conn->queued;
 	grpc_deframer_init(&s->df, srv->cfg.max_recv_msg_size);
 	RPC_DLIST_PUSH(conn->streams, s);
 	nghttp2_session_set_stream_user_data(session, s->id, s);
@@ -430,6 +433,16 @@ static void request_ready(struct h2s *s)
 	if (s->http_error != 0 || s->path == NULL) {
 		s->bad = true;
 		send_http_error(s, s->http_error != 0 ? s->http_error : 400);
+		return;
+	}
+	if (conn->queued > srv->cfg.conn_outbound_limit) {
+		/* The client is not taking its replies: take no new work. */
+		srv->stats.streams_refused++;
+		s->bad = true;
+		s->ended = true;
+		nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, s->id,
+		                          NGHTTP2_REFUSED_STREAM);
+		conn_mark_dirty(conn);
 		return;
 	}
 	struct method *m = find_method(srv, s->path);
@@ -822,6 +835,8 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 		srv->cfg.conn_inbound_limit = DEFAULT_CONN_INBOUND;
 	if (srv->cfg.max_connections == 0)
 		srv->cfg.max_connections = DEFAULT_MAX_CONNS;
+	if (srv->cfg.conn_outbound_limit == 0)
+		srv->cfg.conn_outbound_limit = DEFAULT_CONN_OUTBOUND;
 	if (srv->cfg.max_recv_msg_size > UINT32_MAX)
 		srv->cfg.max_recv_msg_size = UINT32_MAX;
 	int rv = ioctx_init(&srv->ctx, loop);
