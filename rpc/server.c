@@ -757,10 +757,10 @@ static void srv_conn_flushed(struct rpc_conn *conn)
 static void srv_conn_teardown(struct rpc_conn *conn, int reason)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	if (srv->closing && reason != CAIRN_EHTTP2)
-		reason = CAIRN_ECLOSED;
-	else if (reason == CAIRN_ECLOSED)
-		reason = CAIRN_ECONNRESET; /* the peer went away */
+	/* What the owner hears (rpc.h, on_close): we closed it, or it was lost
+	 * (peer went away, I/O or HTTP/2 error: `reason` says which, for logs). */
+	(void)reason;
+	reason = srv->closing ? CAIRN_ECLOSED : CAIRN_ECONNRESET;
 	while (conn->streams != NULL) {
 		struct h2s *s = conn->streams;
 		stream_gone(s, reason);
