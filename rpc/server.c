@@ -83,7 +83,7 @@ struct h2s {
 	struct grpc_deframer df;
 	char *path;
 	char *hdrs; /* "name\0value\0" ... */
-	size_t hdrs_len;
+	size_t hdrs_len, hdrs_cap;
 	uv_timer_t timer;
 	uint64_t timeout_ms;
 	int http_error;
@@ -373,10 +373,18 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		}
 	} else if (namelen > 0 && name[0] != ':' &&
 	           s->hdrs_len + namelen + valuelen + 2 <= MAX_HEADER_BYTES) {
-		char *nh = realloc(s->hdrs, s->hdrs_len + namelen + valuelen + 2);
-		if (nh == NULL)
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		s->hdrs = nh;
+		size_t need = s->hdrs_len + namelen + valuelen + 2;
+		if (need > s->hdrs_cap) {
+			size_t cap = s->hdrs_cap ? s->hdrs_cap : 256;
+			while (cap < need)
+				cap *= 2;
+			char *nb = realloc(s->hdrs, cap);
+			if (nb == NULL)
+				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+			s->hdrs = nb;
+			s->hdrs_cap = cap;
+		}
+		char *nh = s->hdrs;
 		memcpy(nh + s->hdrs_len, name, namelen);
 		nh[s->hdrs_len + namelen] = '\0';
 		memcpy(nh + s->hdrs_len + namelen + 1, value, valuelen);
@@ -758,13 +766,11 @@ static void srv_conn_teardown(struct rpc_conn *conn, int reason)
 {
 	struct rpc_server *srv = conn_srv(conn);
 	/* What the owner hears (rpc.h, on_close): we closed it, or it was lost
-	 * (peer went away, I/O or HTTP/2 error: `reason` says which, for logs). */
+	 * (peer gone, I/O or HTTP/2 error; `reason` tells which, for logs). */
 	(void)reason;
-	reason = srv->closing ? CAIRN_ECLOSED : CAIRN_ECONNRESET;
-	while (conn->streams != NULL) {
-		struct h2s *s = conn->streams;
-		stream_gone(s, reason);
-	}
+	int why = srv->closing ? CAIRN_ECLOSED : CAIRN_ECONNRESET;
+	while (conn->streams != NULL)
+		stream_gone(conn->streams, why);
 	conn->inbound = 0;
 }
 
