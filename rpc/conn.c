@@ -52,12 +52,19 @@ static void flush_conn(struct rpc_conn *conn);
 static void check_cb(uv_check_t *h)
 {
 	struct rpc_ioctx *ctx = h->data;
-	/* Flushing may make other connections dirty (a reply produced in a
-	 * write callback): loop until the list stays empty. */
-	while (ctx->dirty != NULL) {
-		struct rpc_conn *conn = ctx->dirty;
-		ctx->dirty = conn->dirty_next;
+	/* One pass over what is dirty now. A connection made dirty again while
+	 * flushing (a producer woken by on_writable) waits for the next loop
+	 * turn, so one busy connection cannot starve reads and timers. A
+	 * connection closed meanwhile is skipped by flush_conn (its memory
+	 * goes in the close phase, after this callback). */
+	struct rpc_conn *list = ctx->dirty;
+	ctx->dirty = NULL;
+	while (list != NULL) {
+		struct rpc_conn *conn = list;
+		list = conn->dirty_next;
 		conn->dirty_next = NULL;
+		if (!conn->dirty)
+			continue; /* unlinked by conn_close while waiting here */
 		conn->dirty = false;
 		flush_conn(conn);
 	}
@@ -140,6 +147,9 @@ void conn_mark_dirty(struct rpc_conn *conn)
 	}
 }
 
+/* Takes conn off the dirty list before it closes. If check_cb has already
+ * taken the list it is on, it stays linked there (clearing dirty makes
+ * check_cb skip it; its memory outlives that pass). */
 static void unlink_dirty(struct rpc_conn *conn)
 {
 	if (!conn->dirty)
@@ -147,11 +157,11 @@ static void unlink_dirty(struct rpc_conn *conn)
 	for (struct rpc_conn **pp = &conn->ctx->dirty; *pp != NULL; pp = &(*pp)->dirty_next) {
 		if (*pp == conn) {
 			*pp = conn->dirty_next;
+			conn->dirty_next = NULL;
 			break;
 		}
 	}
 	conn->dirty = false;
-	conn->dirty_next = NULL;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
