@@ -65,7 +65,7 @@
  *
  * HTTP/2 flow control is honoured both ways. Each server stream has a bounded
  * outbound queue: rpc_stream_send() refuses with CAIRN_EAGAIN (queueing
- * nothing) while the queue holds more than stream_high_water bytes, and
+ * nothing) while the queue holds stream_high_water bytes or more, and
  * on_writable runs once the queue has drained below half of it. A client that
  * stops reading fills its TCP window; rpc then stops reading from that
  * connection and stops producing frames for it, so its queues stop draining
@@ -73,7 +73,11 @@
  * without bound nor slow other connections. Inbound, a message larger than
  * max_recv_msg_size is answered with RESOURCE_EXHAUSTED ("grpc: received
  * message larger than max (N vs. M)", as grpc-go/etcd say) and the rest of it
- * discarded. Concurrent streams per connection are capped via SETTINGS.
+ * discarded. Concurrent streams per connection are capped via SETTINGS; a
+ * connection whose queued replies pass conn_outbound_limit (its client grants
+ * no HTTP/2 window) gets REFUSED_STREAM for new streams until they drain.
+ * Keepalive PINGs are answered by nghttp2. Not done: TLS, idle timeouts,
+ * compression (compressed messages are refused with UNIMPLEMENTED).
  */
 #ifndef CAIRN_RPC_H
 #define CAIRN_RPC_H
