@@ -342,23 +342,27 @@ void conn_close(struct rpc_conn *conn, int reason)
 
 /* ---- outbound queue ---- */
 
-int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg)
+/* Queues `len` bytes (or the packed pmsg) after an optional gRPC prefix. */
+static int push(struct h2out *o, bool prefix, const void *msg, size_t len,
+                const ProtobufCMessage *pmsg)
 {
 	if (pmsg != NULL)
 		len = protobuf_c_message_get_packed_size(pmsg);
 	if (len > UINT32_MAX)
 		return CAIRN_ETOOBIG;
-	struct out_chunk *c = malloc(sizeof(*c) + GRPC_FRAME_HDR + len);
+	size_t hdr = prefix ? GRPC_FRAME_HDR : 0;
+	struct out_chunk *c = malloc(sizeof(*c) + hdr + len);
 	if (c == NULL)
 		return CAIRN_ENOMEM;
 	c->next = NULL;
 	c->off = 0;
-	c->len = GRPC_FRAME_HDR + len;
-	grpc_frame_header(c->data, (uint32_t)len);
+	c->len = hdr + len;
+	if (prefix)
+		grpc_frame_header(c->data, (uint32_t)len);
 	if (pmsg != NULL)
-		protobuf_c_message_pack(pmsg, c->data + GRPC_FRAME_HDR);
+		protobuf_c_message_pack(pmsg, c->data + hdr);
 	else if (len > 0)
-		memcpy(c->data + GRPC_FRAME_HDR, msg, len);
+		memcpy(c->data + hdr, msg, len);
 	if (o->tail != NULL)
 		o->tail->next = c;
 	else
@@ -368,6 +372,16 @@ int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMess
 	if (o->acct != NULL)
 		*o->acct += c->len;
 	return 0;
+}
+
+int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg)
+{
+	return push(o, true, msg, len, pmsg);
+}
+
+int h2out_push_raw(struct h2out *o, const void *data, size_t len)
+{
+	return push(o, false, data, len, NULL);
 }
 
 void h2out_detach(struct h2out *o)

@@ -152,7 +152,7 @@ struct rpc_server_stats {
 	uint64_t streams_current; /* open now */
 	uint64_t bytes_received;
 	uint64_t bytes_sent;
-	uint64_t http1_requests;  /* HTTP/1.1 requests answered */
+	uint64_t http1_requests;  /* plain HTTP requests answered (1.1 or 2) */
 	uint64_t protocol_errors; /* connections closed on a protocol error */
 	uint64_t unknown_method;  /* calls answered UNIMPLEMENTED */
 	uint64_t streams_refused; /* over conn_outbound_limit */
@@ -199,9 +199,9 @@ struct rpc_stream_cbs {
 	void (*on_close)(struct rpc_stream *stream, int reason);
 };
 
-/* Answers an HTTP/1.1 GET or HEAD; `method` is "GET" or "HEAD" (others get
- * 405 without a call), `path` includes any query string. HTTP/2 requests
- * that are not gRPC are not passed here (they get 405/415). Fill
+/* Answers a plain HTTP GET or HEAD, over HTTP/1.1 or over HTTP/2 (curl
+ * --http2-prior-knowledge); `method` is "GET" or "HEAD" (others get 405
+ * without a call), `path` includes any query string. Fill
  * `reply`; `body` must stay valid until the next call of this callback or
  * the server is closed (rpc copies it before the callback is called again).
  * Return 0; a non-zero return answers 500. */

@@ -277,6 +277,14 @@ def main():
         check("raw h2 client gets its echo", b"".join(datas) == grpc_msg(b"ok"), datas)
         s.close()
 
+        s = raw_h2(port)
+        get = b"".join(hpack_literal(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/health"), (b":authority", b"x")])
+        s.sendall(frame(H2_HEADERS, END_HEADERS | END_STREAM, 1, get))
+        frames, eof = read_frames(s, stream_ended(1))
+        body = b"".join(f[3] for f in frames if f[0] == H2_DATA and f[2] == 1)
+        check("plain GET /health over HTTP/2", body == b'{"health":"true"}', body)
+        s.close()
+
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(PREFACE[:10])  # half a preface, then nothing
         check("served while a client sits on half a preface", echo(b"p", timeout=3) == b"p")
