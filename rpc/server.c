@@ -912,6 +912,11 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 	return 0;
 }
 
+static void listener_free(uv_handle_t *h)
+{
+	free(h->data);
+}
+
 int rpc_server_listen(struct rpc_server *srv, const char *url, int *port_out)
 {
 	struct rpc_addr addr;
@@ -936,7 +941,7 @@ int rpc_server_listen(struct rpc_server *srv, const char *url, int *port_out)
 		rv = uv_listen(&l->io.s, 1024, on_connection);
 	if (rv != 0) {
 		rpc_log("listen on %s: %s", url, uv_strerror(rv));
-		uv_close(&l->io.h, (uv_close_cb)free);
+		uv_close(&l->io.h, listener_free);
 		return CAIRN_EIO;
 	}
 	if (port_out != NULL) {
