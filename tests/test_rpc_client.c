@@ -405,6 +405,7 @@ static void test_unix_and_ipv6(void **state)
 	assert_int_equal(rpc_server_listen(srv, u, &port), 0);
 	assert_int_equal(port, 0);
 	assert_int_equal(rpc_server_listen(srv, "http://nonsense", NULL), CAIRN_EADDR);
+	assert_int_equal(rpc_server_listen(srv, url, NULL), CAIRN_EIO); /* in use */
 	const char *urls[2] = {u, NULL};
 	char v6[64];
 	if (rpc_server_listen(srv, "http://[::1]:0", &port) == 0) {
