@@ -163,13 +163,19 @@ struct apply_ctx {
 	bool capped; /* refused because a NOSPACE alarm is already up */
 };
 
-/* Fills the top-level header and packs msg into out->resp. */
-static int finish(struct apply_ctx *c, ProtobufCMessage *msg,
-                  Etcdserverpb__ResponseHeader **header_field, int64_t revision)
+/* Gives msg (any etcd response: all have a "header" field) the top-level
+ * header and packs it into out->resp. msg NULL: building it ran out of
+ * memory. */
+static int finish(struct apply_ctx *c, void *msg, int64_t revision)
 {
+	ProtobufCMessage *m = msg;
+	if (!m)
+		return CAIRN_ENOMEM;
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "header");
 	srv_header_to_pb(c->hdr, revision, &c->header);
-	*header_field = &c->header;
-	return srv_conv_pack(msg, &c->out->resp, &c->out->resp_len);
+	*(Etcdserverpb__ResponseHeader **)((uint8_t *)m + f->offset) = &c->header;
+	return srv_conv_pack(m, &c->out->resp, &c->out->resp_len);
 }
 
 static bool txn_has_put(const Etcdserverpb__TxnRequest *t)
@@ -213,10 +219,8 @@ static int apply_put(struct apply_ctx *c, const Etcdserverpb__PutRequest *pb)
 	rc = store_put(c->w, &req, &resp);
 	if (rc)
 		return rc;
-	if (c->want) {
-		Etcdserverpb__PutResponse *m = srv_conv_put_resp(&c->arena, &resp);
-		rc = m ? finish(c, &m->base, &m->header, resp.revision) : CAIRN_ENOMEM;
-	}
+	if (c->want)
+		rc = finish(c, srv_conv_put_resp(&c->arena, &resp), resp.revision);
 	store_put_resp_free(&resp);
 	return rc;
 }
@@ -229,10 +233,8 @@ static int apply_delete(struct apply_ctx *c, const Etcdserverpb__DeleteRangeRequ
 	int rc = store_delete_range(c->w, &req, &resp);
 	if (rc)
 		return rc;
-	if (c->want) {
-		Etcdserverpb__DeleteRangeResponse *m = srv_conv_delete_resp(&c->arena, &resp);
-		rc = m ? finish(c, &m->base, &m->header, resp.revision) : CAIRN_ENOMEM;
-	}
+	if (c->want)
+		rc = finish(c, srv_conv_delete_resp(&c->arena, &resp), resp.revision);
 	store_delete_resp_free(&resp);
 	return rc;
 }
@@ -249,10 +251,8 @@ static int apply_txn(struct apply_ctx *c, const Etcdserverpb__TxnRequest *pb)
 	rc = store_txn(c->w, &req, &resp);
 	if (rc)
 		return rc;
-	if (c->want) {
-		Etcdserverpb__TxnResponse *m = srv_conv_txn_resp(&c->arena, &resp);
-		rc = m ? finish(c, &m->base, &m->header, resp.revision) : CAIRN_ENOMEM;
-	}
+	if (c->want)
+		rc = finish(c, srv_conv_txn_resp(&c->arena, &resp), resp.revision);
 	store_txn_resp_free(&resp);
 	return rc;
 }
@@ -263,7 +263,7 @@ static int apply_compaction(struct apply_ctx *c, const Etcdserverpb__CompactionR
 	if (rc || !c->want)
 		return rc;
 	Etcdserverpb__CompactionResponse m = ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
-	return finish(c, &m.base, &m.header, store_wtxn_revision(c->w));
+	return finish(c, &m, store_wtxn_revision(c->w));
 }
 
 static int apply_lease_grant(struct apply_ctx *c, const Etcdserverpb__LeaseGrantRequest *pb)
@@ -278,7 +278,7 @@ static int apply_lease_grant(struct apply_ctx *c, const Etcdserverpb__LeaseGrant
 	Etcdserverpb__LeaseGrantResponse m = ETCDSERVERPB__LEASE_GRANT_RESPONSE__INIT;
 	m.id = pb->id;
 	m.ttl = pb->ttl;
-	return finish(c, &m.base, &m.header, store_wtxn_revision(c->w));
+	return finish(c, &m, store_wtxn_revision(c->w));
 }
 
 static int apply_lease_revoke(struct apply_ctx *c, const Etcdserverpb__LeaseRevokeRequest *pb)
@@ -288,7 +288,7 @@ static int apply_lease_revoke(struct apply_ctx *c, const Etcdserverpb__LeaseRevo
 	if (rc || !c->want)
 		return rc;
 	Etcdserverpb__LeaseRevokeResponse m = ETCDSERVERPB__LEASE_REVOKE_RESPONSE__INIT;
-	return finish(c, &m.base, &m.header, rev);
+	return finish(c, &m, rev);
 }
 
 /* etcd's alarmStore: GET lists the alarms of a type (all for NONE);
@@ -363,7 +363,7 @@ static int apply_alarm(struct apply_ctx *c, const Etcdserverpb__AlarmRequest *pb
 		m.alarms = ptrs;
 		m.n_alarms = cnt;
 		if (!rc)
-			rc = finish(c, &m.base, &m.header, store_wtxn_revision(c->w));
+			rc = finish(c, &m, store_wtxn_revision(c->w));
 	}
 	free(a);
 	return rc;
