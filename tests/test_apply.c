@@ -730,6 +730,9 @@ static void test_txn_branches_nested(void **state)
 	                 ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN);
 	Etcdserverpb__TxnResponse *in = m->responses[2]->response_txn;
 	assert_true(in->succeeded);
+	assert_non_null(in->header); /* present but empty, as etcd sends it */
+	assert_int_equal(in->header->revision, 0);
+	assert_int_equal(in->responses[0]->response_put->header->revision, 2);
 	assert_int_equal(in->n_responses, 2);
 	/* The nested range sees the txn's earlier put of b. */
 	Etcdserverpb__RangeResponse *rb = in->responses[1]->response_range;
