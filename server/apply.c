@@ -161,6 +161,7 @@ struct apply_ctx {
 	struct srv_arena arena;
 	Etcdserverpb__ResponseHeader header;
 	bool capped; /* refused because a NOSPACE alarm is already up */
+	bool quota;  /* set by capped(): a write the quota applies to */
 };
 
 /* Gives msg (any etcd response: all have a "header" field) the top-level
@@ -195,7 +196,9 @@ static bool txn_has_put(const Etcdserverpb__TxnRequest *t)
 	return false;
 }
 
-/* CAIRN_ENOSPACE when a NOSPACE alarm is up (0 otherwise), or a fatal code. */
+/* For the writes etcd's quota applies to (put, txn with a put, lease
+ * grant): CAIRN_ENOSPACE when a NOSPACE alarm is up (0 otherwise), or a
+ * fatal code. */
 static int capped(struct apply_ctx *c)
 {
 	struct srv_alarm *a;
@@ -203,6 +206,7 @@ static int capped(struct apply_ctx *c)
 	int rc = alarms_get_w(c->w, &a, &n);
 	if (rc)
 		return rc;
+	c->quota = true;
 	c->capped = nospace_active(a, n);
 	free(a);
 	return c->capped ? CAIRN_ENOSPACE : 0;
@@ -420,9 +424,10 @@ int srv_apply_entry(struct store_wtxn *w, const struct srv_header *hdr, const ui
 	if (fatal(rc))
 		return rc;
 	out->err = rc;
-	/* Only a write the store refused for quota raises the alarm; one
-	 * refused because the alarm is already up must not re-propose it. */
-	out->nospace = rc == CAIRN_ENOSPACE && !c.capped;
+	/* Only a quota-checked write the store refused for space raises the
+	 * alarm: not one refused because the alarm is already up, nor an alarm
+	 * record that did not fit (that would loop proposing the alarm). */
+	out->nospace = rc == CAIRN_ENOSPACE && c.quota && !c.capped;
 	return 0;
 }
 

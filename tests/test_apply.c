@@ -313,6 +313,25 @@ static void test_grpc_error_messages(void **state)
 	expect_grpc(-12345, RPC_UNKNOWN, "unknown error");
 }
 
+static void test_kv_and_header_to_pb(void **state)
+{
+	(void)state;
+	struct store_kv kv = {B("key"), 3, B("value"), 5, 4, 9, 2, 77};
+	Mvccpb__KeyValue pb;
+	srv_kv_to_pb(&kv, &pb);
+	assert_ptr_equal(pb.key.data, kv.key); /* borrowed, not copied */
+	assert_bytes(pb.key, "key");
+	assert_bytes(pb.value, "value");
+	assert_int_equal(pb.create_revision, 4);
+	assert_int_equal(pb.mod_revision, 9);
+	assert_int_equal(pb.version, 2);
+	assert_int_equal(pb.lease, 77);
+	Etcdserverpb__ResponseHeader h;
+	srv_header_to_pb(&H, 123, &h);
+	check_header(&h, 123);
+	assert_int_equal(etcdserverpb__response_header__get_packed_size(&h) > 0, 1);
+}
+
 static void test_check_single_requests(void **state)
 {
 	(void)state;
@@ -1138,6 +1157,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_grpc_error_messages),
+	    cmocka_unit_test(test_kv_and_header_to_pb),
 	    cmocka_unit_test(test_check_single_requests),
 	    cmocka_unit_test(test_check_txn_ops),
 	    cmocka_unit_test(test_check_txn_duplicate_keys),
