@@ -161,15 +161,22 @@ struct apply_ctx {
 	struct srv_arena arena;
 	Etcdserverpb__ResponseHeader header;
 	bool capped; /* refused because a NOSPACE alarm is already up */
+	bool quota;  /* set by capped(): a write the quota applies to */
 };
 
-/* Fills the top-level header and packs msg into out->resp. */
-static int finish(struct apply_ctx *c, ProtobufCMessage *msg,
-                  Etcdserverpb__ResponseHeader **header_field, int64_t revision)
+/* Gives msg (any etcd response: all have a "header" field) the top-level
+ * header and packs it into out->resp. msg NULL: building it ran out of
+ * memory. */
+static int finish(struct apply_ctx *c, void *msg, int64_t revision)
 {
+	ProtobufCMessage *m = msg;
+	if (!m)
+		return CAIRN_ENOMEM;
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "header");
 	srv_header_to_pb(c->hdr, revision, &c->header);
-	*header_field = &c->header;
-	return srv_conv_pack(msg, &c->out->resp, &c->out->resp_len);
+	*(Etcdserverpb__ResponseHeader **)((uint8_t *)m + f->offset) = &c->header;
+	return srv_conv_pack(m, &c->out->resp, &c->out->resp_len);
 }
 
 static bool txn_has_put(const Etcdserverpb__TxnRequest *t)
@@ -189,7 +196,9 @@ static bool txn_has_put(const Etcdserverpb__TxnRequest *t)
 	return false;
 }
 
-/* CAIRN_ENOSPACE when a NOSPACE alarm is up (0 otherwise), or a fatal code. */
+/* For the writes etcd's quota applies to (put, txn with a put, lease
+ * grant): CAIRN_ENOSPACE when a NOSPACE alarm is up (0 otherwise), or a
+ * fatal code. */
 static int capped(struct apply_ctx *c)
 {
 	struct srv_alarm *a;
@@ -197,6 +206,7 @@ static int capped(struct apply_ctx *c)
 	int rc = alarms_get_w(c->w, &a, &n);
 	if (rc)
 		return rc;
+	c->quota = true;
 	c->capped = nospace_active(a, n);
 	free(a);
 	return c->capped ? CAIRN_ENOSPACE : 0;
@@ -213,10 +223,8 @@ static int apply_put(struct apply_ctx *c, const Etcdserverpb__PutRequest *pb)
 	rc = store_put(c->w, &req, &resp);
 	if (rc)
 		return rc;
-	if (c->want) {
-		Etcdserverpb__PutResponse *m = srv_conv_put_resp(&c->arena, &resp);
-		rc = m ? finish(c, &m->base, &m->header, resp.revision) : CAIRN_ENOMEM;
-	}
+	if (c->want)
+		rc = finish(c, srv_conv_put_resp(&c->arena, &resp), resp.revision);
 	store_put_resp_free(&resp);
 	return rc;
 }
@@ -229,10 +237,8 @@ static int apply_delete(struct apply_ctx *c, const Etcdserverpb__DeleteRangeRequ
 	int rc = store_delete_range(c->w, &req, &resp);
 	if (rc)
 		return rc;
-	if (c->want) {
-		Etcdserverpb__DeleteRangeResponse *m = srv_conv_delete_resp(&c->arena, &resp);
-		rc = m ? finish(c, &m->base, &m->header, resp.revision) : CAIRN_ENOMEM;
-	}
+	if (c->want)
+		rc = finish(c, srv_conv_delete_resp(&c->arena, &resp), resp.revision);
 	store_delete_resp_free(&resp);
 	return rc;
 }
@@ -249,10 +255,8 @@ static int apply_txn(struct apply_ctx *c, const Etcdserverpb__TxnRequest *pb)
 	rc = store_txn(c->w, &req, &resp);
 	if (rc)
 		return rc;
-	if (c->want) {
-		Etcdserverpb__TxnResponse *m = srv_conv_txn_resp(&c->arena, &resp);
-		rc = m ? finish(c, &m->base, &m->header, resp.revision) : CAIRN_ENOMEM;
-	}
+	if (c->want)
+		rc = finish(c, srv_conv_txn_resp(&c->arena, &resp), resp.revision);
 	store_txn_resp_free(&resp);
 	return rc;
 }
@@ -263,7 +267,7 @@ static int apply_compaction(struct apply_ctx *c, const Etcdserverpb__CompactionR
 	if (rc || !c->want)
 		return rc;
 	Etcdserverpb__CompactionResponse m = ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
-	return finish(c, &m.base, &m.header, store_wtxn_revision(c->w));
+	return finish(c, &m, store_wtxn_revision(c->w));
 }
 
 static int apply_lease_grant(struct apply_ctx *c, const Etcdserverpb__LeaseGrantRequest *pb)
@@ -278,7 +282,7 @@ static int apply_lease_grant(struct apply_ctx *c, const Etcdserverpb__LeaseGrant
 	Etcdserverpb__LeaseGrantResponse m = ETCDSERVERPB__LEASE_GRANT_RESPONSE__INIT;
 	m.id = pb->id;
 	m.ttl = pb->ttl;
-	return finish(c, &m.base, &m.header, store_wtxn_revision(c->w));
+	return finish(c, &m, store_wtxn_revision(c->w));
 }
 
 static int apply_lease_revoke(struct apply_ctx *c, const Etcdserverpb__LeaseRevokeRequest *pb)
@@ -288,7 +292,7 @@ static int apply_lease_revoke(struct apply_ctx *c, const Etcdserverpb__LeaseRevo
 	if (rc || !c->want)
 		return rc;
 	Etcdserverpb__LeaseRevokeResponse m = ETCDSERVERPB__LEASE_REVOKE_RESPONSE__INIT;
-	return finish(c, &m.base, &m.header, rev);
+	return finish(c, &m, rev);
 }
 
 /* etcd's alarmStore: GET lists the alarms of a type (all for NONE);
@@ -363,7 +367,7 @@ static int apply_alarm(struct apply_ctx *c, const Etcdserverpb__AlarmRequest *pb
 		m.alarms = ptrs;
 		m.n_alarms = cnt;
 		if (!rc)
-			rc = finish(c, &m.base, &m.header, store_wtxn_revision(c->w));
+			rc = finish(c, &m, store_wtxn_revision(c->w));
 	}
 	free(a);
 	return rc;
@@ -420,9 +424,10 @@ int srv_apply_entry(struct store_wtxn *w, const struct srv_header *hdr, const ui
 	if (fatal(rc))
 		return rc;
 	out->err = rc;
-	/* Only a write the store refused for quota raises the alarm; one
-	 * refused because the alarm is already up must not re-propose it. */
-	out->nospace = rc == CAIRN_ENOSPACE && !c.capped;
+	/* Only a quota-checked write the store refused for space raises the
+	 * alarm: not one refused because the alarm is already up, nor an alarm
+	 * record that did not fit (that would loop proposing the alarm). */
+	out->nospace = rc == CAIRN_ENOSPACE && c.quota && !c.capped;
 	return 0;
 }
 

@@ -43,8 +43,8 @@ int srv_conv_txn_req(struct srv_arena *a, const Etcdserverpb__TxnRequest *pb,
 /* ---- store response -> protobuf response (borrowing the store's bytes) ---- */
 
 /* Nested responses (ops of a txn) carry a header with only the revision, as
- * etcd's do; top-level ones get the full header from the caller. NULL on
- * ENOMEM. */
+ * etcd's do (an empty one for a nested txn); top-level ones get the full
+ * header from the caller. NULL on ENOMEM. */
 Etcdserverpb__RangeResponse *srv_conv_range_resp(struct srv_arena *a,
                                                  const struct store_range_resp *r);
 Etcdserverpb__PutResponse *srv_conv_put_resp(struct srv_arena *a, const struct store_put_resp *r);

@@ -293,6 +293,8 @@ static int put_ent_cmp(const void *a, const void *b)
  * sees a set. */
 static int dedup_puts(struct ivals *v)
 {
+	if (v->n_puts == 0)
+		return 0; /* qsort(NULL, 0) is undefined */
 	qsort(v->puts, v->n_puts, sizeof(*v->puts), put_ent_cmp);
 	size_t j = 0;
 	for (size_t i = 0; i < v->n_puts;) {

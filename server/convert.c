@@ -361,7 +361,9 @@ Etcdserverpb__TxnResponse *srv_conv_txn_resp(struct srv_arena *a, const struct s
 	if (!pb || !ptrs || !ops)
 		return NULL;
 	*pb = (Etcdserverpb__TxnResponse)ETCDSERVERPB__TXN_RESPONSE__INIT;
-	pb->header = nested_header(a, r->revision);
+	/* etcd leaves a nested txn's header empty (revision 0; checked against
+	 * etcd 3.4.23); the top-level one is overwritten by the caller. */
+	pb->header = nested_header(a, 0);
 	if (!pb->header)
 		return NULL;
 	for (size_t i = 0; i < r->n_responses; i++) {
