@@ -7,3 +7,14 @@ $(BUILD)/libraft.a: $(RAFT_OBJS)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 LIBS_ALL += $(BUILD)/libraft.a
+
+# Tests: unit tests, the simulator (tests/raft_sim.c) and its drivers.
+RAFT_SIM_OBJ := $(BUILD)/tests/raft_sim.o
+$(BUILD)/tests/bin/test_raft_sim: $(BUILD)/tests/test_raft_sim.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_raft_sim
+
+# make soak-raft SECONDS=N: randomized simulator runs for N seconds.
+.PHONY: soak-raft bench-raft
+SECONDS ?= 60
+soak-raft: $(BUILD)/tests/bin/test_raft_sim
+	RAFT_SECONDS=$(SECONDS) $(BUILD)/tests/bin/test_raft_sim

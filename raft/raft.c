@@ -1105,6 +1105,14 @@ static void handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 	pr->paused = false;
 	if (m->ctx > pr->read_ack)
 		pr->read_ack = m->ctx;
+	/* The follower is alive; AppendEntries filling the window may have
+	 * been lost: free one slot so the pipeline probes again (etcd does the
+	 * same, Inflights.FreeFirstOne). */
+	if (pr->state == PR_REPLICATE && infl_full(r, pr) && pr->infl_count) {
+		pr->infl_total -= pr->infl_bytes[pr->infl_start];
+		pr->infl_start = (pr->infl_start + 1) % r->cfg.max_inflight;
+		pr->infl_count--;
+	}
 	if (pr->match < last_index(r) || pr->state == PR_PROBE)
 		send_append(r, pr, false);
 	release_reads(r);

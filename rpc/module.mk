@@ -10,3 +10,4 @@ LIBS_ALL += $(BUILD)/librpc.a
 $(BUILD)/tests/bin/rpc_echo_server: $(BUILD)/tests/rpc_echo_server.o $(BUILD)/librpc.a \
 	$(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 BINS += $(BUILD)/tests/bin/rpc_echo_server
+TEST_SCRIPTS += tests/test_rpc_grpc.py

@@ -402,8 +402,6 @@ int store_open(const struct store_config *cfg, struct store **out)
 	    cfg->max_request_bytes ? cfg->max_request_bytes : STORE_DEFAULT_MAX_REQUEST;
 	s->max_txn_ops = cfg->max_txn_ops ? cfg->max_txn_ops : STORE_DEFAULT_MAX_TXN_OPS;
 	uint64_t map = cfg->map_size ? cfg->map_size : STORE_DEFAULT_MAP_SIZE;
-	if (map < s->quota)
-		map = s->quota + (s->quota >> 3);
 	char path[PATH_MAX];
 	int rc;
 

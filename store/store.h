@@ -109,7 +109,8 @@ struct store_mem; /* response memory, internal */
 
 struct store_config {
 	const char *dir;          /* data directory; created if missing (not read_only) */
-	uint64_t map_size;        /* LMDB map size in bytes; 0 = default */
+	uint64_t map_size;        /* LMDB map size; 0 = default. Keep it above the quota
+	                           plus the raft log: a full map is CAIRN_ENOSPACE too */
 	uint64_t quota_bytes;     /* store data limit -> CAIRN_ENOSPACE; 0 = default */
 	size_t max_request_bytes; /* key+value of a put, sum over a txn; 0 = default */
 	unsigned max_txn_ops;     /* ops per txn level; 0 = default */

@@ -1,0 +1,312 @@
+/*
+ * test_raft_sim.c — randomized runs of the raft simulator (tests/raft_sim.h).
+ *
+ * Each seed builds a 3- or 5-member cluster with its own network weather
+ * (drop, duplicate, delay, storage latency) and runs RAFT_STEPS ticks of
+ * chaos: proposals, linearizable reads, crashes and restarts (losing
+ * unpersisted writes), partitions (isolation, splits, one-way and partial
+ * cuts), membership changes (add learner, promote, remove), leader
+ * transfers and log compaction. Every event is checked against the safety
+ * invariants. Then the network heals and every member restarts: a leader
+ * must be elected within 10 election timeouts (liveness; the ratio over all
+ * seeds must be >= 99.9%) and a proposal must then commit.
+ *
+ * Environment:
+ *   RAFT_SEED=s      run only seed s with RAFT_NODES members (default 3),
+ *                    printing the trace when RAFT_TRACE=1
+ *   RAFT_SEEDS=n     seeds per cluster size (default 1000)
+ *   RAFT_STEPS=n     ticks per seed (default 2000)
+ *   RAFT_SECONDS=n   soak: keep running new seeds for n seconds
+ * A failing seed prints the command that replays it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tests/raft_sim.h"
+
+struct totals {
+	unsigned long seeds, steps, live_ok, live_fail, max_live_ticks;
+	unsigned long long raft_steps, msgs, commits, reads, snapshots, confs;
+};
+
+static uint64_t pick_up(struct sim *s)
+{
+	uint64_t c[SIM_MAX_NODES];
+	unsigned n = 0;
+	for (unsigned i = 1; i <= s->n_nodes; i++)
+		if (s->nodes[i].state == SIM_UP)
+			c[n++] = i;
+	return n ? c[sim_rand(s) % n] : 0;
+}
+
+static void partition(struct sim *s)
+{
+	unsigned nn = s->n_nodes;
+	uint64_t a = 1 + sim_rand(s) % nn, b = 1 + sim_rand(s) % nn;
+	switch (sim_rand(s) % 4) {
+	case 0: /* isolate one member */
+		for (unsigned i = 1; i <= nn; i++) {
+			sim_cut(s, a, i, true);
+			sim_cut(s, i, a, true);
+		}
+		break;
+	case 1: /* split in two groups */
+		for (unsigned i = 1; i <= nn; i++)
+			for (unsigned j = 1; j <= nn; j++) {
+				bool gi = (sim_rand(s) & 1) != 0;
+				(void)gi;
+			}
+		{
+			uint64_t mask = sim_rand(s);
+			for (unsigned i = 1; i <= nn; i++)
+				for (unsigned j = 1; j <= nn; j++)
+					if (((mask >> i) & 1) != ((mask >> j) & 1))
+						sim_cut(s, i, j, true);
+		}
+		break;
+	case 2: /* one-way cut */
+		if (a != b)
+			sim_cut(s, a, b, true);
+		break;
+	default: /* partial: a and b cannot talk, both reach the others */
+		if (a != b) {
+			sim_cut(s, a, b, true);
+			sim_cut(s, b, a, true);
+		}
+	}
+}
+
+static void conf_change(struct sim *s, uint64_t leader)
+{
+	struct raft_status st;
+	raft_get_status(s->nodes[leader].r, &st);
+	unsigned n0 = s->o.n;
+	unsigned r = (unsigned)(sim_rand(s) % 3);
+	if (r == 0 && st.conf.n_learners) {
+		sim_conf_change(s, leader, RAFT_CC_PROMOTE, st.conf.learners[0]);
+	} else if (r == 1 && st.conf.n_voters + st.conf.n_learners < n0 + 2 &&
+	           s->n_nodes < SIM_MAX_NODES) {
+		uint64_t id = sim_add_node(s);
+		if (id)
+			sim_conf_change(s, leader, RAFT_CC_ADD_LEARNER, id);
+	} else if (st.conf.n_voters > n0 - 1 || st.conf.n_learners) {
+		uint64_t victim;
+		if (st.conf.n_learners && (sim_rand(s) & 1))
+			victim = st.conf.learners[0];
+		else if (st.conf.n_voters > n0 - 1)
+			victim = st.conf.voters[sim_rand(s) % st.conf.n_voters];
+		else
+			return;
+		sim_conf_change(s, leader, RAFT_CC_REMOVE, victim);
+	}
+}
+
+/* Members whose removal the leader has applied stop for good (etcd stops a
+ * removed member the same way). */
+static void reap_removed(struct sim *s)
+{
+	uint64_t l = sim_leader(s);
+	if (!l)
+		return;
+	struct raft_status st;
+	raft_get_status(s->nodes[l].r, &st);
+	for (unsigned i = 1; i <= s->n_nodes; i++) {
+		struct sim_node *n = &s->nodes[i];
+		if (n->state == SIM_GONE || raft_conf_is_voter(&st.conf, i) ||
+		    raft_conf_is_learner(&st.conf, i))
+			continue;
+		/* Only members that were once in it: a member being added is
+		 * not in the configuration yet. */
+		if (!n->original && n->sm_applied == 0)
+			continue;
+		if (i <= s->o.n || n->sm_applied) {
+			sim_crash(s, i);
+			n->state = SIM_GONE;
+		}
+	}
+}
+
+static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, struct totals *t)
+{
+	struct sim s;
+	struct sim_opts o = {.n = nodes, .seed = seed, .trace = tr};
+	/* Per-seed weather, from the seed itself. */
+	uint64_t w = seed * 0x9E3779B97F4A7C15ULL + nodes;
+	w ^= w >> 29;
+	o.drop = (double)(w % 11) / 100.0;
+	o.dup = (double)((w >> 8) % 6) / 100.0;
+	o.max_delay = (unsigned)((w >> 16) % 4);
+	o.max_persist_delay = (unsigned)((w >> 20) % 3);
+	o.compact_threshold = 16 + (unsigned)((w >> 24) % 32);
+	o.pre_vote = ((w >> 32) % 8) != 0;
+	o.check_quorum = ((w >> 36) % 8) != 0;
+	int rc = sim_init(&s, &o);
+	for (unsigned step = 0; rc == 0 && step < steps; step++) {
+		double p = sim_frand(&s);
+		uint64_t l = sim_leader(&s);
+		uint64_t any = pick_up(&s);
+		if (p < 0.35) {
+			if (l)
+				sim_propose(&s, l, NULL, 0);
+		} else if (p < 0.40) {
+			if (any)
+				sim_propose(&s, any, NULL, 0); /* usually ENOTLEADER */
+		} else if (p < 0.45) {
+			if (any)
+				sim_read(&s, any);
+		} else if (p < 0.455) {
+			if (any)
+				sim_crash(&s, any);
+		} else if (p < 0.48) {
+			for (unsigned i = 1; i <= s.n_nodes; i++)
+				if (s.nodes[i].state == SIM_DOWN) {
+					sim_restart(&s, i);
+					break;
+				}
+		} else if (p < 0.49) {
+			partition(&s);
+		} else if (p < 0.505) {
+			sim_heal(&s);
+		} else if (p < 0.515) {
+			if (l)
+				conf_change(&s, l);
+		} else if (p < 0.52) {
+			if (l) {
+				struct raft_status st;
+				raft_get_status(s.nodes[l].r, &st);
+				struct raft_event ev = {.type = RAFT_EVENT_TRANSFER};
+				ev.transfer.to = st.conf.voters[sim_rand(&s) % st.conf.n_voters];
+				sim_step(&s, l, &ev);
+			}
+		}
+		reap_removed(&s);
+		if (s.failed || sim_tick(&s))
+			rc = -1;
+	}
+	/* Liveness: heal everything, restart everyone. */
+	unsigned live_ticks = 0;
+	bool live = false;
+	if (rc == 0) {
+		sim_heal(&s);
+		s.o.drop = s.o.dup = 0;
+		for (unsigned i = 1; i <= s.n_nodes; i++)
+			if (s.nodes[i].state == SIM_DOWN)
+				sim_restart(&s, i);
+		unsigned limit = 10 * s.o.election_ticks;
+		for (live_ticks = 0; live_ticks <= limit && rc == 0; live_ticks++) {
+			if (sim_has_stable_leader(&s)) {
+				live = true;
+				break;
+			}
+			if (sim_tick(&s))
+				rc = -1;
+		}
+		if (live) {
+			/* ...and it makes progress: a proposal commits. */
+			uint64_t l = sim_leader(&s);
+			uint64_t before = s.n_commits;
+			for (unsigned k = 0; k < 20 * s.o.election_ticks && rc == 0; k++) {
+				l = sim_leader(&s);
+				if (l && k % 5 == 0)
+					sim_propose(&s, l, NULL, 0);
+				if (sim_tick(&s))
+					rc = -1;
+				if (s.n_commits > before + 1)
+					break;
+			}
+			if (rc == 0 && s.n_commits <= before + 1) {
+				snprintf(s.err, sizeof(s.err), "no progress after heal");
+				rc = -1;
+			}
+		}
+	}
+	if (rc == 0) {
+		if (live)
+			t->live_ok++;
+		else
+			t->live_fail++;
+		if (live && live_ticks > t->max_live_ticks)
+			t->max_live_ticks = live_ticks;
+	}
+	t->seeds++;
+	t->steps += steps;
+	t->raft_steps += s.n_steps;
+	t->msgs += s.n_msgs;
+	t->commits += s.n_commits;
+	t->reads += s.n_reads_ok;
+	t->snapshots += s.n_snapshots;
+	t->confs += s.n_conf;
+	if (rc) {
+		fprintf(stderr,
+		        "FAIL seed %llu (%u members): %s\n  replay: RAFT_SEED=%llu RAFT_NODES=%u "
+		        "RAFT_STEPS=%u RAFT_TRACE=1 %s\n",
+		        (unsigned long long)seed, nodes, s.err, (unsigned long long)seed, nodes,
+		        steps,
+		        getenv("RAFT_BIN") ? getenv("RAFT_BIN") : "build/tests/bin/test_raft_sim");
+	} else if (!live && !tr) {
+		fprintf(stderr,
+		        "no leader within 10 election timeouts after heal: seed %llu (%u)\n",
+		        (unsigned long long)seed, nodes);
+	}
+	sim_fini(&s);
+	return rc;
+}
+
+static unsigned long env_ul(const char *name, unsigned long def)
+{
+	const char *v = getenv(name);
+	return v && *v ? strtoul(v, NULL, 10) : def;
+}
+
+int main(void)
+{
+	unsigned steps = (unsigned)env_ul("RAFT_STEPS", 2000);
+	struct totals t = {0};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (getenv("RAFT_SEED")) {
+		uint64_t seed = env_ul("RAFT_SEED", 1);
+		unsigned nodes = (unsigned)env_ul("RAFT_NODES", 3);
+		FILE *tr = env_ul("RAFT_TRACE", 0) ? stdout : NULL;
+		int rc = run_seed(nodes, seed, steps, tr, &t);
+		printf("seed %llu: %s, leader after heal: %s\n", (unsigned long long)seed,
+		       rc ? "FAILED" : "ok", t.live_ok ? "yes" : "no");
+		return rc ? 1 : 0;
+	}
+	unsigned long seeds = env_ul("RAFT_SEEDS", 1000);
+	unsigned long secs = env_ul("RAFT_SECONDS", 0);
+	uint64_t base = env_ul("RAFT_SEED_BASE", 1);
+	int failures = 0;
+	static const unsigned sizes[] = {3, 5};
+	for (uint64_t k = 0;; k++) {
+		if (secs) {
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			if ((unsigned long)(t1.tv_sec - t0.tv_sec) >= secs)
+				break;
+		} else if (k >= seeds) {
+			break;
+		}
+		for (unsigned z = 0; z < 2; z++)
+			if (run_seed(sizes[z], base + k, steps, NULL, &t))
+				failures++;
+		if (failures >= 5)
+			break;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	unsigned long lt = t.live_ok + t.live_fail;
+	double ratio = lt ? (double)t.live_ok / (double)lt : 0;
+	printf("raft sim: %lu seeds (3 and 5 members) x %u steps = %lu ticks in %.1fs; "
+	       "%llu core steps, %llu messages, %llu entries committed, %llu reads, %llu "
+	       "snapshots installed, %llu conf changes proposed\n",
+	       t.seeds, steps, t.steps, el, t.raft_steps, t.msgs, t.commits, t.reads, t.snapshots,
+	       t.confs);
+	printf("liveness: leader within 10 election timeouts after heal in %lu/%lu seeds "
+	       "(%.2f%%), slowest %lu ticks\n",
+	       t.live_ok, lt, 100.0 * ratio, t.max_live_ticks);
+	if (failures)
+		printf("%d seeds FAILED\n", failures);
+	return failures || ratio < 0.999 ? 1 : 0;
+}
