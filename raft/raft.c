@@ -1353,6 +1353,7 @@ static int apply_to(struct raft *r, uint64_t index)
 		r->conf_index = i;
 		if (r->role == RAFT_LEADER) {
 			sync_progress(r);
+			bcast_append(r); /* new members learn of us now */
 			if (r->transferee && !raft_conf_is_voter(&r->conf, r->transferee))
 				r->transferee = RAFT_NONE;
 		}

@@ -86,8 +86,10 @@ int ioctx_init(struct rpc_ioctx *ctx, uv_loop_t *loop)
 	}
 	uv_check_init(loop, &ctx->check);
 	uv_idle_init(loop, &ctx->idle);
+	uv_timer_init(loop, &ctx->timer);
 	ctx->check.data = ctx;
 	ctx->idle.data = ctx;
+	ctx->timer.data = ctx;
 	return 0;
 }
 
@@ -106,9 +108,12 @@ static void ioctx_handle_closed(uv_handle_t *h)
 
 void ioctx_close(struct rpc_ioctx *ctx)
 {
-	ctx->handles = 2;
+	if (ctx->handles > 0)
+		return;
+	ctx->handles = 3;
 	uv_close((uv_handle_t *)&ctx->check, ioctx_handle_closed);
 	uv_close((uv_handle_t *)&ctx->idle, ioctx_handle_closed);
+	uv_close((uv_handle_t *)&ctx->timer, ioctx_handle_closed);
 }
 
 /* ---- connections ---- */
@@ -350,11 +355,21 @@ int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMess
 		o->head = c;
 	o->tail = c;
 	o->bytes += c->len;
+	if (o->acct != NULL)
+		*o->acct += c->len;
 	return 0;
+}
+
+void h2out_detach(struct h2out *o)
+{
+	if (o->acct != NULL)
+		*o->acct -= o->bytes;
+	o->acct = NULL;
 }
 
 void h2out_free(struct h2out *o)
 {
+	h2out_detach(o);
 	struct out_chunk *c = o->head;
 	while (c != NULL) {
 		struct out_chunk *n = c->next;
@@ -412,6 +427,8 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 		}
 	}
 	o->bytes -= n;
+	if (o->acct != NULL)
+		*o->acct -= n;
 	if (o->head == NULL && o->fin) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (o->trailers) {

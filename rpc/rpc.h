@@ -133,6 +133,10 @@ struct rpc_server_config {
 	size_t conn_inbound_limit;
 	/* Open connections; further accepts are closed at once. 0 = 10000. */
 	uint32_t max_connections;
+	/* Reply bytes one connection may have queued (a client that does not
+	 * grant HTTP/2 window); beyond it new streams are refused with
+	 * REFUSED_STREAM, which gRPC clients retry. 0 = 16 MiB. */
+	size_t conn_outbound_limit;
 };
 
 /* Metrics of the whole server (monotonic counters and current gauges). */
@@ -147,6 +151,7 @@ struct rpc_server_stats {
 	uint64_t http1_requests;  /* HTTP/1.1 requests answered */
 	uint64_t protocol_errors; /* connections closed on a protocol error */
 	uint64_t unknown_method;  /* calls answered UNIMPLEMENTED */
+	uint64_t streams_refused; /* over conn_outbound_limit */
 };
 
 /* Per registered method, for grpc_server_started_total/handled_total and
@@ -160,9 +165,10 @@ struct rpc_method_stats {
 	uint64_t msg_sent;
 };
 
-/* Called with the request of a unary method. `req` is valid until the
- * callback returns. The owner ends `call` exactly once, now or later (see
- * OWNERSHIP above). */
+/* Called with the request of a unary method, as soon as its one message is
+ * complete (possibly before the client's END_STREAM). `req` is valid until
+ * the callback returns. The owner ends `call` exactly once, now or later
+ * (see OWNERSHIP above). */
 typedef void (*rpc_unary_cb)(struct rpc_call *call, const uint8_t *req, size_t len, void *userdata);
 
 /* Callbacks of a streaming method (client-, server- or bidi-streaming: the
@@ -182,12 +188,16 @@ struct rpc_stream_cbs {
 	/* Last event; the stream is freed when this returns. `reason` is 0 when
 	 * the owner's rpc_stream_close() was delivered, CAIRN_ECANCELED when the
 	 * client reset or cancelled, CAIRN_ETIMEOUT when its grpc-timeout
-	 * passed (DEADLINE_EXCEEDED was sent), CAIRN_ECONNRESET when the
-	 * connection was lost, CAIRN_ECLOSED when the server closed it. */
+	 * passed (DEADLINE_EXCEEDED was sent), CAIRN_EPROTO when the client
+	 * broke the protocol on it (oversized or compressed message: the status
+	 * was sent), CAIRN_ECONNRESET when the connection was lost or was
+	 * closed on an HTTP/2 error, CAIRN_ECLOSED when the server closed it. */
 	void (*on_close)(struct rpc_stream *stream, int reason);
 };
 
-/* Answers an HTTP/1.1 GET or HEAD (path includes any query string). Fill
+/* Answers an HTTP/1.1 GET or HEAD; `method` is "GET" or "HEAD" (others get
+ * 405 without a call), `path` includes any query string. HTTP/2 requests
+ * that are not gRPC are not passed here (they get 405/415). Fill
  * `reply`; `body` must stay valid until the next call of this callback or
  * the server is closed (rpc copies it before the callback is called again).
  * Return 0; a non-zero return answers 500. */
@@ -243,7 +253,8 @@ void rpc_server_foreach_method(const struct rpc_server *srv,
  * ends the call. Returns 0 also when the call was cancelled (nothing is sent);
  * the call is freed in every case, even on error. */
 int rpc_call_reply(struct rpc_call *call, const void *msg, size_t len);
-/* The same, packing a protobuf-c message straight into the outbound buffer. */
+/* The same, packing a protobuf-c message straight into the queued frame
+ * buffer (one allocation, no intermediate copy). */
 int rpc_call_reply_msg(struct rpc_call *call, const ProtobufCMessage *msg);
 /* Ends the call with a non-OK status and a message (UTF-8, may be NULL;
  * percent-encoded on the wire). Frees the call. */

@@ -30,14 +30,15 @@
 #include "rpc/http1.h"
 #include "rpc/rpc_int.h"
 
-#define DEFAULT_MAX_RECV     (1536 * 1024 + 512 * 1024)
-#define DEFAULT_MAX_STREAMS  1000
-#define DEFAULT_HIGH_WATER   (256 * 1024)
-#define DEFAULT_CONN_INBOUND (64u * 1024 * 1024)
-#define DEFAULT_MAX_CONNS    10000
-#define STREAM_WINDOW        (1024 * 1024)
-#define CONN_WINDOW          (16 * 1024 * 1024)
-#define MAX_HEADER_BYTES     (64 * 1024)
+#define DEFAULT_MAX_RECV      (1536 * 1024 + 512 * 1024)
+#define DEFAULT_MAX_STREAMS   1000
+#define DEFAULT_HIGH_WATER    (256 * 1024)
+#define DEFAULT_CONN_INBOUND  (64u * 1024 * 1024)
+#define DEFAULT_MAX_CONNS     10000
+#define DEFAULT_CONN_OUTBOUND (16u * 1024 * 1024)
+#define STREAM_WINDOW         (1024 * 1024)
+#define CONN_WINDOW           (16 * 1024 * 1024)
+#define MAX_HEADER_BYTES      (64 * 1024)
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
@@ -52,12 +53,7 @@ struct method {
 };
 
 struct listener {
-	union {
-		uv_handle_t h;
-		uv_stream_t s;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} io;
+	union rpc_io io;
 	struct rpc_server *srv;
 	struct listener *next;
 };
@@ -73,10 +69,8 @@ struct rpc_server {
 	struct rpc_server_stats stats;
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt;
-	uv_timer_t grace;
 	bool closing;
 	int open_listeners;
-	bool grace_closed;
 	rpc_server_close_cb close_cb;
 	void *close_arg;
 };
@@ -205,12 +199,8 @@ static void stream_gone(struct h2s *s, int reason)
 	struct rpc_conn *conn = s->conn;
 	if (conn != NULL) {
 		struct rpc_server *srv = conn_srv(conn);
-		if (s->prev != NULL)
-			s->prev->next = s->next;
-		else
-			conn->streams = s->next;
-		if (s->next != NULL)
-			s->next->prev = s->prev;
+		RPC_DLIST_UNLINK(conn->streams, s);
+		h2out_detach(&s->out);
 		if (s->want_writable)
 			conn->nwaiting--;
 		if (conn->h2 != NULL && !conn->closing)
@@ -218,10 +208,11 @@ static void stream_gone(struct h2s *s, int reason)
 		srv->stats.streams_current--;
 	}
 	s->conn = NULL;
-	s->h2_open = false;
 	stop_timer(s);
 	if (s->close_reason != 0)
 		reason = s->close_reason;
+	/* h2_open stays true while the owner's callbacks run, so that ending
+	 * the call inside its cancel callback does not free it under us. */
 	if (s->owner_holds) {
 		if (s->m != NULL && s->m->st.streaming) {
 			struct method *m = s->m;
@@ -231,10 +222,11 @@ static void stream_gone(struct h2s *s, int reason)
 		} else {
 			mark_cancelled(s);
 			s->m = NULL; /* the server may be freed before the owner replies */
-			if (s->owner_holds)
-				return;
 		}
 	}
+	s->h2_open = false;
+	if (s->owner_holds)
+		return;
 	h2s_free(s);
 }
 
@@ -337,11 +329,9 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	s->conn = conn;
 	s->id = frame->hd.stream_id;
 	s->h2_open = true;
+	s->out.acct = &conn->queued;
 	grpc_deframer_init(&s->df, srv->cfg.max_recv_msg_size);
-	s->next = conn->streams;
-	if (s->next != NULL)
-		s->next->prev = s;
-	conn->streams = s;
+	RPC_DLIST_PUSH(conn->streams, s);
 	nghttp2_session_set_stream_user_data(session, s->id, s);
 	srv->stats.streams_started++;
 	srv->stats.streams_current++;
@@ -443,6 +433,16 @@ static void request_ready(struct h2s *s)
 	if (s->http_error != 0 || s->path == NULL) {
 		s->bad = true;
 		send_http_error(s, s->http_error != 0 ? s->http_error : 400);
+		return;
+	}
+	if (conn->queued > srv->cfg.conn_outbound_limit) {
+		/* The client is not taking its replies: take no new work. */
+		srv->stats.streams_refused++;
+		s->bad = true;
+		s->ended = true;
+		nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, s->id,
+		                          NGHTTP2_REFUSED_STREAM);
+		conn_mark_dirty(conn);
 		return;
 	}
 	struct method *m = find_method(srv, s->path);
@@ -757,10 +757,10 @@ static void srv_conn_flushed(struct rpc_conn *conn)
 static void srv_conn_teardown(struct rpc_conn *conn, int reason)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	if (srv->closing && reason != CAIRN_EHTTP2)
-		reason = CAIRN_ECLOSED;
-	else if (reason == CAIRN_ECLOSED)
-		reason = CAIRN_ECONNRESET; /* the peer went away */
+	/* What the owner hears (rpc.h, on_close): we closed it, or it was lost
+	 * (peer went away, I/O or HTTP/2 error: `reason` says which, for logs). */
+	(void)reason;
+	reason = srv->closing ? CAIRN_ECLOSED : CAIRN_ECONNRESET;
 	while (conn->streams != NULL) {
 		struct h2s *s = conn->streams;
 		stream_gone(s, reason);
@@ -773,12 +773,7 @@ static void check_done(struct rpc_server *srv);
 static void srv_conn_freed(struct rpc_conn *conn)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	if (conn->prev != NULL)
-		conn->prev->next = conn->next;
-	else
-		srv->conns = conn->next;
-	if (conn->next != NULL)
-		conn->next->prev = conn->prev;
+	RPC_DLIST_UNLINK(srv->conns, conn);
 	srv->stats.conns_current--;
 	free(conn);
 	if (srv->closing)
@@ -800,10 +795,7 @@ static void on_connection(uv_stream_t *server, int status)
 	else
 		uv_pipe_init(srv->ctx.loop, &conn->io.pipe, 0);
 	conn->io.h.data = conn;
-	conn->next = srv->conns;
-	if (conn->next != NULL)
-		conn->next->prev = conn;
-	srv->conns = conn;
+	RPC_DLIST_PUSH(srv->conns, conn);
 	srv->stats.conns_current++;
 	if (uv_accept(server, &conn->io.s) != 0) {
 		conn_close(conn, CAIRN_EIO);
@@ -843,6 +835,8 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 		srv->cfg.conn_inbound_limit = DEFAULT_CONN_INBOUND;
 	if (srv->cfg.max_connections == 0)
 		srv->cfg.max_connections = DEFAULT_MAX_CONNS;
+	if (srv->cfg.conn_outbound_limit == 0)
+		srv->cfg.conn_outbound_limit = DEFAULT_CONN_OUTBOUND;
 	if (srv->cfg.max_recv_msg_size > UINT32_MAX)
 		srv->cfg.max_recv_msg_size = UINT32_MAX;
 	int rv = ioctx_init(&srv->ctx, loop);
@@ -865,8 +859,6 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(srv->cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_send_callback(srv->cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(srv->cbs, on_stream_close);
-	uv_timer_init(loop, &srv->grace);
-	srv->grace.data = srv;
 	*out = srv;
 	return 0;
 }
@@ -1002,20 +994,12 @@ static void server_freed(struct rpc_ioctx *ctx)
 		cb(arg);
 }
 
-static void grace_closed(uv_handle_t *h)
-{
-	struct rpc_server *srv = h->data;
-	srv->ctx.closed_cb = server_freed;
-	ioctx_close(&srv->ctx);
-}
-
 static void check_done(struct rpc_server *srv)
 {
-	if (srv->open_listeners > 0 || srv->conns != NULL || srv->grace_closed)
+	if (srv->open_listeners > 0 || srv->conns != NULL)
 		return;
-	srv->grace_closed = true;
-	uv_timer_stop(&srv->grace);
-	uv_close((uv_handle_t *)&srv->grace, grace_closed);
+	srv->ctx.closed_cb = server_freed;
+	ioctx_close(&srv->ctx);
 }
 
 static void listener_closed(uv_handle_t *h)
@@ -1029,7 +1013,7 @@ static void listener_closed(uv_handle_t *h)
 
 static void grace_cb(uv_timer_t *t)
 {
-	struct rpc_server *srv = t->data;
+	struct rpc_server *srv = t->data; /* the ioctx, first in the server */
 	struct rpc_conn *conn = srv->conns;
 	while (conn != NULL) {
 		struct rpc_conn *next = conn->next;
@@ -1061,7 +1045,7 @@ int rpc_server_close(struct rpc_server *srv, uint64_t grace_ms, rpc_server_close
 			conn->close_when_flushed = true;
 		}
 	}
-	uv_timer_start(&srv->grace, grace_cb, grace_ms, 0);
+	uv_timer_start(&srv->ctx.timer, grace_cb, grace_ms, 0);
 	check_done(srv);
 	return 0;
 }
