@@ -330,9 +330,12 @@ def catch_up_from_history(s):
     s.put("hist-not", "x")
     w = Watch(s)
     w.create("hist/", "hist0", start_revision=first)
+    w.progress()  # answered only once the watcher has caught up
     r = w.next()
     assert r.created, r
-    evs, resps = w.events(2 * half, timeout=60)
+    evs, resps = w.events(2 * half, timeout=60, skip_progress=False)
+    r = w.next()
+    assert r.watch_id == -1 and not r.events and r.header.revision >= last, r
     revs = [e.kv.mod_revision for e in evs]
     assert revs == list(range(first, last + 1)), "gap or duplicate"
     assert len(resps) > 1, "expected several chunks"
@@ -471,7 +474,7 @@ def slow_reader(s):
     slow = Watch(s, channel=slow_ch, read=False)
     fast = Watch(s)
     start = s.put("slow/start", "x")
-    slow.create("slow/", "slow0")
+    slow.create("slow/", "slow0", start_revision=start + 1)  # its create may arrive late
     fid = fast.created("slow/", "slow0")
     time.sleep(0.3)
     base = s.rss_anon_kb()
@@ -500,6 +503,35 @@ def slow_reader(s):
     slow.close()
     fast.close()
     slow_ch.close()
+
+
+def slow_reader_compacted(s):
+    """A watcher left behind by a stream that does not read, whose next
+    revision is then compacted, is cancelled with compact_revision."""
+    ch = grpc.insecure_channel(s.addr, options=[("grpc.http2.bdp_probe", 0)])
+    slow = Watch(s, channel=ch, read=False)
+    start = s.put("cmp/start", "x")
+    slow.create("cmp/", "cmp0", start_revision=start + 1)  # its create may arrive late
+    for i in range(4):
+        rev = s.bulk("cmp/%d-" % i, 100, "c" * 16384)
+    assert s.stats()["unsynced"] >= 1, "the stream never fell behind"
+    s.compact(rev)
+    slow.start_reading()
+    assert slow.next().created
+    want = start + 1
+    while True:
+        r = slow.next()
+        if r.canceled:
+            assert r.compact_revision == rev and r.watch_id == 0, r
+            break
+        for e in r.events:
+            assert e.kv.mod_revision == want, ("gap before the cancel", want, e.kv.mod_revision, start)
+            want += 1
+    assert want <= rev, "everything arrived: nothing was compacted away"
+    # the stream lives on
+    assert slow.created("cmp2") == 1
+    slow.close()
+    ch.close()
 
 
 def main():
@@ -533,6 +565,7 @@ def main():
     s = Server(WATCH_CHUNK=100, WATCH_HIGH_WATER=65536, ASAN_OPTIONS=asan)
     try:
         run("slow_reader", slow_reader, s)
+        run("slow_reader_compacted", slow_reader_compacted, s)
     finally:
         s.stop()
     print("%d passed, %d failed" % (passed, failed))
