@@ -84,13 +84,14 @@ class Server:
         return -1
 
     def stop(self):
-        self.channel.close()
+        # streams still open: the hub is freed under them
         self.proc.terminate()
         try:
             rc = self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
+        self.channel.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         assert rc == 0, "server exited with %d" % rc
 
@@ -465,6 +466,36 @@ def etcdctl_watch(s):
         p.wait()
 
 
+ETCD3_CLIENT = """
+import sys, etcd3
+c = etcd3.client(host="127.0.0.1", port=int(sys.argv[1]), timeout=5)
+events, cancel = c.watch_prefix("py3/")
+print("ready", flush=True)
+for _ in range(2):
+    e = next(events)
+    print(type(e).__name__, e.key.decode(), e.value.decode(), e.mod_revision, flush=True)
+cancel()
+c.close()
+"""
+
+
+@check
+def python_etcd3_watch(s):
+    # python3-etcd3 bundles its own etcd protos: it runs in a process of its own
+    p = subprocess.Popen([sys.executable, "-c", ETCD3_CLIENT, str(s.port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n", p.stderr.read()
+        r1 = s.put("py3/a", "v1")
+        r2 = s.delete("py3/a")
+        out, err = p.communicate(timeout=10)
+        assert out.decode() == "PutEvent py3/a v1 %d\nDeleteEvent py3/a  %d\n" % (r1, r2), (out, err)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def slow_reader(s):
     """A stream that never reads while 12k puts of 4 KiB happen: the server's
     anonymous memory stays bounded, another stream keeps getting its events,
@@ -558,6 +589,8 @@ def main():
     try:
         for fn in CHECKS:
             run(fn.__name__, fn, s)
+        open_at_stop = Watch(s)
+        open_at_stop.created("stop", start_revision=1)
     finally:
         s.stop()
     # ASan's quarantine of freed memory would read as growth
