@@ -38,3 +38,8 @@ $(BUILD)/tests/bin/watch_test_server: $(BUILD)/tests/watch_test_server.o $(BUILD
 	$(BUILD)/librpc.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 BINS += $(BUILD)/tests/bin/watch_test_server
 TEST_SCRIPTS += tests/test_watch.py
+# The hub on a real store with a fake rpc stream (the test defines
+# rpc_stream_*; librpc is not linked).
+$(BUILD)/tests/bin/test_watch: $(BUILD)/tests/test_watch.o $(BUILD)/libserver.a \
+	$(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_watch
