@@ -160,33 +160,13 @@ static bool pos_before(int64_t rev, int64_t sub, int64_t prev, int64_t psub)
 	return rev < prev || (rev == prev && sub < psub);
 }
 
-/* Same fields as srv_header_to_pb (apply.h); kept local until apply.c is
- * merged. */
 static void fill_header(const struct srv_watch_hub *hub, int64_t revision,
                         Etcdserverpb__ResponseHeader *pb)
 {
 	struct srv_header h = {0};
 	if (hub->cfg.header)
 		hub->cfg.header(hub->cfg.header_ctx, &h);
-	etcdserverpb__response_header__init(pb);
-	pb->cluster_id = h.cluster_id;
-	pb->member_id = h.member_id;
-	pb->raft_term = h.raft_term;
-	pb->revision = revision;
-}
-
-/* Same as srv_kv_to_pb (apply.h): borrows kv's bytes. */
-static void kv_to_pb(const struct store_kv *kv, Mvccpb__KeyValue *pb)
-{
-	mvccpb__key_value__init(pb);
-	pb->key.data = (uint8_t *)kv->key;
-	pb->key.len = kv->key_len;
-	pb->value.data = (uint8_t *)kv->value;
-	pb->value.len = kv->value_len;
-	pb->create_revision = kv->create_revision;
-	pb->mod_revision = kv->mod_revision;
-	pb->version = kv->version;
-	pb->lease = kv->lease;
+	srv_header_to_pb(&h, revision, pb);
 }
 
 static int64_t store_current_rev(struct srv_watch_hub *hub)
@@ -276,7 +256,7 @@ static int read_batch(struct store *store, struct store_history_req *req, struct
 			const struct store_event *e = &b->parts[p].events[i];
 			size_t k = b->n++;
 			b->ev[k] = e;
-			kv_to_pb(&e->kv, &b->kv[k]);
+			srv_kv_to_pb(&e->kv, &b->kv[k]);
 			mvccpb__event__init(&b->pb[k]);
 			b->pb[k].type = e->type == STORE_EVENT_DELETE
 			                    ? MVCCPB__EVENT__EVENT_TYPE__DELETE
@@ -285,7 +265,7 @@ static int read_batch(struct store *store, struct store_history_req *req, struct
 			if (b->pb_prev) {
 				b->pb_prev[k] = b->pb[k];
 				if (e->has_prev) {
-					kv_to_pb(&e->prev_kv, &b->prev[k]);
+					srv_kv_to_pb(&e->prev_kv, &b->prev[k]);
 					b->pb_prev[k].prev_kv = &b->prev[k];
 				}
 			}

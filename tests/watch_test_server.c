@@ -14,7 +14,7 @@
  *                       with the value, one revision each, one batch, one
  *                       notify (lease is not attached)
  *   /test.Write/Compact CompactionRequest -> store_compact
- *   /test.Write/Stats   "rss_kb=N streams=N watchers=N unsynced=N rev=N"
+ *   /test.Write/Stats   "streams=N watchers=N unsynced=N rev=N"
  * Environment: WATCH_PROGRESS_MS, WATCH_CHUNK, WATCH_MAX_RESP,
  * WATCH_MAX_WATCHERS, WATCH_HIGH_WATER (rpc stream_high_water).
  * SIGTERM/SIGINT: frees the hub, closes the server and the store, exits 0.
@@ -58,24 +58,6 @@ static void reply_header(struct rpc_call *call, int64_t revision)
 	rpc_call_reply_msg(call, &resp.base);
 }
 
-/* Commits w (or aborts it on rc != 0), notifies the hub and replies. */
-static void finish(struct rpc_call *call, struct store_wtxn *w, int rc)
-{
-	int64_t rev = 0;
-	if (rc == 0) {
-		rev = store_wtxn_revision(w);
-		rc = store_wtxn_commit(w);
-	} else {
-		store_wtxn_abort(w);
-	}
-	if (rc != 0) {
-		rpc_call_fail(call, RPC_UNKNOWN, cairn_strerror(rc));
-		return;
-	}
-	srv_watch_hub_notify(hub, rev);
-	reply_header(call, rev);
-}
-
 static void put_req(const Etcdserverpb__PutRequest *in, struct store_put_req *req)
 {
 	memset(req, 0, sizeof(*req));
@@ -94,35 +76,21 @@ static void del_req(const Etcdserverpb__DeleteRangeRequest *in, struct store_del
 	req->range_end_len = in->range_end.len;
 }
 
-static void put_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *ud)
+static int apply_put(struct store_wtxn *w, const ProtobufCMessage *m)
 {
-	(void)ud;
-	Etcdserverpb__PutRequest *in = etcdserverpb__put_request__unpack(NULL, len, msg);
-	struct store_wtxn *w;
-	if (!in || store_wtxn_begin(store, &w) != 0) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT, "bad PutRequest");
-		etcdserverpb__put_request__free_unpacked(in, NULL);
-		return;
-	}
 	struct store_put_req req;
 	struct store_put_resp resp = {0};
-	put_req(in, &req);
+	put_req((const Etcdserverpb__PutRequest *)m, &req);
 	int rc = store_put(w, &req, &resp);
 	store_put_resp_free(&resp);
-	finish(call, w, rc);
-	etcdserverpb__put_request__free_unpacked(in, NULL);
+	return rc;
 }
 
-static void bulk_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *ud)
+static int apply_bulk(struct store_wtxn *w, const ProtobufCMessage *m)
 {
-	(void)ud;
-	Etcdserverpb__PutRequest *in = etcdserverpb__put_request__unpack(NULL, len, msg);
-	struct store_wtxn *w;
-	if (!in || in->key.len > 200 || store_wtxn_begin(store, &w) != 0) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT, "bad bulk request");
-		etcdserverpb__put_request__free_unpacked(in, NULL);
-		return;
-	}
+	const Etcdserverpb__PutRequest *in = (const Etcdserverpb__PutRequest *)m;
+	if (in->key.len > 200)
+		return CAIRN_EINVAL;
 	int rc = 0;
 	for (int64_t i = 0; i < in->lease && rc == 0; i++) {
 		char key[256];
@@ -136,42 +104,25 @@ static void bulk_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void 
 		rc = store_put(w, &req, &resp);
 		store_put_resp_free(&resp);
 	}
-	finish(call, w, rc);
-	etcdserverpb__put_request__free_unpacked(in, NULL);
+	return rc;
 }
 
-static void delete_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *ud)
+static int apply_delete(struct store_wtxn *w, const ProtobufCMessage *m)
 {
-	(void)ud;
-	Etcdserverpb__DeleteRangeRequest *in =
-	    etcdserverpb__delete_range_request__unpack(NULL, len, msg);
-	struct store_wtxn *w;
-	if (!in || store_wtxn_begin(store, &w) != 0) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT, "bad DeleteRangeRequest");
-		etcdserverpb__delete_range_request__free_unpacked(in, NULL);
-		return;
-	}
 	struct store_delete_req req;
 	struct store_delete_resp resp = {0};
-	del_req(in, &req);
+	del_req((const Etcdserverpb__DeleteRangeRequest *)m, &req);
 	int rc = store_delete_range(w, &req, &resp);
 	store_delete_resp_free(&resp);
-	finish(call, w, rc);
-	etcdserverpb__delete_range_request__free_unpacked(in, NULL);
+	return rc;
 }
 
-static void txn_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *ud)
+static int apply_txn(struct store_wtxn *w, const ProtobufCMessage *m)
 {
-	(void)ud;
-	Etcdserverpb__TxnRequest *in = etcdserverpb__txn_request__unpack(NULL, len, msg);
-	struct store_wtxn *w;
-	if (!in || in->n_compare || in->n_success > 128 || store_wtxn_begin(store, &w) != 0) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT, "bad TxnRequest");
-		etcdserverpb__txn_request__free_unpacked(in, NULL);
-		return;
-	}
+	const Etcdserverpb__TxnRequest *in = (const Etcdserverpb__TxnRequest *)m;
 	struct store_op ops[128];
-	int rc = 0;
+	if (in->n_compare || in->n_success > 128)
+		return CAIRN_EINVAL;
 	for (size_t i = 0; i < in->n_success; i++) {
 		Etcdserverpb__RequestOp *op = in->success[i];
 		if (op->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT) {
@@ -182,49 +133,66 @@ static void txn_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *
 			ops[i].type = STORE_OP_DELETE;
 			del_req(op->request_delete_range, &ops[i].u.del);
 		} else {
-			rc = CAIRN_EINVAL;
+			return CAIRN_EINVAL;
 		}
 	}
-	if (rc == 0) {
-		struct store_txn_req req = {.success = ops, .n_success = in->n_success};
-		struct store_txn_resp resp = {0};
-		rc = store_txn(w, &req, &resp);
-		store_txn_resp_free(&resp);
-	}
-	finish(call, w, rc);
-	etcdserverpb__txn_request__free_unpacked(in, NULL);
+	struct store_txn_req req = {.success = ops, .n_success = in->n_success};
+	struct store_txn_resp resp = {0};
+	int rc = store_txn(w, &req, &resp);
+	store_txn_resp_free(&resp);
+	return rc;
 }
 
-static void compact_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *ud)
+static int apply_compact(struct store_wtxn *w, const ProtobufCMessage *m)
 {
-	(void)ud;
-	Etcdserverpb__CompactionRequest *in =
-	    etcdserverpb__compaction_request__unpack(NULL, len, msg);
-	struct store_wtxn *w;
-	if (!in || store_wtxn_begin(store, &w) != 0) {
-		rpc_call_fail(call, RPC_INVALID_ARGUMENT, "bad CompactionRequest");
-		etcdserverpb__compaction_request__free_unpacked(in, NULL);
-		return;
-	}
-	int rc = store_compact(w, in->revision);
+	int rc = store_compact(w, ((const Etcdserverpb__CompactionRequest *)m)->revision);
 	bool done = false;
 	while (rc == 0 && !done)
 		rc = store_compact_step(w, 100000, &done);
-	finish(call, w, rc);
-	etcdserverpb__compaction_request__free_unpacked(in, NULL);
+	return rc;
 }
 
-static long rss_kb(void)
+struct write_method {
+	const char *path;
+	const ProtobufCMessageDescriptor *req;
+	int (*apply)(struct store_wtxn *w, const ProtobufCMessage *m);
+};
+
+static const struct write_method write_methods[] = {
+    {"/test.Write/Put", &etcdserverpb__put_request__descriptor, apply_put},
+    {"/test.Write/Bulk", &etcdserverpb__put_request__descriptor, apply_bulk},
+    {"/test.Write/Delete", &etcdserverpb__delete_range_request__descriptor, apply_delete},
+    {"/test.Write/Txn", &etcdserverpb__txn_request__descriptor, apply_txn},
+    {"/test.Write/Compact", &etcdserverpb__compaction_request__descriptor, apply_compact},
+};
+
+/* One batch per request: decode, apply, commit, notify the hub, reply. */
+static void write_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *ud)
 {
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmRSS:", 6) == 0)
-			kb = atol(line + 6);
-	if (f != NULL)
-		fclose(f);
-	return kb;
+	const struct write_method *wm = ud;
+	ProtobufCMessage *in = protobuf_c_message_unpack(wm->req, NULL, len, msg);
+	struct store_wtxn *w;
+	if (!in || store_wtxn_begin(store, &w) != 0) {
+		rpc_call_fail(call, RPC_INVALID_ARGUMENT, "bad request");
+		if (in)
+			protobuf_c_message_free_unpacked(in, NULL);
+		return;
+	}
+	int rc = wm->apply(w, in);
+	protobuf_c_message_free_unpacked(in, NULL);
+	int64_t rev = 0;
+	if (rc == 0) {
+		rev = store_wtxn_revision(w);
+		rc = store_wtxn_commit(w);
+	} else {
+		store_wtxn_abort(w);
+	}
+	if (rc != 0) {
+		rpc_call_fail(call, RPC_UNKNOWN, cairn_strerror(rc));
+		return;
+	}
+	srv_watch_hub_notify(hub, rev);
+	reply_header(call, rev);
 }
 
 static void stats_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void *ud)
@@ -237,10 +205,10 @@ static void stats_cb(struct rpc_call *call, const uint8_t *msg, size_t len, void
 	struct store_stats ss = {0};
 	store_stats(store, &ss);
 	char buf[256];
-	int n = snprintf(buf, sizeof(buf),
-	                 "rss_kb=%ld streams=%" PRIu64 " watchers=%" PRIu64 " unsynced=%" PRIu64
-	                 " rev=%" PRId64,
-	                 rss_kb(), st.streams, st.watchers, st.unsynced, ss.revision);
+	int n =
+	    snprintf(buf, sizeof(buf),
+	             "streams=%" PRIu64 " watchers=%" PRIu64 " unsynced=%" PRIu64 " rev=%" PRId64,
+	             st.streams, st.watchers, st.unsynced, ss.revision);
 	rpc_call_reply(call, buf, (size_t)n);
 }
 
@@ -306,13 +274,12 @@ int main(int argc, char **argv)
 		return 1;
 	if (rpc_server_register_stream(srv, "/etcdserverpb.Watch/Watch", &srv_watch_stream_cbs,
 	                               hub) != 0 ||
-	    rpc_server_register_unary(srv, "/test.Write/Put", put_cb, NULL) != 0 ||
-	    rpc_server_register_unary(srv, "/test.Write/Bulk", bulk_cb, NULL) != 0 ||
-	    rpc_server_register_unary(srv, "/test.Write/Delete", delete_cb, NULL) != 0 ||
-	    rpc_server_register_unary(srv, "/test.Write/Txn", txn_cb, NULL) != 0 ||
-	    rpc_server_register_unary(srv, "/test.Write/Compact", compact_cb, NULL) != 0 ||
 	    rpc_server_register_unary(srv, "/test.Write/Stats", stats_cb, NULL) != 0)
 		return 1;
+	for (size_t i = 0; i < sizeof(write_methods) / sizeof(write_methods[0]); i++)
+		if (rpc_server_register_unary(srv, write_methods[i].path, write_cb,
+		                              (void *)&write_methods[i]) != 0)
+			return 1;
 	int port;
 	if (rpc_server_listen(srv, url, &port) != 0)
 		return 1;

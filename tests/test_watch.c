@@ -1,0 +1,440 @@
+/*
+ * test_watch.c — the watch hub on a real store with a fake rpc layer, so
+ * back-pressure is exact: the fake stream accepts as many messages as the
+ * test allows and then refuses with CAIRN_EAGAIN, as rpc_stream_send does
+ * over its high-water mark. Checks the invariants of server/watch.c: no
+ * event lost or repeated across refusals (also inside a fragmented
+ * response), control responses kept in order, bounded control queue, and
+ * stream lifecycle. The wire behaviour is in tests/test_watch.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "common/cairn_error.h"
+#include "server/watch.h"
+#include "tests/store_test_util.h"
+
+/* ------------------------------------------------------------------------ */
+/* Fake rpc streams: this binary does not link librpc.                        */
+
+#define MAX_MSGS 4096
+
+struct rpc_stream {
+	void *data;
+	int accept; /* messages still accepted; < 0 = unlimited */
+	bool closed;
+	int status;
+	size_t n;
+	Etcdserverpb__WatchResponse *msgs[MAX_MSGS];
+	size_t refused;
+};
+
+int rpc_stream_send(struct rpc_stream *s, const void *msg, size_t len)
+{
+	if (s->closed)
+		return CAIRN_ECLOSED;
+	if (s->accept == 0) {
+		s->refused++;
+		return CAIRN_EAGAIN;
+	}
+	if (s->accept > 0)
+		s->accept--;
+	assert_true(s->n < MAX_MSGS);
+	s->msgs[s->n] = etcdserverpb__watch_response__unpack(NULL, len, msg);
+	assert_non_null(s->msgs[s->n]);
+	s->n++;
+	return 0;
+}
+
+int rpc_stream_send_msg(struct rpc_stream *s, const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(len ? len : 1);
+	protobuf_c_message_pack(msg, buf);
+	int rc = rpc_stream_send(s, buf, len);
+	free(buf);
+	return rc;
+}
+
+int rpc_stream_close(struct rpc_stream *s, int grpc_status, const char *message)
+{
+	(void)message;
+	if (s->closed)
+		return CAIRN_ECLOSED;
+	s->closed = true;
+	s->status = grpc_status;
+	return 0;
+}
+
+void rpc_stream_set_data(struct rpc_stream *s, void *data)
+{
+	s->data = data;
+}
+
+void *rpc_stream_data(const struct rpc_stream *s)
+{
+	return s->data;
+}
+
+static void stream_clear(struct rpc_stream *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		etcdserverpb__watch_response__free_unpacked(s->msgs[i], NULL);
+	s->n = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fixture                                                                    */
+
+struct fx {
+	char *dir;
+	struct store *s;
+	struct srv_watch_hub *hub;
+	struct rpc_stream st;
+};
+
+static int setup_cfg(void **state, size_t chunk, size_t max_resp)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	f->dir = tu_tmpdir();
+	if (!f->dir || tu_open(f->dir, &f->s) != 0)
+		return -1;
+	struct srv_watch_config cfg = {
+	    .store = f->s, .catchup_chunk_events = chunk, .max_response_bytes = max_resp};
+	if (srv_watch_hub_new(&cfg, &f->hub) != 0)
+		return -1;
+	f->st.accept = -1;
+	srv_watch_stream_cbs.on_open(&f->st, f->hub);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_cfg(state, 10, 0);
+}
+
+static int setup_fragment(void **state)
+{
+	return setup_cfg(state, 100, 600);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (rpc_stream_data(&f->st))
+		srv_watch_stream_cbs.on_close(&f->st, CAIRN_ECANCELED);
+	stream_clear(&f->st);
+	srv_watch_hub_free(f->hub);
+	store_close(f->s);
+	tu_rmrf(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static void send_req(struct fx *f, const Etcdserverpb__WatchRequest *req)
+{
+	size_t len = protobuf_c_message_get_packed_size(&req->base);
+	uint8_t *buf = malloc(len ? len : 1);
+	protobuf_c_message_pack(&req->base, buf);
+	srv_watch_stream_cbs.on_message(&f->st, buf, len);
+	free(buf);
+}
+
+static void create(struct fx *f, const char *key, const char *end, int64_t start, bool fragment)
+{
+	Etcdserverpb__WatchCreateRequest c = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+	c.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+	if (end)
+		c.range_end = (ProtobufCBinaryData){strlen(end), (uint8_t *)end};
+	c.start_revision = start;
+	c.fragment = fragment;
+	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+	req.create_request = &c;
+	send_req(f, &req);
+}
+
+static void progress(struct fx *f)
+{
+	Etcdserverpb__WatchProgressRequest p = ETCDSERVERPB__WATCH_PROGRESS_REQUEST__INIT;
+	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
+	req.progress_request = &p;
+	send_req(f, &req);
+}
+
+static void put_n(struct fx *f, const char *prefix, int n, size_t vlen)
+{
+	char *v = malloc(vlen + 1);
+	memset(v, 'v', vlen);
+	v[vlen] = 0;
+	for (int i = 0; i < n; i++) {
+		char k[64];
+		snprintf(k, sizeof(k), "%s%05d", prefix, i);
+		assert_int_equal(tu_put(f->s, k, v), 0);
+	}
+	free(v);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+}
+
+/* n puts of prefix%05d in one revision (one txn). */
+static void txn_puts(struct fx *f, const char *prefix, int n, size_t vlen)
+{
+	char *v = malloc(vlen + 1);
+	memset(v, 'v', vlen);
+	char(*keys)[64] = calloc((size_t)n, sizeof(*keys));
+	struct store_op *ops = calloc((size_t)n, sizeof(*ops));
+	for (int i = 0; i < n; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "%s%05d", prefix, i);
+		ops[i].type = STORE_OP_PUT;
+		ops[i].u.put = (struct store_put_req){.key = B(keys[i]),
+		                                      .key_len = strlen(keys[i]),
+		                                      .value = B(v),
+		                                      .value_len = vlen};
+	}
+	struct store_wtxn *w;
+	assert_int_equal(store_wtxn_begin(f->s, &w), 0);
+	struct store_txn_req req = {.success = ops, .n_success = (size_t)n};
+	struct store_txn_resp resp;
+	assert_int_equal(store_txn(w, &req, &resp), 0);
+	store_txn_resp_free(&resp);
+	assert_int_equal(store_wtxn_commit(w), 0);
+	free(ops);
+	free(keys);
+	free(v);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+}
+
+static int64_t unsynced(struct fx *f)
+{
+	struct srv_watch_stats st;
+	srv_watch_hub_stats(f->hub, &st);
+	return (int64_t)st.unsynced;
+}
+
+/* Revisions of every event in the stream's messages, in order. */
+static size_t event_revs(struct fx *f, int64_t *out, size_t max)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < f->st.n; i++)
+		for (size_t j = 0; j < f->st.msgs[i]->n_events && k < max; j++)
+			out[k++] = f->st.msgs[i]->events[j]->kv->mod_revision;
+	return k;
+}
+
+/* Lets the stream drain until the hub has nothing more to send. */
+static void drain(struct fx *f)
+{
+	for (int i = 0; i < 1000 && f->st.refused; i++) {
+		f->st.refused = 0;
+		f->st.accept = 1;
+		srv_watch_stream_cbs.on_writable(&f->st);
+	}
+	f->st.accept = -1;
+	srv_watch_stream_cbs.on_writable(&f->st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tests                                                                      */
+
+static void test_live_then_refused_then_resumed(void **state)
+{
+	struct fx *f = *state;
+	create(f, "k/", "k0", 0, false);
+	assert_int_equal(f->st.n, 1);
+	assert_true(f->st.msgs[0]->created);
+	int64_t base = tu_rev(f->s);
+	put_n(f, "k/a", 3, 10);
+	assert_int_equal(f->st.n, 2); /* one notify: one response, three revisions */
+	assert_int_equal(f->st.msgs[1]->n_events, 3);
+	f->st.accept = 1; /* rpc takes one more message, then is full */
+	put_n(f, "k/b", 25, 10);
+	put_n(f, "k/c", 25, 10);
+	assert_int_equal(unsynced(f), 1);
+	drain(f);
+	assert_int_equal(unsynced(f), 0);
+	int64_t revs[64];
+	size_t n = event_revs(f, revs, 64);
+	assert_int_equal(n, 53);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(revs[i], base + 1 + (int64_t)i);
+	/* synced again: live */
+	put_n(f, "k/d", 1, 10);
+	assert_int_equal(event_revs(f, revs, 64), 54);
+}
+
+static void test_fragment_cut_by_refusal(void **state)
+{
+	struct fx *f = *state;
+	int64_t base = tu_rev(f->s);
+	put_n(f, "f/", 20, 200);
+	f->st.accept = 3; /* created + two fragments */
+	create(f, "f/", "f0", base + 1, true);
+	assert_int_equal(f->st.n, 3);
+	assert_true(f->st.msgs[1]->fragment && f->st.msgs[2]->fragment);
+	drain(f);
+	int64_t revs[64];
+	size_t n = event_revs(f, revs, 64);
+	assert_int_equal(n, 20);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(revs[i], base + 1 + (int64_t)i);
+	/* fragments: all but the last of the merged response say so; each fits */
+	for (size_t i = 1; i < f->st.n; i++) {
+		assert_int_equal(f->st.msgs[i]->fragment, i + 1 < f->st.n);
+		assert_true(f->st.msgs[i]->n_events == 1 ||
+		            protobuf_c_message_get_packed_size(&f->st.msgs[i]->base) < 600);
+	}
+}
+
+static void test_fragment_cut_inside_a_revision(void **state)
+{
+	struct fx *f = *state;
+	int64_t base = tu_rev(f->s);
+	txn_puts(f, "t/a", 10, 200);
+	txn_puts(f, "t/b", 10, 200);
+	f->st.accept = 3; /* created + two fragments, cut inside revision base+1 */
+	create(f, "t/", "t0", base + 1, true);
+	assert_int_equal(f->st.n, 3);
+	drain(f);
+	size_t k = 0;
+	for (size_t i = 1; i < f->st.n; i++) {
+		for (size_t j = 0; j < f->st.msgs[i]->n_events; j++, k++) {
+			Mvccpb__KeyValue *kv = f->st.msgs[i]->events[j]->kv;
+			char want[16];
+			snprintf(want, sizeof(want), "t/%c%05zu", k < 10 ? 'a' : 'b', k % 10);
+			assert_int_equal(kv->mod_revision, base + 1 + (int64_t)(k / 10));
+			assert_int_equal(kv->key.len, strlen(want));
+			assert_memory_equal(kv->key.data, want, strlen(want));
+		}
+		assert_int_equal(f->st.msgs[i]->fragment, i + 1 < f->st.n);
+	}
+	assert_int_equal(k, 20);
+}
+
+static void test_control_order_under_refusal(void **state)
+{
+	struct fx *f = *state;
+	int64_t base = tu_rev(f->s);
+	put_n(f, "o/", 5, 10);
+	f->st.accept = 0;
+	create(f, "o/", "o0", base + 1, false); /* catch-up watcher */
+	create(f, "x", NULL, 0, false);
+	progress(f); /* deferred: watcher 0 is behind */
+	put_n(f, "o/", 2, 10);
+	assert_int_equal(f->st.n, 0);
+	drain(f);
+	/* created 0, created 1, then events, then progress (-1) last */
+	assert_true(f->st.n >= 4);
+	assert_true(f->st.msgs[0]->created && f->st.msgs[0]->watch_id == 0);
+	assert_true(f->st.msgs[1]->created && f->st.msgs[1]->watch_id == 1);
+	Etcdserverpb__WatchResponse *last = f->st.msgs[f->st.n - 1];
+	assert_int_equal(last->watch_id, -1);
+	assert_int_equal(last->header->revision, tu_rev(f->s));
+	int64_t revs[16];
+	assert_int_equal(event_revs(f, revs, 16), 7);
+	assert_int_equal(revs[6], tu_rev(f->s));
+}
+
+static void test_control_queue_bounded(void **state)
+{
+	struct fx *f = *state;
+	create(f, "d", NULL, 0, false);
+	f->st.accept = 0;
+	/* duplicate ids: each is answered (created+canceled), none accepted */
+	for (int i = 0; i < 100000 && !f->st.closed; i++) {
+		Etcdserverpb__WatchCreateRequest c = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+		c.key = (ProtobufCBinaryData){1, (uint8_t *)"d"};
+		c.watch_id = 1; /* taken: answered with created+canceled */
+		Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+		req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+		req.create_request = &c;
+		send_req(f, &req);
+	}
+	assert_true(f->st.closed);
+	assert_int_equal(f->st.status, RPC_RESOURCE_EXHAUSTED);
+}
+
+static void test_bad_message_and_half_close(void **state)
+{
+	struct fx *f = *state;
+	srv_watch_stream_cbs.on_message(&f->st, (const uint8_t *)"\xff\xff", 2);
+	assert_true(f->st.closed);
+	assert_int_equal(f->st.status, RPC_INVALID_ARGUMENT);
+	/* a second stream: half-close ends it with OK, as etcd's recvLoop */
+	struct rpc_stream s2 = {.accept = -1};
+	srv_watch_stream_cbs.on_open(&s2, f->hub);
+	srv_watch_stream_cbs.on_half_close(&s2);
+	assert_true(s2.closed);
+	assert_int_equal(s2.status, RPC_OK);
+	srv_watch_stream_cbs.on_close(&s2, 0);
+	assert_null(rpc_stream_data(&s2));
+}
+
+static void test_compacted_while_behind(void **state)
+{
+	struct fx *f = *state;
+	create(f, "c", NULL, 0, false);
+	f->st.accept = 1;
+	put_n(f, "c", 1, 10); /* accepted: "c00000" does not match "c" */
+	assert_int_equal(tu_put(f->s, "c", "1"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	assert_int_equal(tu_put(f->s, "c", "2"), 0); /* refused: the watcher stays here */
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	assert_int_equal(tu_put(f->s, "c", "3"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	int64_t rev = tu_rev(f->s);
+	struct store_wtxn *w;
+	assert_int_equal(store_wtxn_begin(f->s, &w), 0);
+	assert_int_equal(store_compact(w, rev), 0);
+	assert_int_equal(store_wtxn_commit(w), 0);
+	drain(f);
+	Etcdserverpb__WatchResponse *last = f->st.msgs[f->st.n - 1];
+	assert_true(last->canceled);
+	assert_int_equal(last->compact_revision, rev);
+	assert_int_equal(unsynced(f), 0);
+	/* the id stays taken until the client cancels it, as in etcd */
+	Etcdserverpb__WatchCancelRequest cr = ETCDSERVERPB__WATCH_CANCEL_REQUEST__INIT;
+	cr.watch_id = 0;
+	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST;
+	req.cancel_request = &cr;
+	size_t before = f->st.n;
+	send_req(f, &req);
+	assert_int_equal(f->st.n, before + 1);
+	assert_true(f->st.msgs[before]->canceled && f->st.msgs[before]->watch_id == 0);
+}
+
+static void test_hub_free_with_open_stream(void **state)
+{
+	struct fx *f = *state;
+	create(f, "z", NULL, 0, false);
+	srv_watch_hub_free(f->hub);
+	assert_true(f->st.closed);
+	assert_int_equal(f->st.status, RPC_UNAVAILABLE);
+	assert_null(rpc_stream_data(&f->st));
+	srv_watch_stream_cbs.on_close(&f->st, CAIRN_ECLOSED); /* rpc's later close: harmless */
+	struct srv_watch_config cfg = {.store = f->s};
+	assert_int_equal(srv_watch_hub_new(&cfg, &f->hub), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_live_then_refused_then_resumed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fragment_cut_by_refusal, setup_fragment, teardown),
+	    cmocka_unit_test_setup_teardown(test_fragment_cut_inside_a_revision, setup_fragment,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_control_order_under_refusal, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_compacted_while_behind, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hub_free_with_open_stream, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
