@@ -48,18 +48,18 @@ static struct {
 	size_t n_eps;
 	bool quiet;
 } o = {
-	.conns = 1,
-	.clients = 1,
-	.total = 10000,
-	.key_size = 8,
-	.val_size = 8,
-	.key_space = 1,
-	.consistency = "l",
-	.streams = 10,
-	.watchers_per_stream = 10,
-	.put_total = 1000,
-	.put_rate = 100,
-	.txn_ops = 1,
+    .conns = 1,
+    .clients = 1,
+    .total = 10000,
+    .key_size = 8,
+    .val_size = 8,
+    .key_space = 1,
+    .consistency = "l",
+    .streams = 10,
+    .watchers_per_stream = 10,
+    .put_total = 1000,
+    .put_rate = 100,
+    .txn_ops = 1,
 };
 
 static void usage(void)
@@ -91,19 +91,19 @@ static int parse_args(int argc, char **argv)
 		const char *name;
 		int64_t *ip;
 	} ints[] = {
-		{"conns", &o.conns},
-		{"clients", &o.clients},
-		{"total", &o.total},
-		{"rate", &o.rate},
-		{"key-size", &o.key_size},
-		{"val-size", &o.val_size},
-		{"key-space-size", &o.key_space},
-		{"server-pid", &o.server_pid},
-		{"streams", &o.streams},
-		{"watchers-per-stream", &o.watchers_per_stream},
-		{"put-total", &o.put_total},
-		{"put-rate", &o.put_rate},
-		{"txn-ops", &o.txn_ops},
+	    {"conns", &o.conns},
+	    {"clients", &o.clients},
+	    {"total", &o.total},
+	    {"rate", &o.rate},
+	    {"key-size", &o.key_size},
+	    {"val-size", &o.val_size},
+	    {"key-space-size", &o.key_space},
+	    {"server-pid", &o.server_pid},
+	    {"streams", &o.streams},
+	    {"watchers-per-stream", &o.watchers_per_stream},
+	    {"put-total", &o.put_total},
+	    {"put-rate", &o.put_rate},
+	    {"txn-ops", &o.txn_ops},
 	};
 	o.endpoints = "127.0.0.1:2379";
 	const char *pos[3];
@@ -153,7 +153,8 @@ static int parse_args(int argc, char **argv)
 				char *end;
 				*ints[k].ip = strtoll(val, &end, 10);
 				if (*end || !*val) {
-					fprintf(stderr, "bad value for --%s: %s\n", ints[k].name, val);
+					fprintf(stderr, "bad value for --%s: %s\n", ints[k].name,
+					        val);
 					return -1;
 				}
 				found = true;
@@ -179,8 +180,9 @@ static int parse_args(int argc, char **argv)
 		o.range_end = npos > 2 ? pos[2] : NULL;
 	}
 	if (o.conns < 1 || o.clients < 1 || o.total < 1 || o.key_space < 1 || o.key_size < 1) {
-		fprintf(stderr, "--conns, --clients, --total, --key-size, --key-space-size must be >= "
-		                "1\n");
+		fprintf(stderr,
+		        "--conns, --clients, --total, --key-size, --key-space-size must be >= "
+		        "1\n");
 		return -1;
 	}
 	if (strcmp(o.consistency, "l") && strcmp(o.consistency, "s")) {
@@ -214,8 +216,8 @@ static long find_pid_by_port(int port)
 		while (fgets(line, sizeof(line), fp) && n < 16) {
 			char local[128], rem[128], st[8];
 			unsigned long inode;
-			if (sscanf(line, "%*d: %127s %127s %7s %*s %*s %*s %*s %*s %lu", local, rem, st,
-			           &inode) != 4)
+			if (sscanf(line, "%*d: %127s %127s %7s %*s %*s %*s %*s %*s %lu", local, rem,
+			           st, &inode) != 4)
 				continue;
 			char *colon = strrchr(local, ':');
 			if (!colon || strcmp(st, "0A") != 0)
@@ -341,8 +343,9 @@ static uint32_t xorshift(void)
  * (the low digits kept when the number is longer). */
 static void make_key(int64_t i, uint8_t *out)
 {
-	uint64_t k = o.sequential ? (uint64_t)i % (uint64_t)o.key_space
-	                          : ((uint64_t)xorshift() << 32 | xorshift()) % (uint64_t)o.key_space;
+	uint64_t k = o.sequential
+	                 ? (uint64_t)i % (uint64_t)o.key_space
+	                 : ((uint64_t)xorshift() << 32 | xorshift()) % (uint64_t)o.key_space;
 	char tmp[300];
 	int l = snprintf(tmp, sizeof(tmp), "%0*" PRIu64, (int)o.key_size, k);
 	memcpy(out, tmp + (l - (int)o.key_size), (size_t)o.key_size);
@@ -353,7 +356,8 @@ static void record(uint64_t ns, int status, const char *message)
 	if (status != RPC_OK) {
 		errors++;
 		if (!first_error[0])
-			snprintf(first_error, sizeof(first_error), "status %d: %s", status, message);
+			snprintf(first_error, sizeof(first_error), "status %d: %s", status,
+			         message);
 	} else {
 		lat_ns[completed] = ns;
 		completed++;
@@ -397,7 +401,8 @@ static size_t pack_request(int64_t i, uint8_t **buf, size_t *cap)
 	} else if (!strcmp(o.cmd, "range")) {
 		rr.key = (ProtobufCBinaryData){strlen(o.range_key), (uint8_t *)o.range_key};
 		if (o.range_end)
-			rr.range_end = (ProtobufCBinaryData){strlen(o.range_end), (uint8_t *)o.range_end};
+			rr.range_end =
+			    (ProtobufCBinaryData){strlen(o.range_end), (uint8_t *)o.range_end};
 		rr.serializable = !strcmp(o.consistency, "s");
 		m = &rr.base;
 	} else { /* txn-put */
@@ -491,8 +496,8 @@ static void ka_granted(int st, const char *message, const uint8_t *resp, size_t 
 			t_end = uv_hrtime();
 		return;
 	}
-	Etcdserverpb__LeaseGrantResponse *r = etcdserverpb__lease_grant_response__unpack(NULL, len,
-	                                                                                  resp);
+	Etcdserverpb__LeaseGrantResponse *r =
+	    etcdserverpb__lease_grant_response__unpack(NULL, len, resp);
 	c->lease = r ? r->id : 0;
 	if (r)
 		etcdserverpb__lease_grant_response__free_unpacked(r, NULL);
@@ -575,17 +580,19 @@ static void open_watchers(const char *key)
 			exit(1);
 		}
 		for (int64_t j = 0; j < o.watchers_per_stream; j++) {
-			Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+			Etcdserverpb__WatchCreateRequest cr =
+			    ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
 			char kb[64];
 			if (key) {
 				cr.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
 			} else {
-				snprintf(kb, sizeof(kb), "watch-%" PRId64, (i * o.watchers_per_stream + j) %
-				                                               o.key_space);
+				snprintf(kb, sizeof(kb), "watch-%" PRId64,
+				         (i * o.watchers_per_stream + j) % o.key_space);
 				cr.key = (ProtobufCBinaryData){strlen(kb), (uint8_t *)kb};
 			}
 			Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
-			req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+			req.request_union_case =
+			    ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
 			req.create_request = &cr;
 			w->create_sent[j] = uv_hrtime();
 			rpc_client_stream_send_msg(w->s, &req.base);
@@ -639,7 +646,8 @@ static void rev_done(int st, const char *message, const uint8_t *resp, size_t le
 	bool *done = arg;
 	*done = true;
 	if (st == RPC_OK) {
-		Etcdserverpb__RangeResponse *r = etcdserverpb__range_response__unpack(NULL, len, resp);
+		Etcdserverpb__RangeResponse *r =
+		    etcdserverpb__range_response__unpack(NULL, len, resp);
 		if (r && r->header)
 			base_rev = r->header->revision;
 		if (r)
@@ -682,7 +690,8 @@ static void report(double secs, long pid, const struct proc_sample *p0,
 	}
 	double sd = n ? sqrt(sq / (double)n) : 0;
 	double rps = secs > 0 ? (double)n / secs : 0;
-	double fastest = n ? (double)lat_ns[0] / 1e9 : 0, slowest = n ? (double)lat_ns[n - 1] / 1e9 : 0;
+	double fastest = n ? (double)lat_ns[0] / 1e9 : 0,
+	       slowest = n ? (double)lat_ns[n - 1] / 1e9 : 0;
 	if (!o.quiet) {
 		printf("\nSummary:\n  Total:\t%.4f secs.\n  Slowest:\t%.4f secs.\n"
 		       "  Fastest:\t%.4f secs.\n  Average:\t%.4f secs.\n  Stddev:\t%.4f secs.\n"
@@ -721,7 +730,8 @@ static void report(double secs, long pid, const struct proc_sample *p0,
 	double cpu = p0->ok && p1->ok ? p1->cpu_s - p0->cpu_s : -1;
 	if (!o.quiet) {
 		if (cpu >= 0)
-			printf("\nServer (pid %ld):\n  CPU:\t%.2f secs (user %.2f, sys %.2f), %.1f us/op\n"
+			printf("\nServer (pid %ld):\n  CPU:\t%.2f secs (user %.2f, sys %.2f), %.1f "
+			       "us/op\n"
 			       "  RSS:\t%.1f MiB (peak %.1f MiB)\n",
 			       pid, cpu, p1->user_s - p0->user_s, p1->sys_s - p0->sys_s,
 			       n ? cpu * 1e6 / (double)n : 0, (double)p1->rss_kb / 1024.0,
@@ -737,7 +747,8 @@ static void report(double secs, long pid, const struct proc_sample *p0,
 	       "rss_mib=%.1f\n",
 	       o.cmd, n, errors, secs, rps, avg * 1e3, pct(lat_ns, n, 50) * 1e3,
 	       pct(lat_ns, n, 90) * 1e3, pct(lat_ns, n, 99) * 1e3, pct(lat_ns, n, 99.9) * 1e3, cpu,
-	       cpu >= 0 && n ? cpu * 1e6 / (double)n : -1, p1->ok ? (double)p1->rss_kb / 1024.0 : -1);
+	       cpu >= 0 && n ? cpu * 1e6 / (double)n : -1,
+	       p1->ok ? (double)p1->rss_kb / 1024.0 : -1);
 }
 
 /* --------------------------------------------------------------- main */
@@ -822,8 +833,8 @@ int main(int argc, char **argv)
 			clients[i].conn = conns[i % o.conns];
 			Etcdserverpb__LeaseGrantRequest g = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
 			g.ttl = 60;
-			rpc_client_call_msg(clients[i].conn, "/etcdserverpb.Lease/LeaseGrant", &g.base, 0,
-			                    ka_granted, &clients[i]);
+			rpc_client_call_msg(clients[i].conn, "/etcdserverpb.Lease/LeaseGrant",
+			                    &g.base, 0, ka_granted, &clients[i]);
 		}
 		run_until(all_done);
 	} else if (!strcmp(o.cmd, "watch")) {

@@ -327,6 +327,11 @@ static void ka_close(struct rpc_client_stream *s, int grpc_status, const char *m
 	uv_timer_stop(&st->timer);
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+	*(bool *)h->data = true;
+}
+
 static int cmd_lease_keepalive(int argc, char **argv)
 {
 	if (argc != 1)
@@ -343,14 +348,20 @@ static int cmd_lease_keepalive(int argc, char **argv)
 	ka_send(&st);
 	ctl_run(c, &st.done);
 	uv_timer_stop(&st.timer);
-	uv_close((uv_handle_t *)&st.timer, NULL);
+	bool closed = false;
+	st.timer.data = &closed;
+	uv_close((uv_handle_t *)&st.timer, timer_closed);
+	ctl_run(c, &closed);
 	if (st.status != 0 && !st.got) {
 		if (st.status == RPC_UNAVAILABLE && strncmp(st.message, "etcdserver", 10) != 0)
 			ctl_die(EXIT_BAD_CONNECTION, "context deadline exceeded");
 		ctl_die(EXIT_BAD_CONNECTION, "%s", st.message);
 	}
-	if (ka_once && st.ttl <= 0)
-		ctl_die(EXIT_BAD_CONNECTION, "etcdserver: requested lease not found");
+	if (ka_once) {
+		if (st.ttl <= 0)
+			ctl_die(EXIT_BAD_CONNECTION, "etcdserver: requested lease not found");
+		return 0;
+	}
 	if (ctl_g.out == OUT_SIMPLE)
 		printf("lease %016" PRIx64 " expired or revoked.\n", (uint64_t)st.id);
 	return 0;
