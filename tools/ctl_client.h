@@ -1,0 +1,60 @@
+/*
+ * ctl_client.h — blocking calls over the libuv rpc client, for cairnctl.
+ *
+ * One struct ctl_conn owns a private uv loop and one rpc_client for one
+ * endpoint. ctl_call() starts a unary call and runs the loop until it ends,
+ * so the CLI reads like straight-line code; streaming commands (watch,
+ * keep-alive, snapshot) open streams on ctl_conn.cli themselves and drive
+ * the loop with ctl_run().
+ *
+ * Errors are reported as etcdctl (clientv3) words them: the server's
+ * "etcdserver: ..." text as is, other statuses as
+ * "rpc error: code = Unavailable desc = ...", and a call that could not
+ * reach the server within the dial timeout, or that ran out of the command
+ * timeout, as "context deadline exceeded".
+ *
+ * Single-threaded; not reentrant from inside loop callbacks.
+ */
+#ifndef CAIRN_TOOLS_CTL_CLIENT_H
+#define CAIRN_TOOLS_CTL_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc/rpc.h"
+
+struct ctl_conn {
+	uv_loop_t loop;
+	struct rpc_client *cli;
+	char endpoint[256]; /* as the user gave it (printed by endpoint commands) */
+	uint64_t dial_timeout_ms;
+	uint64_t command_timeout_ms;
+};
+
+/* Error text of the last failed call, etcdctl's words. */
+#define CTL_ERR_LEN 512
+
+/* "127.0.0.1:2379", "http://host:port" or "unix:///path". No I/O yet. */
+int ctl_conn_open(struct ctl_conn *c, const char *endpoint, uint64_t dial_timeout_ms,
+                  uint64_t command_timeout_ms);
+void ctl_conn_close(struct ctl_conn *c);
+
+/* Unary call: packs req, waits, unpacks the response with `rd` into *out
+ * (free with protobuf_c_message_free_unpacked(*out, NULL)). Returns 0, or
+ * the gRPC status (> 0) with err filled. A connection failure is retried
+ * until the dial timeout has passed (the server may still be starting,
+ * as gRPC's blocking dial waits). */
+int ctl_call(struct ctl_conn *c, const char *path, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *rd, ProtobufCMessage **out, char *err);
+
+/* Runs the loop until *done is true (or nothing is left to run). */
+void ctl_run(struct ctl_conn *c, const bool *done);
+
+/* Formats a received status as clientv3 would print it. */
+void ctl_format_error(int grpc_status, const char *message, char *err);
+
+/* Milliseconds of a monotonic clock. */
+uint64_t ctl_now_ms(void);
+
+#endif
