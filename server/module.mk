@@ -47,11 +47,6 @@ fuzz-apply: $(FUZZ_BUILD)/fuzz_apply
 	@mkdir -p $(FUZZ_BUILD)/corpus_apply
 	$< -max_total_time=$(FUZZ_TIME) -timeout=10 $(FUZZ_BUILD)/corpus_apply tests/fuzz/corpus_apply
 
-# The watch hub over a real store and rpc server, for tests/test_watch.py.
-$(BUILD)/tests/bin/watch_test_server: $(BUILD)/tests/watch_test_server.o $(BUILD)/libserver.a \
-	$(BUILD)/librpc.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
-BINS += $(BUILD)/tests/bin/watch_test_server
-TEST_SCRIPTS += tests/test_watch.py
 # The hub on a real store with a fake rpc stream (the test defines
 # rpc_stream_*; librpc is not linked).
 $(BUILD)/tests/bin/test_watch: $(BUILD)/tests/test_watch.o $(BUILD)/libserver.a \
