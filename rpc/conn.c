@@ -86,8 +86,10 @@ int ioctx_init(struct rpc_ioctx *ctx, uv_loop_t *loop)
 	}
 	uv_check_init(loop, &ctx->check);
 	uv_idle_init(loop, &ctx->idle);
+	uv_timer_init(loop, &ctx->timer);
 	ctx->check.data = ctx;
 	ctx->idle.data = ctx;
+	ctx->timer.data = ctx;
 	return 0;
 }
 
@@ -106,9 +108,12 @@ static void ioctx_handle_closed(uv_handle_t *h)
 
 void ioctx_close(struct rpc_ioctx *ctx)
 {
-	ctx->handles = 2;
+	if (ctx->handles > 0)
+		return;
+	ctx->handles = 3;
 	uv_close((uv_handle_t *)&ctx->check, ioctx_handle_closed);
 	uv_close((uv_handle_t *)&ctx->idle, ioctx_handle_closed);
+	uv_close((uv_handle_t *)&ctx->timer, ioctx_handle_closed);
 }
 
 /* ---- connections ---- */

@@ -1,5 +1,5 @@
 # rpc/: see DESIGN.md §1. Sources, libraries and tests are listed here.
-RPC_SRCS := rpc/grpc_wire.c rpc/http1.c rpc/conn.c rpc/server.c
+RPC_SRCS := rpc/grpc_wire.c rpc/http1.c rpc/conn.c rpc/server.c rpc/client.c
 RPC_OBJS := $(RPC_SRCS:%.c=$(BUILD)/%.o)
 $(BUILD)/librpc.a: $(RPC_OBJS)
 	@mkdir -p $(dir $@)
@@ -32,3 +32,7 @@ $(FUZZ_BUILD)/fuzz_grpc_frame: tests/fuzz/fuzz_grpc_frame.c rpc/grpc_wire.c rpc/
 fuzz-rpc-short: $(FUZZ_BUILD)/fuzz_grpc_frame
 	@mkdir -p $(FUZZ_BUILD)/corpus_grpc_frame
 	$< -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus_grpc_frame
+
+$(BUILD)/tests/bin/test_rpc_client: $(BUILD)/tests/test_rpc_client.o $(BUILD)/librpc.a \
+	$(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_rpc_client

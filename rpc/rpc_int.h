@@ -37,6 +37,7 @@ struct rpc_ioctx {
 	uv_loop_t *loop;
 	uv_check_t check; /* flushes dirty connections after each poll */
 	uv_idle_t idle;   /* active while something is dirty: poll must not block */
+	uv_timer_t timer; /* the owner's: server grace period, client close */
 	bool active;      /* check and idle started */
 	struct rpc_conn *dirty;
 	uint8_t *scratch; /* mem_send output gathered here, then written */
@@ -73,13 +74,37 @@ struct h2out {
 	bool attached; /* a data provider for it was submitted */
 };
 
+/* A TCP or unix-socket handle, seen as whatever libuv needs. */
+union rpc_io {
+	uv_handle_t h;
+	uv_stream_t s;
+	uv_tcp_t tcp;
+	uv_pipe_t pipe;
+};
+
+/* Intrusive doubly-linked lists: elements have `prev` and `next`; `head` is
+ * any lvalue pointer (it may be a void * for lists of private types). */
+#define RPC_DLIST_PUSH(head, e)                                                                    \
+	do {                                                                                       \
+		(e)->prev = NULL;                                                                  \
+		(e)->next = (head);                                                                \
+		if ((e)->next != NULL)                                                             \
+			(e)->next->prev = (e);                                                     \
+		(head) = (e);                                                                      \
+	} while (0)
+#define RPC_DLIST_UNLINK(head, e)                                                                  \
+	do {                                                                                       \
+		if ((e)->prev != NULL)                                                             \
+			(e)->prev->next = (e)->next;                                               \
+		else                                                                               \
+			(head) = (e)->next;                                                        \
+		if ((e)->next != NULL)                                                             \
+			(e)->next->prev = (e)->prev;                                               \
+		(e)->prev = (e)->next = NULL;                                                      \
+	} while (0)
+
 struct rpc_conn {
-	union {
-		uv_handle_t h;
-		uv_stream_t s;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} io;
+	union rpc_io io;
 	struct rpc_ioctx *ctx;
 	void *owner; /* struct rpc_server or struct rpc_client */
 	nghttp2_session *h2;
@@ -98,7 +123,8 @@ struct rpc_conn {
 
 /* ---- conn.c ---- */
 int ioctx_init(struct rpc_ioctx *ctx, uv_loop_t *loop);
-/* Closes the context's handles; ctx->closed_cb runs when they are closed. */
+/* Closes the context's handles; ctx->closed_cb runs when they are closed
+ * (and may free the memory holding ctx). */
 void ioctx_close(struct rpc_ioctx *ctx);
 
 /* Initialises conn (zeroed by the caller) for ctx; the io handle is set up

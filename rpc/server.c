@@ -52,12 +52,7 @@ struct method {
 };
 
 struct listener {
-	union {
-		uv_handle_t h;
-		uv_stream_t s;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} io;
+	union rpc_io io;
 	struct rpc_server *srv;
 	struct listener *next;
 };
@@ -73,10 +68,8 @@ struct rpc_server {
 	struct rpc_server_stats stats;
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt;
-	uv_timer_t grace;
 	bool closing;
 	int open_listeners;
-	bool grace_closed;
 	rpc_server_close_cb close_cb;
 	void *close_arg;
 };
@@ -205,12 +198,7 @@ static void stream_gone(struct h2s *s, int reason)
 	struct rpc_conn *conn = s->conn;
 	if (conn != NULL) {
 		struct rpc_server *srv = conn_srv(conn);
-		if (s->prev != NULL)
-			s->prev->next = s->next;
-		else
-			conn->streams = s->next;
-		if (s->next != NULL)
-			s->next->prev = s->prev;
+		RPC_DLIST_UNLINK(conn->streams, s);
 		if (s->want_writable)
 			conn->nwaiting--;
 		if (conn->h2 != NULL && !conn->closing)
@@ -218,10 +206,11 @@ static void stream_gone(struct h2s *s, int reason)
 		srv->stats.streams_current--;
 	}
 	s->conn = NULL;
-	s->h2_open = false;
 	stop_timer(s);
 	if (s->close_reason != 0)
 		reason = s->close_reason;
+	/* h2_open stays true while the owner's callbacks run, so that ending
+	 * the call inside its cancel callback does not free it under us. */
 	if (s->owner_holds) {
 		if (s->m != NULL && s->m->st.streaming) {
 			struct method *m = s->m;
@@ -231,10 +220,11 @@ static void stream_gone(struct h2s *s, int reason)
 		} else {
 			mark_cancelled(s);
 			s->m = NULL; /* the server may be freed before the owner replies */
-			if (s->owner_holds)
-				return;
 		}
 	}
+	s->h2_open = false;
+	if (s->owner_holds)
+		return;
 	h2s_free(s);
 }
 
@@ -338,10 +328,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	s->id = frame->hd.stream_id;
 	s->h2_open = true;
 	grpc_deframer_init(&s->df, srv->cfg.max_recv_msg_size);
-	s->next = conn->streams;
-	if (s->next != NULL)
-		s->next->prev = s;
-	conn->streams = s;
+	RPC_DLIST_PUSH(conn->streams, s);
 	nghttp2_session_set_stream_user_data(session, s->id, s);
 	srv->stats.streams_started++;
 	srv->stats.streams_current++;
@@ -773,12 +760,7 @@ static void check_done(struct rpc_server *srv);
 static void srv_conn_freed(struct rpc_conn *conn)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	if (conn->prev != NULL)
-		conn->prev->next = conn->next;
-	else
-		srv->conns = conn->next;
-	if (conn->next != NULL)
-		conn->next->prev = conn->prev;
+	RPC_DLIST_UNLINK(srv->conns, conn);
 	srv->stats.conns_current--;
 	free(conn);
 	if (srv->closing)
@@ -800,10 +782,7 @@ static void on_connection(uv_stream_t *server, int status)
 	else
 		uv_pipe_init(srv->ctx.loop, &conn->io.pipe, 0);
 	conn->io.h.data = conn;
-	conn->next = srv->conns;
-	if (conn->next != NULL)
-		conn->next->prev = conn;
-	srv->conns = conn;
+	RPC_DLIST_PUSH(srv->conns, conn);
 	srv->stats.conns_current++;
 	if (uv_accept(server, &conn->io.s) != 0) {
 		conn_close(conn, CAIRN_EIO);
@@ -865,8 +844,6 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(srv->cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_send_callback(srv->cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(srv->cbs, on_stream_close);
-	uv_timer_init(loop, &srv->grace);
-	srv->grace.data = srv;
 	*out = srv;
 	return 0;
 }
@@ -1002,20 +979,12 @@ static void server_freed(struct rpc_ioctx *ctx)
 		cb(arg);
 }
 
-static void grace_closed(uv_handle_t *h)
-{
-	struct rpc_server *srv = h->data;
-	srv->ctx.closed_cb = server_freed;
-	ioctx_close(&srv->ctx);
-}
-
 static void check_done(struct rpc_server *srv)
 {
-	if (srv->open_listeners > 0 || srv->conns != NULL || srv->grace_closed)
+	if (srv->open_listeners > 0 || srv->conns != NULL)
 		return;
-	srv->grace_closed = true;
-	uv_timer_stop(&srv->grace);
-	uv_close((uv_handle_t *)&srv->grace, grace_closed);
+	srv->ctx.closed_cb = server_freed;
+	ioctx_close(&srv->ctx);
 }
 
 static void listener_closed(uv_handle_t *h)
@@ -1029,7 +998,7 @@ static void listener_closed(uv_handle_t *h)
 
 static void grace_cb(uv_timer_t *t)
 {
-	struct rpc_server *srv = t->data;
+	struct rpc_server *srv = t->data; /* the ioctx, first in the server */
 	struct rpc_conn *conn = srv->conns;
 	while (conn != NULL) {
 		struct rpc_conn *next = conn->next;
@@ -1061,7 +1030,7 @@ int rpc_server_close(struct rpc_server *srv, uint64_t grace_ms, rpc_server_close
 			conn->close_when_flushed = true;
 		}
 	}
-	uv_timer_start(&srv->grace, grace_cb, grace_ms, 0);
+	uv_timer_start(&srv->ctx.timer, grace_cb, grace_ms, 0);
 	check_done(srv);
 	return 0;
 }

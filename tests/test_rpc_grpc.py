@@ -145,6 +145,11 @@ def raw_h2(port):
 
 
 def main():
+    # Room for the thousands-of-connections check (the server inherits it).
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     proc, port = start_server()
     target = "127.0.0.1:%d" % port
     ch = grpc.insecure_channel(target)
@@ -316,6 +321,37 @@ def main():
         time.sleep(0.5)
         st3 = dict(kv.split("=") for kv in stats(b"", timeout=5).decode().split())
         check("non-reading clients' streams released", int(st3["streams"]) <= 1, st3)
+
+        # Thousands of idle HTTP/2 connections: accepted, cheap, others served.
+        nconn = 3000 if resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 8192 else 500
+        before = rss_kb(proc.pid)
+        socks = []
+        for i in range(nconn):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(PREFACE + frame(H2_SETTINGS, 0, 0))
+            socks.append(s)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st = dict(kv.split("=") for kv in stats(b"", timeout=5).decode().split())
+            if int(st["conns"]) >= nconn:
+                break
+            time.sleep(0.1)
+        t0 = time.time()
+        ok = echo(b"busy", timeout=5) == b"busy"
+        el = time.time() - t0
+        after = rss_kb(proc.pid)
+        check("%d idle HTTP/2 connections held" % nconn, int(st["conns"]) >= nconn, st)
+        check("served promptly next to %d connections" % nconn, ok and el < 0.5, el)
+        print("     %d connections: rss +%d kB (%.1f kB each)" % (nconn, after - before, (after - before) / nconn))
+        for s in socks:
+            s.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st = dict(kv.split("=") for kv in stats(b"", timeout=5).decode().split())
+            if int(st["conns"]) <= 2:
+                break
+            time.sleep(0.1)
+        check("connections released", int(st["conns"]) <= 2, st)
 
         # Go grpc (etcdctl 3.4) against a protobuf-c StatusResponse.
         if shutil.which("etcdctl"):
