@@ -1,5 +1,5 @@
 # rpc/: see DESIGN.md §1. Sources, libraries and tests are listed here.
-RPC_SRCS := rpc/grpc_wire.c rpc/http1.c rpc/conn.c rpc/server.c rpc/client.c
+RPC_SRCS := rpc/grpc_wire.c rpc/http1.c rpc/conn.c rpc/server.c rpc/client.c rpc/peer.c
 RPC_OBJS := $(RPC_SRCS:%.c=$(BUILD)/%.o)
 $(BUILD)/librpc.a: $(RPC_OBJS)
 	@mkdir -p $(dir $@)

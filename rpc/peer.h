@@ -92,6 +92,10 @@ struct rpc_peer_config {
 	/* A connection attempt (TCP connect + hello answered) that takes longer
 	 * is abandoned and retried after the backoff. 0 = 1000 ms. */
 	uint64_t dial_timeout_ms;
+	/* An active stream (or snapshot) with data on the wire that the peer
+	 * has not acknowledged for this long is considered dead: its
+	 * connection is closed and re-dialled. 0 = 5000 ms. */
+	uint64_t ack_timeout_ms;
 	/* Where received snapshots are written (temporary files named
 	 * "cairn-snap-*.tmp"); must exist. NULL = snapshots are refused. */
 	const char *snap_dir;
@@ -108,7 +112,9 @@ struct rpc_peer_cbs {
 	void (*on_snapshot)(void *userdata, uint64_t from, const uint8_t *meta, size_t meta_len,
 	                    const char *path);
 	/* Optional: the outbound stream to `id` became active (hello answered)
-	 * or stopped being active. For member health and logs. */
+	 * or stopped being active. For member health and logs. Not called for
+	 * what the owner caused itself (rpc_peer_net_remove_peer, a new URL in
+	 * rpc_peer_net_set_peer: active may then be reported true twice). */
 	void (*on_peer_active)(void *userdata, uint64_t id, bool active);
 };
 
@@ -163,8 +169,9 @@ int rpc_peer_net_send(struct rpc_peer_net *net, uint64_t to, const void *msg, si
  * own. `done_cb(arg, status)` runs once: 0 when the peer has the file
  * (its on_snapshot ran), CAIRN_ECONNRESET when the connection failed or the
  * peer refused it, CAIRN_ECANCELED when the peer was removed or the net
- * closed. Returns CAIRN_ENOTFOUND for an unknown peer, CAIRN_EINVAL for a bad
- * fd or NULL done_cb. */
+ * closed, CAIRN_EIO when reading `fd` failed. Returns CAIRN_ENOTFOUND for an
+ * unknown peer, CAIRN_EINVAL for a bad fd or NULL done_cb, CAIRN_ETOOBIG for
+ * a too large meta, CAIRN_ECLOSED once the net is closing. */
 typedef void (*rpc_peer_snap_done_cb)(void *arg, int status);
 int rpc_peer_net_send_snapshot(struct rpc_peer_net *net, uint64_t to, const void *meta,
                                size_t meta_len, int fd, rpc_peer_snap_done_cb done_cb, void *arg);
