@@ -36,3 +36,7 @@ fuzz-rpc-short: $(FUZZ_BUILD)/fuzz_grpc_frame
 $(BUILD)/tests/bin/test_rpc_client: $(BUILD)/tests/test_rpc_client.o $(BUILD)/librpc.a \
 	$(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_rpc_client
+
+$(BUILD)/tests/bin/test_rpc_peer: $(BUILD)/tests/test_rpc_peer.o $(BUILD)/librpc.a \
+	$(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_rpc_peer
