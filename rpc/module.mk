@@ -40,3 +40,9 @@ TEST_BINS += $(BUILD)/tests/bin/test_rpc_client
 $(BUILD)/tests/bin/test_rpc_peer: $(BUILD)/tests/test_rpc_peer.o $(BUILD)/librpc.a \
 	$(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_rpc_peer
+
+# Two processes talking through their peer nets (tests/test_rpc_peer_proc.sh).
+$(BUILD)/tests/bin/rpc_peer_proc: $(BUILD)/tests/rpc_peer_proc.o $(BUILD)/librpc.a \
+	$(BUILD)/libcommon.a
+BINS += $(BUILD)/tests/bin/rpc_peer_proc
+TEST_SCRIPTS += tests/test_rpc_peer_proc.sh
