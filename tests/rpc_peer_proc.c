@@ -3,10 +3,12 @@
  *
  *   rpc_peer_proc send|echo SELF_ID SELF_PORT PEER_ID PEER_PORT N
  *
- * "send" sends N numbered messages to the peer (pacing itself when the
- * queue is full) and exits 0 once all N have come back, in order. "echo"
+ * "send" sends N numbered messages to the peer (pacing itself when its
+ * 256-message queue is full) and exits 0 once all N have come back, in order. "echo"
  * sends every message it receives back to its sender and exits 0 once it
- * has echoed N and they have been acknowledged. Either exits 1 on a wrong
+ * has echoed N and they have been acknowledged; its queue holds N, since
+ * nothing paces the echoes (raft would retransmit what a full queue drops;
+ * this test wants every message). Either exits 1 on a wrong
  * message or after 30 s. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -113,7 +115,8 @@ int main(int argc, char **argv)
 	snprintf(peer_url, sizeof(peer_url), "http://127.0.0.1:%s", argv[5]);
 	uv_loop_t *loop = uv_default_loop();
 	struct rpc_peer_config cfg = {
-	    .self_id = self, .cluster_id = 0xca1, .seed = self, .max_queue_msgs = 256};
+	    .self_id = self, .cluster_id = 0xca1, .seed = self, .max_queue_msgs = 0};
+	cfg.max_queue_msgs = sender ? 256 : n_total;
 	struct rpc_peer_cbs cbs = {.on_message = on_message};
 	int rv = rpc_peer_net_new(loop, &cfg, &cbs, NULL, &net);
 	if (rv == 0)
