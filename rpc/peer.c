@@ -190,30 +190,17 @@ struct rpc_peer_net {
 /* Small helpers                                                            */
 /* ------------------------------------------------------------------------ */
 
-static void put_u64(uint8_t *p, uint64_t v)
+/* Big-endian integers of `n` bytes. */
+static void put_be(uint8_t *p, uint64_t v, int n)
 {
-	for (int i = 7; i >= 0; i--, v >>= 8)
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
 		p[i] = (uint8_t)v;
 }
 
-static uint64_t get_u64(const uint8_t *p)
+static uint64_t get_be(const uint8_t *p, int n)
 {
 	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < n; i++)
 		v = v << 8 | p[i];
 	return v;
 }
@@ -231,10 +218,10 @@ static void encode_hello(struct rpc_peer_net *net, uint64_t to, uint32_t window,
 {
 	b[0] = T_HELLO;
 	b[1] = PEER_VERSION;
-	put_u64(b + 2, net->cfg.cluster_id);
-	put_u64(b + 10, net->cfg.self_id);
-	put_u64(b + 18, to);
-	put_u32(b + 26, window);
+	put_be(b + 2, net->cfg.cluster_id, 8);
+	put_be(b + 10, net->cfg.self_id, 8);
+	put_be(b + 18, to, 8);
+	put_be(b + 26, window, 4);
 }
 
 /* Checks a hello ack from the member we dialled as `id`; 0 or a message. */
@@ -243,9 +230,9 @@ static const char *check_hello_ack(struct rpc_peer_net *net, uint64_t id, const 
 {
 	if (len != HELLO_ACK_LEN || m[1] != PEER_VERSION)
 		return "bad hello ack";
-	if (get_u64(m + 2) != net->cfg.cluster_id)
+	if (get_be(m + 2, 8) != net->cfg.cluster_id)
 		return "peer belongs to another cluster";
-	if (get_u64(m + 10) != id)
+	if (get_be(m + 10, 8) != id)
 		return "peer URL answers with another member id";
 	return NULL;
 }
@@ -418,7 +405,7 @@ static void out_on_message(struct rpc_client_stream *s, const uint8_t *m, size_t
 		if (p->st == s) /* the callback may have removed the peer */
 			peer_pump(p);
 	} else if (m[0] == T_ACK && len == ACK_LEN && p->state == P_ACTIVE) {
-		uint64_t am = get_u64(m + 1), ab = get_u64(m + 9);
+		uint64_t am = get_be(m + 1, 8), ab = get_be(m + 9, 8);
 		if (am > p->s_msgs || ab > p->s_bytes || am < p->a_msgs) {
 			peer_fail(p, CAIRN_EPROTO, "bad ack");
 			return;
@@ -589,7 +576,7 @@ static void snap_read_cb(uv_fs_t *req)
 	}
 	if (n == 0) {
 		uint8_t end[END_LEN] = {T_END};
-		put_u64(end + 1, s->off);
+		put_be(end + 1, s->off, 8);
 		s->eof = true;
 		if (rpc_client_stream_send(s->st, end, sizeof(end)) != 0 ||
 		    rpc_client_stream_half_close(s->st) != 0)
@@ -642,7 +629,7 @@ static void snap_on_message(struct rpc_client_stream *st, const uint8_t *m, size
 		s->progress_at = uv_now(s->net->loop);
 		snap_pump(s);
 	} else if (m[0] == T_ACK && len == ACK_LEN && s->got_hello) {
-		uint64_t ab = get_u64(m + 9);
+		uint64_t ab = get_be(m + 9, 8);
 		if (ab > s->off || ab < s->acked) {
 			snap_close_client(s);
 			return;
@@ -687,8 +674,8 @@ static void inb_send_ack(struct inb *in)
 	if (in->st == NULL || (in->got_msgs == in->acked_msgs && in->got_bytes == in->acked_bytes))
 		return;
 	uint8_t ack[ACK_LEN] = {T_ACK};
-	put_u64(ack + 1, in->got_msgs);
-	put_u64(ack + 9, in->got_bytes);
+	put_be(ack + 1, in->got_msgs, 8);
+	put_be(ack + 9, in->got_bytes, 8);
 	int rv = rpc_stream_send(in->st, ack, sizeof(ack));
 	if (rv == CAIRN_EAGAIN) {
 		in->want_writable = true; /* on_writable retries; acks are cumulative */
@@ -882,7 +869,7 @@ static void inb_snap_message(struct inb *in, const uint8_t *m, size_t len)
 		inb_snap_step(in);
 	} else if (m[0] == T_END && len == END_LEN && in->have_meta && !in->end) {
 		in->end = true;
-		in->total = get_u64(m + 1);
+		in->total = get_be(m + 1, 8);
 		if (in->total != in->recv_bytes) {
 			inb_fail(in, RPC_DATA_LOSS, "cairn peer: snapshot size mismatch");
 			return;
@@ -902,9 +889,9 @@ static const char *check_hello(struct rpc_peer_net *net, struct inb *in, const u
 		return "cairn peer: expected a hello";
 	if (m[1] != PEER_VERSION)
 		return "cairn peer: unsupported protocol version";
-	uint64_t cluster = get_u64(m + 2), from = get_u64(m + 10), to = get_u64(m + 18);
+	uint64_t cluster = get_be(m + 2, 8), from = get_be(m + 10, 8), to = get_be(m + 18, 8);
 	in->from = from;
-	in->window = get_u32(m + 26);
+	in->window = get_be(m + 26, 4);
 	if (cluster != net->cfg.cluster_id) {
 		rpc_log("peer: refused member %llx of cluster %llx (this is cluster %llx)",
 		        (unsigned long long)from, (unsigned long long)cluster,
@@ -938,8 +925,8 @@ static void inb_on_message(struct rpc_stream *st, const uint8_t *m, size_t len)
 		}
 		in->helloed = true;
 		uint8_t ack[HELLO_ACK_LEN] = {T_HELLO_ACK, PEER_VERSION};
-		put_u64(ack + 2, net->cfg.cluster_id);
-		put_u64(ack + 10, net->cfg.self_id);
+		put_be(ack + 2, net->cfg.cluster_id, 8);
+		put_be(ack + 10, net->cfg.self_id, 8);
 		if (rpc_stream_send(st, ack, sizeof(ack)) != 0)
 			inb_fail(in, RPC_UNAVAILABLE, "cairn peer: cannot answer");
 		return;

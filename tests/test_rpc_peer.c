@@ -194,6 +194,15 @@ static void link_all(const uint64_t *ids, size_t n)
 				                 0);
 }
 
+/* Members 1 and 2, up and peered both ways. */
+static void start_pair(void)
+{
+	const uint64_t ids[] = {1, 2};
+	node_start(1, 0);
+	node_start(2, 0);
+	link_all(ids, 2);
+}
+
 /* Sends one message with the next sequence number; size varies with it. */
 static int send_seq(uint64_t from, uint64_t to, size_t extra)
 {
@@ -377,10 +386,7 @@ static bool one_sees_two_up(void)
 static void test_restart(void **state)
 {
 	(void)state;
-	const uint64_t ids[] = {1, 2};
-	node_start(1, 0);
-	node_start(2, 0);
-	link_all(ids, 2);
+	start_pair();
 	for (int k = 0; k < 10; k++)
 		assert_int_equal(send_seq(1, 2, (size_t)-1), 0);
 	want = 10;
@@ -528,6 +534,20 @@ static void flow_cb(uv_timer_t *t)
 		send_seq(1, 2, (size_t)-1);
 }
 
+static void src_path(char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/src.snap", tmpdir);
+}
+
+/* Starts a snapshot of `fd` with `meta`; snap_done() records its end. */
+static void snap_start(uint64_t from, uint64_t to, const char *meta, int fd)
+{
+	snap_done_calls = 0;
+	assert_int_equal(rpc_peer_net_send_snapshot(nodes[from].net, to, meta, strlen(meta), fd,
+	                                            snap_done, NULL),
+	                 0);
+}
+
 static int make_file(const char *path, size_t size, uint64_t seed)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -571,16 +591,11 @@ static void assert_same_file(const char *a, const char *b)
 static void test_snapshot(void **state)
 {
 	(void)state;
-	const uint64_t ids[] = {1, 2};
-	node_start(1, 0);
-	node_start(2, 0);
-	link_all(ids, 2);
+	start_pair();
 	char src[300];
-	snprintf(src, sizeof(src), "%s/src.snap", tmpdir);
+	src_path(src, sizeof(src));
 	int fd = make_file(src, SNAP_SIZE, 42);
-	snap_done_calls = 0;
-	assert_int_equal(
-	    rpc_peer_net_send_snapshot(nodes[1].net, 2, "meta-7", 6, fd, snap_done, NULL), 0);
+	snap_start(1, 2, "meta-7", fd);
 	uv_timer_init(&loop, &flow_timer);
 	uv_timer_start(&flow_timer, flow_cb, 1, 1);
 	assert_true(run_until(snap_finished, 30000));
@@ -612,16 +627,11 @@ static void test_snapshot(void **state)
 static void test_snapshot_cancel(void **state)
 {
 	(void)state;
-	const uint64_t ids[] = {1, 2};
-	node_start(1, 0);
-	node_start(2, 0);
-	link_all(ids, 2);
+	start_pair();
 	char src[300];
-	snprintf(src, sizeof(src), "%s/src.snap", tmpdir);
+	src_path(src, sizeof(src));
 	int fd = make_file(src, 8u << 20, 7);
-	snap_done_calls = 0;
-	assert_int_equal(rpc_peer_net_send_snapshot(nodes[1].net, 2, "x", 1, fd, snap_done, NULL),
-	                 0);
+	snap_start(1, 2, "x", fd);
 	run_for(5);
 	assert_int_equal(rpc_peer_net_remove_peer(nodes[1].net, 2), 0);
 	assert_true(run_until(snap_finished, 5000));
@@ -634,9 +644,7 @@ static void test_snapshot_cancel(void **state)
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	assert_int_equal(rpc_peer_net_set_peer(nodes[1].net, 3, url), 0);
-	snap_done_calls = 0;
-	assert_int_equal(rpc_peer_net_send_snapshot(nodes[1].net, 3, "x", 1, fd, snap_done, NULL),
-	                 0);
+	snap_start(1, 3, "x", fd);
 	assert_true(run_until(snap_finished, 5000));
 	assert_int_equal(snap_status, CAIRN_ECONNRESET);
 	assert_int_equal(status(1, 3).snaps_failed, 1);
@@ -644,9 +652,7 @@ static void test_snapshot_cancel(void **state)
 
 	/* Closing the net cancels snapshots in flight. */
 	assert_int_equal(rpc_peer_net_set_peer(nodes[1].net, 2, nodes[2].url), 0);
-	snap_done_calls = 0;
-	assert_int_equal(rpc_peer_net_send_snapshot(nodes[1].net, 2, "x", 1, fd, snap_done, NULL),
-	                 0);
+	snap_start(1, 2, "x", fd);
 	run_for(5);
 	node_stop(1);
 	assert_int_equal(snap_done_calls, 1);
@@ -682,11 +688,9 @@ static void test_wrong_cluster(void **state)
 	assert_int_equal(nodes[1].got[4], 0);
 	/* Its snapshots are refused too. */
 	char src[300];
-	snprintf(src, sizeof(src), "%s/src.snap", tmpdir);
+	src_path(src, sizeof(src));
 	int fd = make_file(src, 4096, 1);
-	snap_done_calls = 0;
-	assert_int_equal(rpc_peer_net_send_snapshot(nodes[4].net, 1, "x", 1, fd, snap_done, NULL),
-	                 0);
+	snap_start(4, 1, "x", fd);
 	assert_true(run_until(snap_finished, 5000));
 	assert_int_equal(snap_status, CAIRN_ECONNRESET);
 	close(fd);
@@ -774,10 +778,7 @@ static void hello(uint8_t *h, uint64_t cluster, uint64_t from, uint64_t to, uint
 static void test_garbage(void **state)
 {
 	(void)state;
-	const uint64_t ids[] = {1, 2};
-	node_start(1, 0);
-	node_start(2, 0);
-	link_all(ids, 2);
+	start_pair();
 	uint8_t junk[4096];
 	uint64_t x = 99;
 	for (size_t i = 0; i < sizeof(junk); i++) {
