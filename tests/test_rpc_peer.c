@@ -697,6 +697,115 @@ static void test_wrong_cluster(void **state)
 	assert_int_equal(nodes[1].snaps, 0);
 }
 
+/* ---- peers that never answer ---- */
+
+/* The wire format of rpc/peer.c, written out by hand for fake peers. */
+static void be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static struct rpc_peer_status watched;
+static uint64_t watched_id;
+static bool watched_timed_out(void)
+{
+	watched = status(1, watched_id);
+	return watched.last_error == CAIRN_ETIMEOUT && watched.connects >= 2;
+}
+static bool dial_timed_out(void)
+{
+	watched = status(1, watched_id);
+	return watched.last_error == CAIRN_ETIMEOUT;
+}
+
+static void never_accept(uv_stream_t *server, int status)
+{
+	(void)server;
+	(void)status;
+}
+
+/* A port that accepts TCP (the kernel's backlog) but never speaks: the
+ * dial times out, the messages stay queued, attempts go on. */
+static void test_dial_timeout(void **state)
+{
+	(void)state;
+	struct rpc_peer_config cfg = {.dial_timeout_ms = 100};
+	node_start_cfg(1, CLUSTER, 0, &cfg);
+	int port = reserve_port();
+	assert_int_equal(uv_listen((uv_stream_t *)&reserved, 16, never_accept), 0);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	assert_int_equal(rpc_peer_net_set_peer(nodes[1].net, 2, url), 0);
+	assert_int_equal(send_seq(1, 2, 0), 0);
+	watched_id = 2;
+	assert_true(run_until(dial_timed_out, 3000));
+	assert_false(watched.connected);
+	assert_int_equal(watched.queued_msgs, 1);
+	assert_int_equal(watched.connects, 0);
+	assert_int_equal(rpc_peer_net_remove_peer(nodes[1].net, 2), 0);
+	release_port();
+}
+
+/* A fake member that answers the hello and then never acknowledges: the
+ * sender gives up on the connection after ack_timeout_ms and re-dials. */
+static void mute_open(struct rpc_stream *st, void *ud)
+{
+	(void)st;
+	(void)ud;
+}
+static void mute_message(struct rpc_stream *st, const uint8_t *m, size_t len)
+{
+	if (len > 0 && m[0] == 'H') {
+		uint8_t ack[18] = {'A', 1};
+		be64(ack + 2, CLUSTER);
+		be64(ack + 10, 2);
+		assert_int_equal(rpc_stream_send(st, ack, sizeof(ack)), 0);
+	}
+}
+static void mute_close(struct rpc_stream *st, int reason)
+{
+	(void)st;
+	(void)reason;
+}
+static int srv_closed;
+static void srv_close_cb(void *arg)
+{
+	(void)arg;
+	srv_closed = 1;
+}
+static bool srv_is_closed(void)
+{
+	return srv_closed != 0;
+}
+
+static void test_ack_timeout(void **state)
+{
+	(void)state;
+	struct rpc_peer_config cfg = {.ack_timeout_ms = 200};
+	node_start_cfg(1, CLUSTER, 0, &cfg);
+	struct rpc_server *srv;
+	assert_int_equal(rpc_server_new(&loop, NULL, &srv), 0);
+	struct rpc_stream_cbs cbs = {
+	    .on_open = mute_open, .on_message = mute_message, .on_close = mute_close};
+	assert_int_equal(rpc_server_register_stream(srv, "/cairnpeer.Peer/Stream", &cbs, NULL), 0);
+	int port;
+	assert_int_equal(rpc_server_listen(srv, "http://127.0.0.1:0", &port), 0);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	assert_int_equal(rpc_peer_net_set_peer(nodes[1].net, 2, url), 0);
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(send_seq(1, 2, 0), 0);
+	watched_id = 2;
+	assert_true(run_until(watched_timed_out, 5000));
+	assert_true(watched.msgs_dropped >= 3);
+	assert_int_equal(nodes[1].actives, watched.connects);
+	assert_true(nodes[1].inactives >= 1);
+	srv_closed = 0;
+	rpc_server_close(srv, 0, srv_close_cb, NULL);
+	assert_true(run_until(srv_is_closed, 5000));
+}
+
 /* ---- garbage ---- */
 
 static int raw_connect(int port)
@@ -766,11 +875,9 @@ static void hello(uint8_t *h, uint64_t cluster, uint64_t from, uint64_t to, uint
 {
 	h[0] = 'H';
 	h[1] = 1;
-	for (int i = 0; i < 8; i++) {
-		h[2 + i] = (uint8_t)(cluster >> (56 - 8 * i));
-		h[10 + i] = (uint8_t)(from >> (56 - 8 * i));
-		h[18 + i] = (uint8_t)(to >> (56 - 8 * i));
-	}
+	be64(h + 2, cluster);
+	be64(h + 10, from);
+	be64(h + 18, to);
 	for (int i = 0; i < 4; i++)
 		h[26 + i] = (uint8_t)(window >> (24 - 8 * i));
 }
@@ -854,6 +961,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_cluster, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dial_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ack_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
