@@ -1,5 +1,5 @@
 # rpc/: see DESIGN.md §1. Sources, libraries and tests are listed here.
-RPC_SRCS := rpc/grpc_wire.c rpc/http1.c rpc/conn.c rpc/server.c rpc/client.c
+RPC_SRCS := rpc/grpc_wire.c rpc/http1.c rpc/conn.c rpc/server.c rpc/client.c rpc/peer.c
 RPC_OBJS := $(RPC_SRCS:%.c=$(BUILD)/%.o)
 $(BUILD)/librpc.a: $(RPC_OBJS)
 	@mkdir -p $(dir $@)
@@ -45,3 +45,13 @@ fuzz-rpc-short: $(FUZZ_BUILD)/fuzz_grpc_frame $(FUZZ_BUILD)/fuzz_rpc_server
 $(BUILD)/tests/bin/test_rpc_client: $(BUILD)/tests/test_rpc_client.o $(BUILD)/librpc.a \
 	$(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_rpc_client
+
+$(BUILD)/tests/bin/test_rpc_peer: $(BUILD)/tests/test_rpc_peer.o $(BUILD)/librpc.a \
+	$(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_rpc_peer
+
+# Two processes talking through their peer nets (tests/test_rpc_peer_proc.sh).
+$(BUILD)/tests/bin/rpc_peer_proc: $(BUILD)/tests/rpc_peer_proc.o $(BUILD)/librpc.a \
+	$(BUILD)/libcommon.a
+BINS += $(BUILD)/tests/bin/rpc_peer_proc
+TEST_SCRIPTS += tests/test_rpc_peer_proc.sh
