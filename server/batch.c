@@ -170,6 +170,7 @@ static void *storage_main(void *arg)
 		}
 		pthread_mutex_lock(&q->mu);
 		q->done = b;
+		pthread_cond_signal(&q->done_cv);
 		uv_async_send(&q->async);
 	}
 	pthread_mutex_unlock(&q->mu);
@@ -188,6 +189,7 @@ int srv_batch_start(struct srv_member *m)
 {
 	pthread_mutex_init(&m->q.mu, NULL);
 	pthread_cond_init(&m->q.cv, NULL);
+	pthread_cond_init(&m->q.done_cv, NULL);
 	if (pthread_create(&m->q.thread, NULL, storage_main, m))
 		return CAIRN_ENOMEM;
 	return 0;
@@ -202,4 +204,5 @@ void srv_batch_stop(struct srv_member *m)
 	pthread_join(m->q.thread, NULL);
 	pthread_mutex_destroy(&m->q.mu);
 	pthread_cond_destroy(&m->q.cv);
+	pthread_cond_destroy(&m->q.done_cv);
 }

@@ -26,6 +26,13 @@ struct lease_ctx {
 	int method[L_COUNT];
 };
 
+struct ka_wait {
+	struct rpc_stream *stream;
+	int64_t lease_id;
+};
+
+static void send_keepalive(struct srv_member *m, struct rpc_stream *s, int64_t id, int64_t ttl);
+
 static struct srv_lease_entry *table_get(struct srv_member *m, int64_t id)
 {
 	return srv_idmap_get(&m->leases, (uint64_t)id);
@@ -58,6 +65,10 @@ static void table_clear(struct srv_member *m)
 void srv_lease_free(struct srv_member *m)
 {
 	table_clear(m);
+	for (size_t i = 0; i < m->ka_pending.cap; i++)
+		if (m->ka_pending.keys[i])
+			free(m->ka_pending.vals[i]);
+	srv_idmap_free(&m->ka_pending);
 	free(m->lease_ctx);
 	m->lease_ctx = NULL;
 }
@@ -332,38 +343,69 @@ static void ka_message(struct rpc_stream *s, const uint8_t *buf, size_t len)
 		return;
 	}
 	if (m->role != RAFT_LEADER) {
-		int status;
-		const char *msg;
-		srv_grpc_error(m->leader ? CAIRN_ENOTLEADER : CAIRN_ENOLEADER, &status, &msg);
-		rpc_stream_close(s, status, msg);
+		/* Keep-alives are the leader's: forward, answer when it replies. */
+		struct ka_wait *kw = calloc(1, sizeof(*kw));
+		uint64_t ctx = srv_member_next_id(m);
+		int rv = kw ? 0 : CAIRN_ENOMEM;
+		if (!rv) {
+			kw->stream = s;
+			kw->lease_id = req->id;
+			rv = srv_idmap_put(&m->ka_pending, ctx, kw);
+		}
+		if (!rv && (rv = srv_cluster_keepalive(m, ctx, req->id)))
+			srv_idmap_del(&m->ka_pending, ctx);
+		if (rv) {
+			free(kw);
+			int status;
+			const char *msg;
+			srv_grpc_error(rv == CAIRN_ENOLEADER ? rv : CAIRN_ETIMEOUT, &status, &msg);
+			rpc_stream_close(s, status, msg);
+		}
 		etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
 		return;
 	}
-	Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
-	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	header_pb(m, &h);
-	resp.header = &h;
-	resp.id = req->id;
+	send_keepalive(m, s, req->id, srv_lease_renew(m, req->id));
+	etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
+}
+
+int64_t srv_lease_renew(struct srv_member *m, int64_t lease_id)
+{
 	uint64_t now = uv_now(m->loop);
-	struct srv_lease_entry *e = table_get(m, req->id);
+	struct srv_lease_entry *e = table_get(m, lease_id);
 	if (!e) {
 		/* Granted since the last reconcile? Look in the store. */
 		struct store_rtxn *r;
 		struct store_lease l;
 		if (store_rtxn_begin(m->store, &r) == 0) {
-			if (store_lease_lookup(r, req->id, &l) == 0)
+			if (store_lease_lookup(r, lease_id, &l) == 0)
 				e = table_add(m, l.id, l.ttl, now);
 			store_rtxn_end(r);
 		}
 	}
-	if (e && !e->revoke_sent_ms) {
-		e->expiry_ms = now + (uint64_t)e->ttl * 1000;
-		resp.ttl = e->ttl;
-	} else {
-		resp.ttl = 0; /* etcd: TTL 0 says the lease is gone */
-	}
+	if (!e || e->revoke_sent_ms)
+		return 0; /* etcd: TTL 0 says the lease is gone */
+	e->expiry_ms = now + (uint64_t)e->ttl * 1000;
+	return e->ttl;
+}
+
+void srv_lease_keepalive_answer(struct srv_member *m, uint64_t ctx, int64_t ttl)
+{
+	struct ka_wait *kw = srv_idmap_del(&m->ka_pending, ctx);
+	if (!kw)
+		return; /* its stream went away meanwhile */
+	send_keepalive(m, kw->stream, kw->lease_id, ttl);
+	free(kw);
+}
+
+static void send_keepalive(struct srv_member *m, struct rpc_stream *s, int64_t id, int64_t ttl)
+{
+	Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	header_pb(m, &h);
+	resp.header = &h;
+	resp.id = id;
+	resp.ttl = ttl;
 	rpc_stream_send_msg(s, &resp.base);
-	etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
 }
 
 static void ka_half_close(struct rpc_stream *s)
@@ -374,6 +416,19 @@ static void ka_half_close(struct rpc_stream *s)
 static void ka_close(struct rpc_stream *s, int reason)
 {
 	struct lease_ctx *lc = rpc_stream_data(s);
+	struct srv_member *m = lc ? lc->m : NULL;
+	uint64_t gone[64];
+	size_t n;
+	do { /* forget forwarded keep-alives still waiting for this stream */
+		n = 0;
+		for (size_t i = 0; m && i < m->ka_pending.cap && n < 64; i++) {
+			struct ka_wait *kw = m->ka_pending.vals[i];
+			if (m->ka_pending.keys[i] && kw->stream == s)
+				gone[n++] = m->ka_pending.keys[i];
+		}
+		for (size_t i = 0; i < n; i++)
+			free(srv_idmap_del(&m->ka_pending, gone[i]));
+	} while (n == 64);
 	if (lc)
 		lc->m->metrics.methods[lc->method[L_KEEPALIVE]].handled[reason ? 1 : 0]++;
 }

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "server/ids.h"
 #include "server/watch.h"
@@ -264,9 +266,24 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 {
 	if (up->role_changed || up->term != m->term)
 		role_changed(m, up);
+	if (up->snapshot) {
+		/* Everything the update points to dies at the next raft_step,
+		 * which draining does: copy what the install needs first. */
+		struct raft_snapshot_meta meta = *up->snapshot;
+		char path[4096];
+		snprintf(path, sizeof(path), "%.*s", (int)up->snapshot_data.len,
+		         (const char *)up->snapshot_data.base);
+		struct raft_hard_state hs = up->hard_state;
+		bool hs_changed = up->hard_state_changed;
+		uint64_t seq = up->persist_seq;
+		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
+		srv_member_install(m, &meta, path, &hs, hs_changed, seq);
+		return;
+	}
 	if (up->persist_seq)
 		queue_persist(m, up);
-	/* Single member: no peers. Messages to peers arrive with clustering. */
+	if (up->n_msgs)
+		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
 	if (up->n_committed)
 		queue_apply(m, up->committed, up->n_committed);
 	if (up->n_reads)
@@ -309,12 +326,18 @@ void srv_member_propose(struct srv_member *m, struct rpc_call *call, int method,
 		p->method = method;
 		p->deadline_ms = now_ms(m) + m->request_timeout_ms;
 	}
-	struct raft_event ev = {.type = RAFT_EVENT_PROPOSE};
-	ev.propose.type = RAFT_ENTRY_NORMAL;
-	ev.propose.data.base = buf;
-	ev.propose.data.len = len;
 	int rv;
-	step(m, &ev, &rv);
+	if (m->role != RAFT_LEADER) {
+		/* A follower hands the proposal to the leader and answers its
+		 * client when it applies the entry (its id is ours). */
+		rv = srv_cluster_forward(m, RAFT_ENTRY_NORMAL, buf, len);
+	} else {
+		struct raft_event ev = {.type = RAFT_EVENT_PROPOSE};
+		ev.propose.type = RAFT_ENTRY_NORMAL;
+		ev.propose.data.base = buf;
+		ev.propose.data.len = len;
+		step(m, &ev, &rv);
+	}
 	if (buf != stackbuf)
 		free(buf);
 	if (rv) {
@@ -586,6 +609,129 @@ static int open_store(struct srv_member *m)
 	return store_open(&sc, &m->store);
 }
 
+/* The watch hub reads m->store; it is rebuilt when a snapshot replaces the
+ * store, so the Watch method reaches it through the member. */
+static int start_hub(struct srv_member *m)
+{
+	struct srv_watch_config wc = {0};
+	wc.store = m->store;
+	wc.progress_interval_ms = m->cfg->watch_progress_notify_interval_ms;
+	wc.max_response_bytes = (size_t)m->cfg->max_request_bytes;
+	wc.catchup_chunk_events = 1000;
+	wc.max_watchers_per_stream = (uint32_t)m->cfg->max_watchers_per_stream;
+	wc.header = (void (*)(void *, struct srv_header *))srv_member_header;
+	wc.header_ctx = m;
+	return srv_watch_hub_new(&wc, &m->hub);
+}
+
+static void watch_open(struct rpc_stream *s, void *ud)
+{
+	struct srv_member *m = ud;
+	srv_watch_stream_cbs.on_open(s, m->hub);
+}
+
+void srv_member_drain(struct srv_member *m)
+{
+	for (int rounds = 0; rounds < 64; rounds++) {
+		if (!m->inflight)
+			maybe_submit(m);
+		if (!m->inflight)
+			return;
+		pthread_mutex_lock(&m->q.mu);
+		while (!m->q.done)
+			pthread_cond_wait(&m->q.done_cv, &m->q.mu);
+		pthread_mutex_unlock(&m->q.mu);
+		batch_done(&m->q.async);
+	}
+}
+
+static int rmtree(const char *path)
+{
+	char cmd[4400];
+	/* Only ever our own "<data-dir>/member.old". */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	return system(cmd) == 0 ? 0 : CAIRN_EIO;
+}
+
+void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *meta,
+                        const char *path, const struct raft_hard_state *hs, bool hs_changed,
+                        uint64_t persist_seq)
+{
+	srv_member_drain(m);
+	char dir[4096], old[4200];
+	snprintf(dir, sizeof(dir), "%s/member", m->cfg->data_dir);
+	snprintf(old, sizeof(old), "%s/member.old", m->cfg->data_dir);
+	char idx[24];
+	snprintf(idx, sizeof(idx), "%" PRIu64, meta->index);
+	srv_log(m->log, SRV_LOG_INFO, "installing snapshot from leader", "index", idx, NULL);
+
+	srv_watch_hub_free(m->hub);
+	m->hub = NULL;
+	raft_lmdb_close(m->rl);
+	m->rl = NULL;
+	store_close(m->store);
+	m->store = NULL;
+	int rv = rmtree(old);
+	if (!rv && rename(dir, old))
+		rv = CAIRN_EIO;
+	int fd = rv ? -1 : open(path, O_RDONLY);
+	if (!rv && fd < 0)
+		rv = CAIRN_EIO;
+	if (!rv)
+		rv = store_snapshot_restore(fd, dir);
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	if (!rv)
+		rv = open_store(m);
+	if (!rv)
+		rv = raft_lmdb_open(store_env(m->store), &m->rl);
+	if (!rv) {
+		/* The copy carries the leader's raft state: replace it with ours. */
+		struct raft_update up = {0};
+		up.snapshot = meta;
+		up.hard_state = *hs;
+		up.hard_state_changed = hs_changed;
+		up.persist_seq = persist_seq;
+		rv = raft_lmdb_write_own(m->rl, &up);
+	}
+	if (!rv) {
+		Cairnpb__Membership *prev = m->membership;
+		bool prev_unpacked = m->membership_unpacked;
+		bool fresh;
+		rv = load_membership(m, &fresh);
+		if (!rv && !fresh) {
+			free_membership(prev, prev_unpacked);
+			m->membership_unpacked = true;
+		} else {
+			m->membership = prev;
+		}
+	}
+	if (!rv)
+		rv = start_hub(m);
+	if (rv) {
+		srv_log(m->log, SRV_LOG_FATAL, "cannot install snapshot: stopping", "error",
+		        cairn_strerror(rv), NULL);
+		exit(2);
+	}
+	rmtree(old);
+	m->queued_apply = m->applied_index;
+	srv_cluster_sync_peers(m);
+	if (persist_seq) {
+		struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
+		ev.persisted.seq = persist_seq;
+		step(m, &ev, NULL);
+	}
+	struct raft_event ev = {.type = RAFT_EVENT_SNAPSHOT_INSTALLED};
+	ev.snapshot_installed.index = meta->index;
+	step(m, &ev, NULL);
+	if (m->applied_index > meta->index) {
+		struct raft_event ap = {.type = RAFT_EVENT_APPLIED};
+		ap.applied.index = m->applied_index;
+		step(m, &ap, NULL);
+	}
+}
+
 int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_config *cfg,
                      struct srv_log *log)
 {
@@ -669,24 +815,20 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	rsc.max_recv_msg_size = (size_t)cfg->max_request_bytes + 512 * 1024;
 	if ((rv = rpc_server_new(loop, &rsc, &m->rpc)))
 		return rv;
-	struct srv_watch_config wc = {0};
-	wc.store = m->store;
-	wc.progress_interval_ms = cfg->watch_progress_notify_interval_ms;
-	wc.max_response_bytes = (size_t)cfg->max_request_bytes;
-	wc.catchup_chunk_events = 1000;
-	wc.max_watchers_per_stream = (uint32_t)cfg->max_watchers_per_stream;
-	wc.header = (void (*)(void *, struct srv_header *))srv_member_header;
-	wc.header_ctx = m;
-	if ((rv = srv_watch_hub_new(&wc, &m->hub)))
+	if ((rv = start_hub(m)))
 		return rv;
+	m->watch_cbs = srv_watch_stream_cbs;
+	m->watch_cbs.on_open = watch_open;
 	int w = srv_member_method(m, "etcdserverpb.Watch", "Watch", "bidi_stream");
 	(void)w;
-	if ((rv = rpc_server_register_stream(m->rpc, "/etcdserverpb.Watch/Watch",
-	                                     &srv_watch_stream_cbs, m->hub)) ||
+	if ((rv = rpc_server_register_stream(m->rpc, "/etcdserverpb.Watch/Watch", &m->watch_cbs,
+	                                     m)) ||
 	    (rv = srv_kv_register(m)) || (rv = srv_lease_register(m)) ||
 	    (rv = srv_maint_register(m)))
 		return rv;
 
+	if ((rv = srv_cluster_start(m)))
+		return rv;
 	uv_async_init(loop, &m->q.async, batch_done);
 	m->q.async.data = m;
 	if ((rv = srv_batch_start(m)))
@@ -775,6 +917,7 @@ void srv_member_close(struct srv_member *m)
 {
 	srv_watch_hub_free(m->hub);
 	m->hub = NULL;
+	srv_cluster_stop(m);
 	if (m->rpc)
 		rpc_server_close(m->rpc, 0, NULL, NULL);
 	srv_batch_stop(m);

@@ -39,6 +39,7 @@
 
 #include "raft/raft.h"
 #include "raft/raft_lmdb.h"
+#include "rpc/peer.h"
 #include "rpc/rpc.h"
 #include "server/apply.h"
 #include "server/apply_int.h" /* struct srv_arena */
@@ -95,6 +96,7 @@ struct srv_batch_queue {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	pthread_cond_t done_cv;      /* signalled with done set (drain) */
 	struct srv_batch *submitted; /* loop → storage */
 	struct srv_batch *done;      /* storage → loop */
 	bool stop;
@@ -138,6 +140,9 @@ struct srv_member {
 	struct raft *raft;
 	struct rpc_server *rpc;
 	struct srv_watch_hub *hub;
+	struct rpc_peer_net *peers;
+	struct srv_idmap snaps_out;  /* follower id → snapshot being sent */
+	struct srv_idmap ka_pending; /* keep-alive ctx → rpc_stream (followers) */
 
 	/* raft soft state */
 	uint64_t leader;
@@ -176,6 +181,7 @@ struct srv_member {
 	int exit_code;
 
 	void *kv_ctx, *lease_ctx, *maint_ctx; /* per-service state */
+	struct rpc_stream_cbs watch_cbs;
 	struct srv_metrics metrics;
 	int method_row[64];
 };
@@ -227,6 +233,32 @@ void srv_lease_leader_changed(struct srv_member *m);
 void srv_lease_free(struct srv_member *m);
 /* Serves a linearizable read whose index has been applied. */
 void srv_kv_serve_read(struct srv_member *m, struct srv_pending *p);
+
+/* Waits (blocking the loop) until no batch is in flight or filling: used
+ * before replacing the store with a received snapshot. */
+void srv_member_drain(struct srv_member *m);
+/* Replaces the store with the snapshot file at path and records meta and
+ * the hard state; then reports it persisted and installed to raft. */
+void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *meta,
+                        const char *path, const struct raft_hard_state *hs, bool hs_changed,
+                        uint64_t persist_seq);
+
+/* Cluster (cluster.c). */
+int srv_cluster_start(struct srv_member *m);
+void srv_cluster_stop(struct srv_member *m);
+void srv_cluster_sync_peers(struct srv_member *m);
+void srv_cluster_send_msgs(struct srv_member *m, const struct raft_msg *msgs, size_t n);
+void srv_cluster_send_snapshot(struct srv_member *m, const struct raft_msg *msg);
+void srv_cluster_on_snapshot(void *ud, uint64_t from, const uint8_t *meta, size_t meta_len,
+                             const char *path);
+/* Sends a proposal to the leader (follower side). */
+int srv_cluster_forward(struct srv_member *m, uint8_t entry_type, const void *data, size_t len);
+/* Sends a keep-alive for lease_id to the leader; the answer comes back
+ * through srv_lease_keepalive_answer(ctx). */
+int srv_cluster_keepalive(struct srv_member *m, uint64_t ctx, int64_t lease_id);
+/* Leader: refreshes a lease; returns its TTL, or 0 if it does not exist. */
+int64_t srv_lease_renew(struct srv_member *m, int64_t lease_id);
+void srv_lease_keepalive_answer(struct srv_member *m, uint64_t ctx, int64_t ttl);
 
 /* Storage thread (batch.c). */
 int srv_batch_start(struct srv_member *m);
