@@ -273,7 +273,8 @@ void raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t out[RAFT
 int raft_conf_change_decode(const void *buf, size_t len, struct raft_conf_change *out)
 {
 	const uint8_t *b = buf;
-	if (len != RAFT_CONF_CHANGE_SIZE || b[0] > RAFT_CC_REMOVE)
+	/* The member may carry its own details after the 9 bytes. */
+	if (len < RAFT_CONF_CHANGE_SIZE || b[0] > RAFT_CC_REMOVE)
 		return CAIRN_EINVAL;
 	out->type = b[0];
 	out->id = 0;
@@ -1698,6 +1699,17 @@ void raft_get_status(const struct raft *r, struct raft_status *s)
 	                          .snap_term = r->snap_term,
 	                          .transferee = r->transferee,
 	                          .conf = r->conf};
+}
+
+int raft_progress_match(const struct raft *r, uint64_t id, uint64_t *match)
+{
+	if (r->role != RAFT_LEADER)
+		return CAIRN_ENOTLEADER;
+	struct progress *pr = progress((struct raft *)r, id);
+	if (!pr)
+		return CAIRN_ENOTFOUND;
+	*match = pr->match;
+	return 0;
 }
 
 int raft_log_term(const struct raft *r, uint64_t index, uint64_t *term)

@@ -393,6 +393,10 @@ struct raft_status {
 	struct raft_conf conf;
 };
 void raft_get_status(const struct raft *r, struct raft_status *out);
+/* Leader only: the highest index known replicated on member id (its match
+ * index, §5.3). CAIRN_ENOTLEADER on a non-leader, CAIRN_ENOTFOUND for an
+ * id outside the configuration. */
+int raft_progress_match(const struct raft *r, uint64_t id, uint64_t *match);
 /* Term of entry index: 0 and CAIRN_ELOGCOMPACTED / CAIRN_ELOGUNAVAILABLE
  * when not in the log (the snapshot index reports the snapshot term). */
 int raft_log_term(const struct raft *r, uint64_t index, uint64_t *term);

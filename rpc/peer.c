@@ -892,6 +892,13 @@ static const char *check_hello(struct rpc_peer_net *net, struct inb *in, const u
 	uint64_t cluster = get_be(m + 2, 8), from = get_be(m + 10, 8), to = get_be(m + 18, 8);
 	in->from = from;
 	in->window = get_be(m + 26, 4);
+	if (net->cfg.cluster_id == 0 && cluster != 0) {
+		/* A member joining an existing cluster learns the cluster id
+		 * from the first member that contacts it. */
+		net->cfg.cluster_id = cluster;
+		rpc_log("peer: joined cluster %llx (learnt from member %llx)",
+		        (unsigned long long)cluster, (unsigned long long)from);
+	}
 	if (cluster != net->cfg.cluster_id) {
 		rpc_log("peer: refused member %llx of cluster %llx (this is cluster %llx)",
 		        (unsigned long long)from, (unsigned long long)cluster,
@@ -1067,8 +1074,7 @@ static int health_cb(const char *method, const char *path, struct rpc_http_reply
 int rpc_peer_net_new(uv_loop_t *loop, const struct rpc_peer_config *cfg,
                      const struct rpc_peer_cbs *cbs, void *userdata, struct rpc_peer_net **out)
 {
-	if (cfg == NULL || cbs == NULL || cbs->on_message == NULL || cfg->self_id == 0 ||
-	    cfg->cluster_id == 0)
+	if (cfg == NULL || cbs == NULL || cbs->on_message == NULL || cfg->self_id == 0)
 		return CAIRN_EINVAL;
 	struct rpc_peer_net *net = calloc(1, sizeof(*net));
 	if (net == NULL)
@@ -1329,4 +1335,9 @@ int rpc_peer_net_close(struct rpc_peer_net *net, void (*cb)(void *arg), void *ar
 	uv_close((uv_handle_t *)&net->ack_check, handle_unpend);
 	uv_close((uv_handle_t *)&net->watchdog, handle_unpend);
 	return 0;
+}
+
+uint64_t rpc_peer_net_cluster_id(const struct rpc_peer_net *net)
+{
+	return net->cfg.cluster_id;
 }

@@ -74,8 +74,11 @@
 struct rpc_peer_net;
 
 struct rpc_peer_config {
-	uint64_t self_id;    /* this member's id; non-zero */
-	uint64_t cluster_id; /* checked in every hello; non-zero */
+	uint64_t self_id; /* this member's id; non-zero */
+	/* Checked in every hello. 0 = joining an existing cluster: adopt the
+	 * cluster id of the first member whose hello arrives (outbound hellos
+	 * are refused by the others until then, and retried). */
+	uint64_t cluster_id;
 	/* Per-peer bound on queued + unacknowledged outbound messages.
 	 * 0 = 64 MiB and 4096 messages. */
 	size_t max_queue_bytes;
@@ -195,6 +198,9 @@ void rpc_peer_net_get_stats(const struct rpc_peer_net *net, struct rpc_peer_net_
  * received snapshot files are removed), then frees the net; `cb(arg)` (may
  * be NULL) runs once the memory is gone. Call once; CAIRN_EBUSY if already
  * closing. */
+/* The cluster id in force (the adopted one for a joining member). */
+uint64_t rpc_peer_net_cluster_id(const struct rpc_peer_net *net);
+
 int rpc_peer_net_close(struct rpc_peer_net *net, void (*cb)(void *arg), void *arg);
 
 #endif

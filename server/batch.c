@@ -47,6 +47,7 @@ void srv_batch_reset(struct srv_batch *b)
 	b->compact_step = false;
 	b->err = 0;
 	b->n_results = 0;
+	b->n_conf_done = 0;
 	b->revision = 0;
 	b->compact_more = false;
 	b->commit_ns = 0;
@@ -60,6 +61,7 @@ void srv_batch_free(struct srv_batch *b)
 	free(b->apply);
 	free(b->want_response);
 	free(b->results);
+	free(b->conf_done);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -107,8 +109,9 @@ static int run_batch(struct srv_member *m, struct srv_batch *b)
 	}
 	for (size_t i = 0; i < b->n_apply; i++) {
 		const struct raft_entry *e = &b->apply[i];
-		if (e->type != RAFT_ENTRY_NORMAL || e->data.len == 0)
-			continue; /* conf changes: membership record below; no-ops */
+		if (e->type != RAFT_ENTRY_NORMAL || e->data.len == 0 ||
+		    ((const uint8_t *)e->data.base)[0] == SRV_MEMBER_UPDATE_TAG)
+			continue; /* membership: record below; leader no-ops */
 		struct srv_apply_result r = {0};
 		rv =
 		    srv_apply_entry(w, &b->hdr, e->data.base, e->data.len, b->want_response[i], &r);

@@ -168,11 +168,10 @@ void srv_cluster_sync_peers(struct srv_member *m)
 {
 	if (!m->peers)
 		return;
-	Cairnpb__Membership *ms = m->membership;
-	for (size_t i = 0; i < ms->n_members; i++) {
-		Cairnpb__Member *mb = ms->members[i];
-		if (mb->id != m->id && mb->n_peer_urls > 0)
-			rpc_peer_net_set_peer(m->peers, mb->id, mb->peer_urls[0]);
+	for (int i = 0; i < m->members.n; i++) {
+		struct srv_mb *mb = &m->members.mb[i];
+		if (mb->id != m->id && mb->n_peer > 0)
+			rpc_peer_net_set_peer(m->peers, mb->id, mb->peer[0]);
 	}
 }
 

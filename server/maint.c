@@ -20,17 +20,7 @@
 #include "server/sha256.h"
 #include "server/watch.h"
 
-enum {
-	X_STATUS,
-	X_ALARM,
-	X_DEFRAG,
-	X_HASH,
-	X_HASHKV,
-	X_MOVELEADER,
-	X_SNAPSHOT,
-	X_MEMBERLIST,
-	X_COUNT
-};
+enum { X_STATUS, X_ALARM, X_DEFRAG, X_HASH, X_HASHKV, X_MOVELEADER, X_SNAPSHOT, X_COUNT };
 
 struct maint_ctx {
 	struct srv_member *m;
@@ -267,43 +257,6 @@ static void on_move_leader(struct rpc_call *call, const uint8_t *buf, size_t len
 	hdr(m, &h);
 	resp.header = &h;
 	reply_msg(m, call, method, &resp.base);
-}
-
-static void on_member_list(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
-{
-	START(X_MEMBERLIST);
-	(void)buf;
-	(void)len;
-	Cairnpb__Membership *ms = m->membership;
-	Etcdserverpb__Member *mb = calloc(ms->n_members + 1, sizeof(*mb));
-	Etcdserverpb__Member **mp = calloc(ms->n_members + 1, sizeof(*mp));
-	if (!mb || !mp) {
-		free(mb);
-		free(mp);
-		srv_member_fail(m, call, method, CAIRN_ENOMEM);
-		return;
-	}
-	for (size_t i = 0; i < ms->n_members; i++) {
-		Cairnpb__Member *src = ms->members[i];
-		etcdserverpb__member__init(&mb[i]);
-		mb[i].id = src->id;
-		mb[i].name = src->name;
-		mb[i].peerurls = src->peer_urls;
-		mb[i].n_peerurls = src->n_peer_urls;
-		mb[i].clienturls = src->client_urls;
-		mb[i].n_clienturls = src->n_client_urls;
-		mb[i].islearner = src->is_learner;
-		mp[i] = &mb[i];
-	}
-	Etcdserverpb__MemberListResponse resp = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
-	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	hdr(m, &h);
-	resp.header = &h;
-	resp.members = mp;
-	resp.n_members = ms->n_members;
-	reply_msg(m, call, method, &resp.base);
-	free(mb);
-	free(mp);
 }
 
 /* ---- Snapshot ---- */
@@ -547,26 +500,19 @@ int srv_maint_register(struct srv_member *m)
 	mc->m = m;
 	m->maint_ctx = mc;
 	static const struct {
-		const char *svc, *name;
+		const char *name;
 		rpc_unary_cb cb;
 		int row;
 	} unary[] = {
-	    {"Maintenance", "Status", on_status, X_STATUS},
-	    {"Maintenance", "Alarm", on_alarm, X_ALARM},
-	    {"Maintenance", "Defragment", on_defrag, X_DEFRAG},
-	    {"Maintenance", "Hash", on_hash, X_HASH},
-	    {"Maintenance", "HashKV", on_hashkv, X_HASHKV},
-	    {"Maintenance", "MoveLeader", on_move_leader, X_MOVELEADER},
-	    {"Cluster", "MemberList", on_member_list, X_MEMBERLIST},
+	    {"Status", on_status, X_STATUS},     {"Alarm", on_alarm, X_ALARM},
+	    {"Defragment", on_defrag, X_DEFRAG}, {"Hash", on_hash, X_HASH},
+	    {"HashKV", on_hashkv, X_HASHKV},     {"MoveLeader", on_move_leader, X_MOVELEADER},
 	};
 	for (size_t i = 0; i < sizeof(unary) / sizeof(unary[0]); i++) {
-		char path[96], svc[48];
-		snprintf(svc, sizeof(svc), "etcdserverpb.%s", unary[i].svc);
-		snprintf(path, sizeof(path), "/%s/%s", svc, unary[i].name);
-		/* Service names must outlive the metrics table: use literals. */
-		const char *svc_lit = !strcmp(unary[i].svc, "Cluster") ? "etcdserverpb.Cluster"
-		                                                       : "etcdserverpb.Maintenance";
-		mc->method[unary[i].row] = srv_member_method(m, svc_lit, unary[i].name, "unary");
+		char path[96];
+		snprintf(path, sizeof(path), "/etcdserverpb.Maintenance/%s", unary[i].name);
+		mc->method[unary[i].row] =
+		    srv_member_method(m, "etcdserverpb.Maintenance", unary[i].name, "unary");
 		int rv = rpc_server_register_unary(m->rpc, path, unary[i].cb, mc);
 		if (rv)
 			return rv;

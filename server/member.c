@@ -40,7 +40,8 @@ static void step(struct srv_member *m, const struct raft_event *ev, int *err_out
 
 void srv_member_header(struct srv_member *m, struct srv_header *out)
 {
-	out->cluster_id = m->cluster_id;
+	out->cluster_id =
+	    m->cluster_id ? m->cluster_id : (m->peers ? rpc_peer_net_cluster_id(m->peers) : 0);
 	out->member_id = m->id;
 	out->raft_term = m->term;
 }
@@ -183,9 +184,18 @@ static void queue_apply(struct srv_member *m, const struct raft_entry *ents, siz
 		m->queued_apply = e->index;
 		b->apply_to = e->index;
 		m->metrics.proposals_committed++;
-		if (e->type == RAFT_ENTRY_CONF) {
-			/* TODO(cluster): membership details travel after the 9-byte
-			 * raft conf change; single-member clusters never change. */
+		if (srv_membership_entry(e)) {
+			uint64_t id;
+			int err;
+			srv_cluster_apply_entry(m, e, &id, &err);
+			struct srv_pending *p = id ? srv_idmap_get(&m->writes, id) : NULL;
+			if (p) {
+				if (grow((void **)&b->conf_done, &b->cap_conf_done,
+				         b->n_conf_done + 1, sizeof(*b->conf_done)))
+					oom(m);
+				b->conf_done[b->n_conf_done].id = id;
+				b->conf_done[b->n_conf_done++].err = err;
+			}
 		}
 	}
 }
@@ -293,14 +303,60 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 
 /* ------------------------------------------------------------ proposals */
 
-void srv_member_propose(struct srv_member *m, struct rpc_call *call, int method,
-                        Cairnpb__InternalRequest *req)
+void srv_member_propose_entry(struct srv_member *m, struct rpc_call *call, int method, uint64_t id,
+                              uint8_t type, const void *data, size_t len, int kind_api,
+                              uint64_t member_id)
 {
 	if (m->stopping) {
 		if (call)
 			srv_member_fail(m, call, method, CAIRN_ESTOPPED);
 		return;
 	}
+	struct srv_pending *p = NULL;
+	if (call) {
+		p = calloc(1, sizeof(*p));
+		if (!p || srv_idmap_put(&m->writes, id, p)) {
+			free(p);
+			srv_member_fail(m, call, method, CAIRN_ENOMEM);
+			return;
+		}
+		p->kind = kind_api ? SRV_PENDING_CONF : SRV_PENDING_WRITE;
+		p->id = id;
+		p->call = call;
+		p->method = method;
+		p->kind_api = kind_api;
+		p->member_id = member_id;
+		p->deadline_ms = now_ms(m) + m->request_timeout_ms;
+	}
+	int rv;
+	if (m->role != RAFT_LEADER) {
+		/* A follower hands the proposal to the leader and answers its
+		 * client when it applies the entry (its id is ours). */
+		rv = srv_cluster_forward(m, type, data, len);
+	} else {
+		struct raft_event ev = {.type = RAFT_EVENT_PROPOSE};
+		ev.propose.type = type;
+		ev.propose.data.base = data;
+		ev.propose.data.len = len;
+		step(m, &ev, &rv);
+	}
+	if (rv) {
+		m->metrics.proposals_failed++;
+		if (p) {
+			srv_idmap_del(&m->writes, id);
+			if (rv == CAIRN_ENOTLEADER)
+				rv = m->leader ? CAIRN_ENOTLEADER : CAIRN_ENOLEADER;
+			srv_member_fail(m, call, method, rv);
+			free(p);
+		}
+		return;
+	}
+	m->metrics.proposals_pending++;
+}
+
+void srv_member_propose(struct srv_member *m, struct rpc_call *call, int method,
+                        Cairnpb__InternalRequest *req)
+{
 	size_t len = cairnpb__internal_request__get_packed_size(req);
 	uint8_t stackbuf[4096];
 	uint8_t *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
@@ -310,48 +366,19 @@ void srv_member_propose(struct srv_member *m, struct rpc_call *call, int method,
 		return;
 	}
 	cairnpb__internal_request__pack(req, buf);
-	struct srv_pending *p = NULL;
-	if (call) {
-		p = calloc(1, sizeof(*p));
-		if (!p || srv_idmap_put(&m->writes, req->id, p)) {
-			free(p);
-			if (buf != stackbuf)
-				free(buf);
-			srv_member_fail(m, call, method, CAIRN_ENOMEM);
-			return;
-		}
-		p->kind = SRV_PENDING_WRITE;
-		p->id = req->id;
-		p->call = call;
-		p->method = method;
-		p->deadline_ms = now_ms(m) + m->request_timeout_ms;
-	}
-	int rv;
-	if (m->role != RAFT_LEADER) {
-		/* A follower hands the proposal to the leader and answers its
-		 * client when it applies the entry (its id is ours). */
-		rv = srv_cluster_forward(m, RAFT_ENTRY_NORMAL, buf, len);
-	} else {
-		struct raft_event ev = {.type = RAFT_EVENT_PROPOSE};
-		ev.propose.type = RAFT_ENTRY_NORMAL;
-		ev.propose.data.base = buf;
-		ev.propose.data.len = len;
-		step(m, &ev, &rv);
-	}
+	srv_member_propose_entry(m, call, method, req->id, RAFT_ENTRY_NORMAL, buf, len, 0, 0);
 	if (buf != stackbuf)
 		free(buf);
-	if (rv) {
-		m->metrics.proposals_failed++;
-		if (p) {
-			srv_idmap_del(&m->writes, req->id);
-			if (rv == CAIRN_ENOTLEADER)
-				rv = m->leader ? CAIRN_ENOTLEADER : CAIRN_ENOLEADER;
-			srv_member_fail(m, call, method, rv);
-			free(p);
-		}
-		return;
-	}
-	m->metrics.proposals_pending++;
+}
+
+bool srv_member_learner_ready(struct srv_member *m, uint64_t id)
+{
+	uint64_t match;
+	if (raft_progress_match(m->raft, id, &match))
+		return false;
+	struct raft_status st;
+	raft_get_status(m->raft, &st);
+	return match * 10 >= st.last_index * 9;
 }
 
 /* ------------------------------------------------------------ batch done */
@@ -391,6 +418,14 @@ static void batch_done(uv_async_t *async)
 			srv_member_reply(m, p->call, p->method, r->resp, r->resp_len);
 		free(p);
 	}
+	for (size_t i = 0; i < b->n_conf_done; i++) {
+		struct srv_pending *p = srv_idmap_del(&m->writes, b->conf_done[i].id);
+		if (!p)
+			continue;
+		m->metrics.proposals_pending--;
+		srv_cluster_api_reply(m, p, b->conf_done[i].err);
+		free(p);
+	}
 	m->metrics.proposals_applied += b->n_apply;
 	srv_batch_reset(b);
 
@@ -421,6 +456,11 @@ static void batch_done(uv_async_t *async)
 	if (m->compact_pending)
 		m->filling->compact_step = true;
 	maybe_submit(m);
+	if (m->removed && !m->stopping) {
+		srv_log(m->log, SRV_LOG_WARN,
+		        "this member has been permanently removed from the cluster: exiting", NULL);
+		srv_member_stop(m);
+	}
 	if (m->stopping && !m->inflight)
 		uv_stop(m->loop);
 }
@@ -466,14 +506,24 @@ static void on_tick(uv_timer_t *t)
 	if (m->hub)
 		srv_watch_hub_tick(m->hub, now);
 	srv_lease_tick(m, now);
+	srv_cluster_publish(m, now);
 	if (m->ticks % 5 == 0)
 		expire_requests(m, now);
 	/* Log compaction: keep snapshot_catchup_entries behind the applied
 	 * index once snapshot_count entries have been applied since the last. */
 	uint64_t keep = (uint64_t)m->cfg->snapshot_catchup_entries;
-	if (m->applied_index > m->last_log_compact + (uint64_t)m->cfg->snapshot_count &&
-	    m->applied_index > keep && !m->filling->has_log_compact) {
-		uint64_t idx = m->applied_index - keep;
+	struct raft_status st;
+	raft_get_status(m->raft, &st);
+	uint64_t idx = 0;
+	if (st.snap_index == 0 && m->applied_index >= 1)
+		/* The bootstrap configuration is not in the log: compact the
+		 * first entries at once so that a member joining later starts
+		 * from a snapshot, which carries it. */
+		idx = m->applied_index;
+	else if (m->applied_index > m->last_log_compact + (uint64_t)m->cfg->snapshot_count &&
+	         m->applied_index > keep)
+		idx = m->applied_index - keep;
+	if (idx > st.snap_index && !m->filling->has_log_compact) {
 		struct raft_snapshot_meta meta;
 		if (raft_snapshot_meta_at(m->raft, idx, &meta) == 0 &&
 		    raft_compact(m->raft, idx) == 0) {
@@ -498,9 +548,20 @@ static int load_membership(struct srv_member *m, bool *fresh)
 	rv = store_rtxn_get_meta(r, "membership", &data, &len);
 	*fresh = rv == CAIRN_ENOTFOUND;
 	if (rv == 0) {
-		m->membership = cairnpb__membership__unpack(NULL, len, data);
-		if (!m->membership)
+		Cairnpb__Membership *pb = cairnpb__membership__unpack(NULL, len, data);
+		if (!pb) {
 			rv = CAIRN_ECORRUPT;
+		} else {
+			struct srv_membership ms;
+			rv = srv_membership_from_pb(&ms, pb);
+			cairnpb__membership__free_unpacked(pb, NULL);
+			if (!rv) {
+				srv_membership_free(&m->members);
+				m->members = ms;
+			} else {
+				srv_membership_free(&ms);
+			}
+		}
 	} else if (rv == CAIRN_ENOTFOUND) {
 		rv = 0;
 	}
@@ -510,75 +571,11 @@ static int load_membership(struct srv_member *m, bool *fresh)
 	return rv;
 }
 
-/* Builds the initial membership from --initial-cluster, ids as etcd's. */
-static int bootstrap_membership(struct srv_member *m, uint8_t **out, size_t *out_len)
-{
-	const struct srv_config *c = m->cfg;
-	Cairnpb__Membership *ms = calloc(1, sizeof(*ms));
-	if (!ms)
-		return CAIRN_ENOMEM;
-	cairnpb__membership__init(ms);
-	ms->members = calloc((size_t)c->n_members, sizeof(*ms->members));
-	uint64_t ids[SRV_MAX_MEMBERS];
-	for (int i = 0; i < c->n_members; i++) {
-		Cairnpb__Member *mb = calloc(1, sizeof(*mb));
-		cairnpb__member__init(mb);
-		const struct srv_url_list *pl = &c->members[i].peer_urls;
-		mb->id = srv_member_id((const char *const *)pl->url, pl->n,
-		                       c->initial_cluster_token, -1);
-		ids[i] = mb->id;
-		mb->name = strdup(c->members[i].name);
-		mb->n_peer_urls = (size_t)pl->n;
-		mb->peer_urls = calloc((size_t)pl->n, sizeof(char *));
-		for (int j = 0; j < pl->n; j++)
-			mb->peer_urls[j] = strdup(pl->url[j]);
-		if (!strcmp(c->members[i].name, c->name)) {
-			const struct srv_url_list *cl = &c->advertise_client_urls;
-			mb->n_client_urls = (size_t)cl->n;
-			mb->client_urls = calloc((size_t)cl->n, sizeof(char *));
-			for (int j = 0; j < cl->n; j++)
-				mb->client_urls[j] = strdup(cl->url[j]);
-		}
-		ms->members[ms->n_members++] = mb;
-	}
-	ms->cluster_id = srv_cluster_id(ids, c->n_members);
-	m->membership = ms;
-	*out_len = cairnpb__membership__get_packed_size(ms);
-	*out = malloc(*out_len);
-	if (!*out)
-		return CAIRN_ENOMEM;
-	cairnpb__membership__pack(ms, *out);
-	return 0;
-}
-
-static void free_membership(Cairnpb__Membership *ms, bool unpacked)
-{
-	if (!ms)
-		return;
-	if (unpacked) {
-		cairnpb__membership__free_unpacked(ms, NULL);
-		return;
-	}
-	for (size_t i = 0; i < ms->n_members; i++) {
-		Cairnpb__Member *mb = ms->members[i];
-		free(mb->name);
-		for (size_t j = 0; j < mb->n_peer_urls; j++)
-			free(mb->peer_urls[j]);
-		for (size_t j = 0; j < mb->n_client_urls; j++)
-			free(mb->client_urls[j]);
-		free(mb->peer_urls);
-		free(mb->client_urls);
-		free(mb);
-	}
-	free(ms->members);
-	free(ms);
-}
-
 static int find_self(struct srv_member *m)
 {
-	for (size_t i = 0; i < m->membership->n_members; i++) {
-		if (!strcmp(m->membership->members[i]->name, m->cfg->name)) {
-			m->id = m->membership->members[i]->id;
+	for (int i = 0; i < m->members.n; i++) {
+		if (!strcmp(m->members.mb[i].name, m->cfg->name)) {
+			m->id = m->members.mb[i].id;
 			return 0;
 		}
 	}
@@ -696,16 +693,10 @@ void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *m
 		rv = raft_lmdb_write_own(m->rl, &up);
 	}
 	if (!rv) {
-		Cairnpb__Membership *prev = m->membership;
-		bool prev_unpacked = m->membership_unpacked;
 		bool fresh;
 		rv = load_membership(m, &fresh);
-		if (!rv && !fresh) {
-			free_membership(prev, prev_unpacked);
-			m->membership_unpacked = true;
-		} else {
-			m->membership = prev;
-		}
+		if (!rv && m->members.cluster_id)
+			m->cluster_id = m->members.cluster_id;
 	}
 	if (!rv)
 		rv = start_hub(m);
@@ -763,12 +754,15 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 		return rv;
 	uint8_t *boot = NULL;
 	size_t boot_len = 0;
+	/* A member joining an existing cluster knows its peers from
+	 * --initial-cluster but takes the cluster id, the configuration and
+	 * the data from the leader's snapshot. */
+	bool joining = fresh && cfg->initial_cluster_existing;
 	if (fresh) {
-		if ((rv = bootstrap_membership(m, &boot, &boot_len)))
+		if ((rv = srv_membership_bootstrap(&m->members, cfg)))
 			return rv;
-		m->membership_unpacked = false;
-	} else {
-		m->membership_unpacked = true;
+		if (!joining && (rv = srv_membership_pack(&m->members, &boot, &boot_len)))
+			return rv;
 	}
 	if ((rv = find_self(m))) {
 		srv_log(log, SRV_LOG_FATAL, "this member's name is not in the cluster", "name",
@@ -776,7 +770,7 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 		free(boot);
 		return rv;
 	}
-	m->cluster_id = m->membership->cluster_id;
+	m->cluster_id = joining ? 0 : m->members.cluster_id;
 	m->metrics.server_id = (int64_t)m->id;
 	m->queued_apply = m->applied_index;
 
@@ -785,11 +779,11 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 		return rv;
 	}
 	struct raft_conf conf = {0};
-	for (size_t i = 0; i < m->membership->n_members && i < RAFT_MAX_MEMBERS; i++) {
-		if (m->membership->members[i]->is_learner)
-			conf.learners[conf.n_learners++] = m->membership->members[i]->id;
+	for (int i = 0; i < m->members.n && i < RAFT_MAX_MEMBERS; i++) {
+		if (m->members.mb[i].learner)
+			conf.learners[conf.n_learners++] = m->members.mb[i].id;
 		else
-			conf.voters[conf.n_voters++] = m->membership->members[i]->id;
+			conf.voters[conf.n_voters++] = m->members.mb[i].id;
 	}
 	struct raft_config rc = {0};
 	rc.id = m->id;
@@ -798,7 +792,7 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	rc.seed = m->id ^ (uint64_t)uv_hrtime();
 	rc.pre_vote = true;
 	rc.check_quorum = true;
-	rc.initial_conf = fresh ? &conf : NULL;
+	rc.initial_conf = fresh && !joining ? &conf : NULL;
 	struct raft_storage rs = raft_lmdb_storage(m->rl);
 	if ((rv = raft_new(&rc, &rs, &m->raft))) {
 		free(boot);
@@ -824,7 +818,7 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	if ((rv = rpc_server_register_stream(m->rpc, "/etcdserverpb.Watch/Watch", &m->watch_cbs,
 	                                     m)) ||
 	    (rv = srv_kv_register(m)) || (rv = srv_lease_register(m)) ||
-	    (rv = srv_maint_register(m)))
+	    (rv = srv_maint_register(m)) || (rv = srv_cluster_api_register(m)))
 		return rv;
 
 	if ((rv = srv_cluster_start(m)))
@@ -929,10 +923,11 @@ void srv_member_close(struct srv_member *m)
 	srv_lease_free(m);
 	srv_maint_free(m);
 	free(m->kv_ctx);
+	free(m->capi_ctx);
 	srv_batch_free(&m->batches[0]);
 	srv_batch_free(&m->batches[1]);
 	raft_free(m->raft);
 	raft_lmdb_close(m->rl);
 	store_close(m->store);
-	free_membership(m->membership, m->membership_unpacked);
+	srv_membership_free(&m->members);
 }

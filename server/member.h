@@ -46,6 +46,7 @@
 #include "server/config.h"
 #include "server/idmap.h"
 #include "server/log.h"
+#include "server/membership.h"
 #include "server/metrics.h"
 #include "store/store.h"
 
@@ -83,6 +84,11 @@ struct srv_batch {
 	bool compact_step; /* run a bounded store compaction step */
 	struct srv_header hdr;
 	struct srv_arena arena;
+	struct srv_conf_done {
+		uint64_t id;
+		int err;
+	} * conf_done; /* membership entries proposed here, applied */
+	size_t n_conf_done, cap_conf_done;
 	/* output, filled by the storage thread */
 	int err;
 	struct srv_apply_result *results;
@@ -103,7 +109,11 @@ struct srv_batch_queue {
 	uv_async_t async;
 };
 
-enum srv_pending_kind { SRV_PENDING_WRITE, SRV_PENDING_READ };
+enum srv_pending_kind { SRV_PENDING_WRITE, SRV_PENDING_READ, SRV_PENDING_CONF };
+
+/* First byte of a normal entry that updates a member's attributes (never
+ * the first byte of a packed InternalRequest). */
+#define SRV_MEMBER_UPDATE_TAG 0xFF
 
 /* A client call waiting for raft: a proposal (keyed by request id) or a
  * linearizable read (keyed by read ctx). */
@@ -116,6 +126,8 @@ struct srv_pending {
 	uint64_t read_index;               /* reads: serve once applied >= this */
 	Etcdserverpb__RangeRequest *range; /* reads: the decoded request (owned) */
 	struct srv_pending *next;          /* reads waiting for apply */
+	int kind_api;                      /* conf: which Cluster call */
+	uint64_t member_id;                /* conf: the member it is about */
 };
 
 struct srv_lease_entry {
@@ -132,8 +144,7 @@ struct srv_member {
 
 	uint64_t id;
 	uint64_t cluster_id;
-	Cairnpb__Membership *membership; /* current (loop thread) */
-	bool membership_unpacked;        /* from the store (else built here) */
+	struct srv_membership members; /* applied membership (loop thread) */
 
 	struct store *store;
 	struct raft_lmdb *rl;
@@ -180,7 +191,9 @@ struct srv_member {
 	bool stopping;
 	int exit_code;
 
-	void *kv_ctx, *lease_ctx, *maint_ctx; /* per-service state */
+	void *kv_ctx, *lease_ctx, *maint_ctx, *capi_ctx; /* per-service state */
+	uint64_t publish_ms;
+	bool removed;
 	struct rpc_stream_cbs watch_cbs;
 	struct srv_metrics metrics;
 	int method_row[64];
@@ -215,6 +228,15 @@ void srv_member_propose(struct srv_member *m, struct rpc_call *call, int method,
                         Cairnpb__InternalRequest *req);
 uint64_t srv_member_next_id(struct srv_member *m);
 
+/* Proposes one raw entry (type, data) with request id `id` and parks `call`
+ * (may be NULL) as a membership change of kind_api about member_id, or a
+ * plain write when kind_api is 0. Followers forward it to the leader. */
+void srv_member_propose_entry(struct srv_member *m, struct rpc_call *call, int method, uint64_t id,
+                              uint8_t type, const void *data, size_t len, int kind_api,
+                              uint64_t member_id);
+/* A learner may be promoted once it holds 90% of the leader's log (etcd). */
+bool srv_member_learner_ready(struct srv_member *m, uint64_t id);
+
 /* Ends a call with a cairn error as etcd would (status + message). */
 void srv_member_fail(struct srv_member *m, struct rpc_call *call, int method, int err);
 /* Ends a call with a packed response. */
@@ -227,6 +249,12 @@ int srv_member_method(struct srv_member *m, const char *service, const char *nam
 int srv_kv_register(struct srv_member *m);
 int srv_lease_register(struct srv_member *m);
 int srv_maint_register(struct srv_member *m);
+int srv_cluster_api_register(struct srv_member *m);
+bool srv_membership_entry(const struct raft_entry *e);
+void srv_cluster_apply_entry(struct srv_member *m, const struct raft_entry *e, uint64_t *id,
+                             int *err);
+void srv_cluster_api_reply(struct srv_member *m, struct srv_pending *p, int err);
+void srv_cluster_publish(struct srv_member *m, uint64_t now);
 void srv_maint_free(struct srv_member *m);
 void srv_lease_tick(struct srv_member *m, uint64_t now_ms);
 void srv_lease_leader_changed(struct srv_member *m);
