@@ -8,7 +8,10 @@ LIBS_ALL += $(BUILD)/libstore.a
 
 STORE_TEST_DEPS := $(BUILD)/libstore.a $(BUILD)/libcommon.a
 $(BUILD)/tests/bin/test_store: $(BUILD)/tests/test_store.o $(STORE_TEST_DEPS)
-TEST_BINS += $(BUILD)/tests/bin/test_store
+$(BUILD)/tests/bin/test_store_model: $(BUILD)/tests/test_store_model.o $(STORE_TEST_DEPS)
+$(BUILD)/tests/bin/test_store_crash: $(BUILD)/tests/test_store_crash.o $(STORE_TEST_DEPS)
+TEST_BINS += $(BUILD)/tests/bin/test_store $(BUILD)/tests/bin/test_store_model \
+	$(BUILD)/tests/bin/test_store_crash
 
 # make bench-store [BENCH_ARGS="-n 1000000"]: puts/s, ranges/s, disk size.
 $(BUILD)/tools/bench_store: $(BUILD)/tools/bench_store.o $(STORE_TEST_DEPS)
