@@ -17,3 +17,4 @@ LIBS_ALL += $(BUILD)/libetcdpb.a
 	$(patsubst %.proto,$(BUILD)/%.pb-c.h,$(wildcard proto/*.proto))
 # rpc.pb-c.c includes kv.pb-c.h and auth.pb-c.h: generate all headers first.
 $(ETCDPB_OBJS): $(ETCDPB_PROTOS:%.proto=$(BUILD)/%.pb-c.h)
+TEST_SCRIPTS += tests/check_proto_compat.py

@@ -37,6 +37,7 @@ struct rpc_ioctx {
 	uv_loop_t *loop;
 	uv_check_t check; /* flushes dirty connections after each poll */
 	uv_idle_t idle;   /* active while something is dirty: poll must not block */
+	uv_timer_t timer; /* the owner's: server grace period, client close */
 	bool active;      /* check and idle started */
 	struct rpc_conn *dirty;
 	uint8_t *scratch; /* mem_send output gathered here, then written */
@@ -71,15 +72,40 @@ struct h2out {
 	char *message; /* grpc-message (raw, encoded when sent), may be NULL */
 	bool deferred; /* the read callback returned NGHTTP2_ERR_DEFERRED */
 	bool attached; /* a data provider for it was submitted */
+	size_t *acct;  /* the connection's total of queued bytes, or NULL */
 };
 
+/* A TCP or unix-socket handle, seen as whatever libuv needs. */
+union rpc_io {
+	uv_handle_t h;
+	uv_stream_t s;
+	uv_tcp_t tcp;
+	uv_pipe_t pipe;
+};
+
+/* Intrusive doubly-linked lists: elements have `prev` and `next`; `head` is
+ * any lvalue pointer (it may be a void * for lists of private types). */
+#define RPC_DLIST_PUSH(head, e)                                                                    \
+	do {                                                                                       \
+		(e)->prev = NULL;                                                                  \
+		(e)->next = (head);                                                                \
+		if ((e)->next != NULL)                                                             \
+			(e)->next->prev = (e);                                                     \
+		(head) = (e);                                                                      \
+	} while (0)
+#define RPC_DLIST_UNLINK(head, e)                                                                  \
+	do {                                                                                       \
+		if ((e)->prev != NULL)                                                             \
+			(e)->prev->next = (e)->next;                                               \
+		else                                                                               \
+			(head) = (e)->next;                                                        \
+		if ((e)->next != NULL)                                                             \
+			(e)->next->prev = (e)->prev;                                               \
+		(e)->prev = (e)->next = NULL;                                                      \
+	} while (0)
+
 struct rpc_conn {
-	union {
-		uv_handle_t h;
-		uv_stream_t s;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} io;
+	union rpc_io io;
 	struct rpc_ioctx *ctx;
 	void *owner; /* struct rpc_server or struct rpc_client */
 	nghttp2_session *h2;
@@ -94,11 +120,13 @@ struct rpc_conn {
 	void *streams;                /* owner's list of live streams */
 	size_t inbound;               /* bytes held by partial inbound messages */
 	unsigned nwaiting;            /* streams waiting for on_writable */
+	size_t queued;                /* bytes queued in its streams' h2out */
 };
 
 /* ---- conn.c ---- */
 int ioctx_init(struct rpc_ioctx *ctx, uv_loop_t *loop);
-/* Closes the context's handles; ctx->closed_cb runs when they are closed. */
+/* Closes the context's handles; ctx->closed_cb runs when they are closed
+ * (and may free the memory holding ctx). */
 void ioctx_close(struct rpc_ioctx *ctx);
 
 /* Initialises conn (zeroed by the caller) for ctx; the io handle is set up
@@ -118,7 +146,11 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 /* Queues a message (5-byte prefix + msg, or a packed protobuf-c message when
  * pmsg != NULL). */
 int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg);
+/* Queues bytes as they are (a plain HTTP/2 response body). */
+int h2out_push_raw(struct h2out *o, const void *data, size_t len);
 void h2out_free(struct h2out *o);
+/* Stops counting o in its connection's total (the connection goes away). */
+void h2out_detach(struct h2out *o);
 /* Wakes a deferred data provider. */
 void h2out_resume(struct h2out *o, nghttp2_session *h2, int32_t id);
 

@@ -30,14 +30,15 @@
 #include "rpc/http1.h"
 #include "rpc/rpc_int.h"
 
-#define DEFAULT_MAX_RECV     (1536 * 1024 + 512 * 1024)
-#define DEFAULT_MAX_STREAMS  1000
-#define DEFAULT_HIGH_WATER   (256 * 1024)
-#define DEFAULT_CONN_INBOUND (64u * 1024 * 1024)
-#define DEFAULT_MAX_CONNS    10000
-#define STREAM_WINDOW        (1024 * 1024)
-#define CONN_WINDOW          (16 * 1024 * 1024)
-#define MAX_HEADER_BYTES     (64 * 1024)
+#define DEFAULT_MAX_RECV      (1536 * 1024 + 512 * 1024)
+#define DEFAULT_MAX_STREAMS   1000
+#define DEFAULT_HIGH_WATER    (256 * 1024)
+#define DEFAULT_CONN_INBOUND  (64u * 1024 * 1024)
+#define DEFAULT_MAX_CONNS     10000
+#define DEFAULT_CONN_OUTBOUND (16u * 1024 * 1024)
+#define STREAM_WINDOW         (1024 * 1024)
+#define CONN_WINDOW           (16 * 1024 * 1024)
+#define MAX_HEADER_BYTES      (64 * 1024)
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
@@ -52,12 +53,7 @@ struct method {
 };
 
 struct listener {
-	union {
-		uv_handle_t h;
-		uv_stream_t s;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} io;
+	union rpc_io io;
 	struct rpc_server *srv;
 	struct listener *next;
 };
@@ -73,10 +69,8 @@ struct rpc_server {
 	struct rpc_server_stats stats;
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt;
-	uv_timer_t grace;
 	bool closing;
 	int open_listeners;
-	bool grace_closed;
 	rpc_server_close_cb close_cb;
 	void *close_arg;
 };
@@ -89,10 +83,11 @@ struct h2s {
 	struct grpc_deframer df;
 	char *path;
 	char *hdrs; /* "name\0value\0" ... */
-	size_t hdrs_len;
+	size_t hdrs_len, hdrs_cap;
 	uv_timer_t timer;
 	uint64_t timeout_ms;
 	int http_error;
+	bool http_get, http_head; /* a plain HTTP GET/HEAD over HTTP/2 */
 	int close_reason;
 	bool has_timeout, timer_inited;
 	bool h2_open, owner_holds, dispatched, ended, final_sent, cancelled;
@@ -205,12 +200,8 @@ static void stream_gone(struct h2s *s, int reason)
 	struct rpc_conn *conn = s->conn;
 	if (conn != NULL) {
 		struct rpc_server *srv = conn_srv(conn);
-		if (s->prev != NULL)
-			s->prev->next = s->next;
-		else
-			conn->streams = s->next;
-		if (s->next != NULL)
-			s->next->prev = s->prev;
+		RPC_DLIST_UNLINK(conn->streams, s);
+		h2out_detach(&s->out);
 		if (s->want_writable)
 			conn->nwaiting--;
 		if (conn->h2 != NULL && !conn->closing)
@@ -218,10 +209,11 @@ static void stream_gone(struct h2s *s, int reason)
 		srv->stats.streams_current--;
 	}
 	s->conn = NULL;
-	s->h2_open = false;
 	stop_timer(s);
 	if (s->close_reason != 0)
 		reason = s->close_reason;
+	/* h2_open stays true while the owner's callbacks run, so that ending
+	 * the call inside its cancel callback does not free it under us. */
 	if (s->owner_holds) {
 		if (s->m != NULL && s->m->st.streaming) {
 			struct method *m = s->m;
@@ -231,10 +223,11 @@ static void stream_gone(struct h2s *s, int reason)
 		} else {
 			mark_cancelled(s);
 			s->m = NULL; /* the server may be freed before the owner replies */
-			if (s->owner_holds)
-				return;
 		}
 	}
+	s->h2_open = false;
+	if (s->owner_holds)
+		return;
 	h2s_free(s);
 }
 
@@ -337,11 +330,9 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	s->conn = conn;
 	s->id = frame->hd.stream_id;
 	s->h2_open = true;
+	s->out.acct = &conn->queued;
 	grpc_deframer_init(&s->df, srv->cfg.max_recv_msg_size);
-	s->next = conn->streams;
-	if (s->next != NULL)
-		s->next->prev = s;
-	conn->streams = s;
+	RPC_DLIST_PUSH(conn->streams, s);
 	nghttp2_session_set_stream_user_data(session, s->id, s);
 	srv->stats.streams_started++;
 	srv->stats.streams_current++;
@@ -369,6 +360,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		if (s->path == NULL)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	} else if (name_is(name, namelen, ":method")) {
+		s->http_get = valuelen == 3 && memcmp(value, "GET", 3) == 0;
+		s->http_head = valuelen == 4 && memcmp(value, "HEAD", 4) == 0;
 		if (!(valuelen == 4 && memcmp(value, "POST", 4) == 0))
 			s->http_error = 405;
 	} else if (name_is(name, namelen, "content-type")) {
@@ -383,10 +376,18 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		}
 	} else if (namelen > 0 && name[0] != ':' &&
 	           s->hdrs_len + namelen + valuelen + 2 <= MAX_HEADER_BYTES) {
-		char *nh = realloc(s->hdrs, s->hdrs_len + namelen + valuelen + 2);
-		if (nh == NULL)
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		s->hdrs = nh;
+		size_t need = s->hdrs_len + namelen + valuelen + 2;
+		if (need > s->hdrs_cap) {
+			size_t cap = s->hdrs_cap ? s->hdrs_cap : 256;
+			while (cap < need)
+				cap *= 2;
+			char *nb = realloc(s->hdrs, cap);
+			if (nb == NULL)
+				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+			s->hdrs = nb;
+			s->hdrs_cap = cap;
+		}
+		char *nh = s->hdrs;
 		memcpy(nh + s->hdrs_len, name, namelen);
 		nh[s->hdrs_len + namelen] = '\0';
 		memcpy(nh + s->hdrs_len + namelen + 1, value, valuelen);
@@ -436,13 +437,60 @@ static void deadline_cb(uv_timer_t *t)
 		mark_cancelled(s);
 }
 
+static void http_answer(struct rpc_server *srv, bool get, bool head, const char *path,
+                        struct rpc_http_reply *reply);
+
+/* A plain GET/HEAD over HTTP/2 (curl --http2-prior-knowledge /health): the
+ * same handler as HTTP/1.1, the body as DATA. */
+static void http2_plain(struct h2s *s)
+{
+	struct rpc_server *srv = conn_srv(s->conn);
+	struct rpc_http_reply reply;
+	http_answer(srv, s->http_get, s->http_head, s->path, &reply);
+	char st[12], clen[24];
+	snprintf(st, sizeof(st), "%d", reply.status > 0 ? reply.status : 200);
+	snprintf(clen, sizeof(clen), "%zu", reply.body_len);
+	nghttp2_nv nv[3] = {rpc_nv(":status", st),
+	                    rpc_nv("content-type", reply.content_type != NULL
+	                                               ? reply.content_type
+	                                               : "text/plain; charset=utf-8"),
+	                    rpc_nv("content-length", clen)};
+	s->bad = true;
+	s->ended = true;
+	s->headers_sent = true;
+	nghttp2_data_provider prd = {.source.ptr = &s->out, .read_callback = h2out_read_cb};
+	if (s->http_head || reply.body_len == 0 ||
+	    h2out_push_raw(&s->out, reply.body, reply.body_len) != 0) {
+		nghttp2_submit_response(s->conn->h2, s->id, nv, 3, NULL);
+	} else {
+		s->out.fin = true;
+		s->out.attached = true;
+		nghttp2_submit_response(s->conn->h2, s->id, nv, 3, &prd);
+	}
+	conn_mark_dirty(s->conn);
+}
+
 static void request_ready(struct h2s *s)
 {
 	struct rpc_conn *conn = s->conn;
 	struct rpc_server *srv = conn_srv(conn);
+	if ((s->http_get || s->http_head) && s->path != NULL) {
+		http2_plain(s);
+		return;
+	}
 	if (s->http_error != 0 || s->path == NULL) {
 		s->bad = true;
 		send_http_error(s, s->http_error != 0 ? s->http_error : 400);
+		return;
+	}
+	if (conn->queued > srv->cfg.conn_outbound_limit) {
+		/* The client is not taking its replies: take no new work. */
+		srv->stats.streams_refused++;
+		s->bad = true;
+		s->ended = true;
+		nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, s->id,
+		                          NGHTTP2_REFUSED_STREAM);
+		conn_mark_dirty(conn);
 		return;
 	}
 	struct method *m = find_method(srv, s->path);
@@ -679,6 +727,20 @@ static void srv_conn_read(struct rpc_conn *conn, const uint8_t *data, size_t len
 	http1_serve(conn);
 }
 
+/* Asks the owner's HTTP handler, or answers 405/404/500 itself. */
+static void http_answer(struct rpc_server *srv, bool get, bool head, const char *path,
+                        struct rpc_http_reply *reply)
+{
+	srv->stats.http1_requests++;
+	*reply = (struct rpc_http_reply){200, NULL, NULL, 0};
+	if (!get && !head)
+		*reply = (struct rpc_http_reply){405, NULL, "method not allowed\n", 19};
+	else if (srv->http_cb == NULL)
+		*reply = (struct rpc_http_reply){404, NULL, "not found\n", 10};
+	else if (srv->http_cb(get ? "GET" : "HEAD", path, reply, srv->http_ud) != 0)
+		*reply = (struct rpc_http_reply){500, NULL, "internal error\n", 15};
+}
+
 /* Answers the HTTP/1.1 requests in conn->in, one at a time: the next is
  * parsed when the previous response has been written (srv_conn_flushed). */
 static void http1_serve(struct rpc_conn *conn)
@@ -689,27 +751,16 @@ static void http1_serve(struct rpc_conn *conn)
 		int n = http1_parse((const char *)conn->in, conn->in_len, &req);
 		if (n == 0)
 			return;
-		struct rpc_http_reply reply = {200, NULL, NULL, 0};
+		struct rpc_http_reply reply = {400, NULL, "bad request\n", 12};
 		if (n < 0) {
-			reply.status = n == CAIRN_ETOOBIG ? 431 : 400;
-			reply.body = "bad request\n";
-			reply.body_len = 12;
+			if (n == CAIRN_ETOOBIG)
+				reply.status = 431;
 			req.keep_alive = false;
 			req.head = false;
 			n = (int)conn->in_len;
-		} else if (!req.get && !req.head) {
-			reply.status = 405;
-			reply.body = "method not allowed\n";
-			reply.body_len = 19;
-		} else if (srv->http_cb == NULL) {
-			reply.status = 404;
-			reply.body = "not found\n";
-			reply.body_len = 10;
-		} else if (srv->http_cb(req.get ? "GET" : "HEAD", req.path, &reply, srv->http_ud) !=
-		           0) {
-			reply = (struct rpc_http_reply){500, NULL, "internal error\n", 15};
+		} else {
+			http_answer(srv, req.get, req.head, req.path, &reply);
 		}
-		srv->stats.http1_requests++;
 		uint8_t *out;
 		size_t outlen;
 		if (http1_format_response(&reply, req.keep_alive, req.head, &out, &outlen) != 0) {
@@ -757,14 +808,12 @@ static void srv_conn_flushed(struct rpc_conn *conn)
 static void srv_conn_teardown(struct rpc_conn *conn, int reason)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	if (srv->closing && reason != CAIRN_EHTTP2)
-		reason = CAIRN_ECLOSED;
-	else if (reason == CAIRN_ECLOSED)
-		reason = CAIRN_ECONNRESET; /* the peer went away */
-	while (conn->streams != NULL) {
-		struct h2s *s = conn->streams;
-		stream_gone(s, reason);
-	}
+	/* What the owner hears (rpc.h, on_close): we closed it, or it was lost
+	 * (peer gone, I/O or HTTP/2 error; `reason` tells which, for logs). */
+	(void)reason;
+	int why = srv->closing ? CAIRN_ECLOSED : CAIRN_ECONNRESET;
+	while (conn->streams != NULL)
+		stream_gone(conn->streams, why);
 	conn->inbound = 0;
 }
 
@@ -773,12 +822,7 @@ static void check_done(struct rpc_server *srv);
 static void srv_conn_freed(struct rpc_conn *conn)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	if (conn->prev != NULL)
-		conn->prev->next = conn->next;
-	else
-		srv->conns = conn->next;
-	if (conn->next != NULL)
-		conn->next->prev = conn->prev;
+	RPC_DLIST_UNLINK(srv->conns, conn);
 	srv->stats.conns_current--;
 	free(conn);
 	if (srv->closing)
@@ -800,10 +844,7 @@ static void on_connection(uv_stream_t *server, int status)
 	else
 		uv_pipe_init(srv->ctx.loop, &conn->io.pipe, 0);
 	conn->io.h.data = conn;
-	conn->next = srv->conns;
-	if (conn->next != NULL)
-		conn->next->prev = conn;
-	srv->conns = conn;
+	RPC_DLIST_PUSH(srv->conns, conn);
 	srv->stats.conns_current++;
 	if (uv_accept(server, &conn->io.s) != 0) {
 		conn_close(conn, CAIRN_EIO);
@@ -843,6 +884,8 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 		srv->cfg.conn_inbound_limit = DEFAULT_CONN_INBOUND;
 	if (srv->cfg.max_connections == 0)
 		srv->cfg.max_connections = DEFAULT_MAX_CONNS;
+	if (srv->cfg.conn_outbound_limit == 0)
+		srv->cfg.conn_outbound_limit = DEFAULT_CONN_OUTBOUND;
 	if (srv->cfg.max_recv_msg_size > UINT32_MAX)
 		srv->cfg.max_recv_msg_size = UINT32_MAX;
 	int rv = ioctx_init(&srv->ctx, loop);
@@ -865,10 +908,13 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(srv->cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_send_callback(srv->cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(srv->cbs, on_stream_close);
-	uv_timer_init(loop, &srv->grace);
-	srv->grace.data = srv;
 	*out = srv;
 	return 0;
+}
+
+static void listener_free(uv_handle_t *h)
+{
+	free(h->data);
 }
 
 int rpc_server_listen(struct rpc_server *srv, const char *url, int *port_out)
@@ -895,7 +941,7 @@ int rpc_server_listen(struct rpc_server *srv, const char *url, int *port_out)
 		rv = uv_listen(&l->io.s, 1024, on_connection);
 	if (rv != 0) {
 		rpc_log("listen on %s: %s", url, uv_strerror(rv));
-		uv_close(&l->io.h, (uv_close_cb)free);
+		uv_close(&l->io.h, listener_free);
 		return CAIRN_EIO;
 	}
 	if (port_out != NULL) {
@@ -1002,20 +1048,12 @@ static void server_freed(struct rpc_ioctx *ctx)
 		cb(arg);
 }
 
-static void grace_closed(uv_handle_t *h)
-{
-	struct rpc_server *srv = h->data;
-	srv->ctx.closed_cb = server_freed;
-	ioctx_close(&srv->ctx);
-}
-
 static void check_done(struct rpc_server *srv)
 {
-	if (srv->open_listeners > 0 || srv->conns != NULL || srv->grace_closed)
+	if (srv->open_listeners > 0 || srv->conns != NULL)
 		return;
-	srv->grace_closed = true;
-	uv_timer_stop(&srv->grace);
-	uv_close((uv_handle_t *)&srv->grace, grace_closed);
+	srv->ctx.closed_cb = server_freed;
+	ioctx_close(&srv->ctx);
 }
 
 static void listener_closed(uv_handle_t *h)
@@ -1029,7 +1067,7 @@ static void listener_closed(uv_handle_t *h)
 
 static void grace_cb(uv_timer_t *t)
 {
-	struct rpc_server *srv = t->data;
+	struct rpc_server *srv = t->data; /* the ioctx, first in the server */
 	struct rpc_conn *conn = srv->conns;
 	while (conn != NULL) {
 		struct rpc_conn *next = conn->next;
@@ -1061,7 +1099,7 @@ int rpc_server_close(struct rpc_server *srv, uint64_t grace_ms, rpc_server_close
 			conn->close_when_flushed = true;
 		}
 	}
-	uv_timer_start(&srv->grace, grace_cb, grace_ms, 0);
+	uv_timer_start(&srv->ctx.timer, grace_cb, grace_ms, 0);
 	check_done(srv);
 	return 0;
 }
