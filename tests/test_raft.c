@@ -1,0 +1,570 @@
+/* test_raft.c — one cmocka test per Raft rule of the core, each citing the
+ * paper (§) or dissertation (D§) section it checks. Message-level rules
+ * drive a single core by hand; cluster-level rules use the simulator with
+ * a perfect network (tests/raft_sim.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "raft/raft.h"
+#include "tests/raft_sim.h"
+
+/* ------------------------------------------------------ single-core kit */
+
+struct one {
+	struct raft *r;
+	struct raft_mem_storage *ms;
+	struct raft_update up;
+};
+
+static const struct raft_conf conf3 = {.n_voters = 3, .voters = {1, 2, 3}};
+
+static void one_open(struct one *o, uint64_t id, bool pre_vote, bool check_quorum)
+{
+	struct raft_config cfg = {.id = id,
+	                          .election_ticks = 10,
+	                          .heartbeat_ticks = 1,
+	                          .seed = 7,
+	                          .pre_vote = pre_vote,
+	                          .check_quorum = check_quorum,
+	                          .initial_conf = &conf3};
+	struct raft_storage st = raft_mem_storage_iface(o->ms);
+	assert_int_equal(raft_new(&cfg, &st, &o->r), 0);
+}
+
+static void one_new(struct one *o, uint64_t id, bool pre_vote, bool check_quorum)
+{
+	memset(o, 0, sizeof(*o));
+	assert_int_equal(raft_mem_storage_new(&o->ms), 0);
+	one_open(o, id, pre_vote, check_quorum);
+}
+
+static void one_free(struct one *o)
+{
+	raft_free(o->r);
+	raft_mem_storage_free(o->ms);
+}
+
+/* Steps, and writes the persist part to the in-memory disk at once (but
+ * does not report it persisted: tests do that with one_persist()). */
+static int one_step(struct one *o, const struct raft_event *ev)
+{
+	int rv = raft_step(o->r, ev, &o->up);
+	assert_int_equal(raft_mem_storage_apply(o->ms, &o->up), 0);
+	assert_int_equal(raft_check(o->r, NULL, 0), 0);
+	return rv;
+}
+
+static void one_recv(struct one *o, const struct raft_msg *m)
+{
+	struct raft_event ev = {.type = RAFT_EVENT_RECEIVE, .receive.msg = m};
+	assert_int_equal(one_step(o, &ev), 0);
+}
+
+static void one_persist(struct one *o, uint64_t seq)
+{
+	struct raft_event ev = {.type = RAFT_EVENT_PERSISTED, .persisted.seq = seq};
+	assert_int_equal(one_step(o, &ev), 0);
+}
+
+static void one_tick(struct one *o, unsigned n)
+{
+	struct raft_event ev = {.type = RAFT_EVENT_TICK};
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(one_step(o, &ev), 0);
+}
+
+static const struct raft_msg *find_msg(const struct raft_update *up, uint8_t type, uint64_t to)
+{
+	for (size_t i = 0; i < up->n_msgs; i++)
+		if (up->msgs[i].type == type && (to == 0 || up->msgs[i].to == to))
+			return &up->msgs[i];
+	return NULL;
+}
+
+static struct raft_status status(struct raft *r)
+{
+	struct raft_status st;
+	raft_get_status(r, &st);
+	return st;
+}
+
+/* Appends entries of the given terms to a follower from leader 2. */
+static void feed(struct one *o, uint64_t term, uint64_t prev, uint64_t prev_term,
+                 const uint64_t *terms, unsigned n, uint64_t commit)
+{
+	struct raft_entry e[8];
+	for (unsigned i = 0; i < n; i++)
+		e[i] = (struct raft_entry){.term = terms[i], .index = prev + 1 + i};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+	                     .from = 2,
+	                     .to = o->r ? status(o->r).id : 1,
+	                     .term = term,
+	                     .index = prev,
+	                     .log_term = prev_term,
+	                     .commit = commit,
+	                     .n_entries = n,
+	                     .entries = e};
+	one_recv(o, &m);
+}
+
+/* ------------------------------------------------------------ elections */
+
+/* §5.2: "Each server will vote for at most one candidate in a given term,
+ * on a first-come-first-served basis." Figure 2: the vote is persisted
+ * before the reply leaves. */
+static void test_vote_once_per_term_and_persisted_first(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	struct raft_msg v = {.type = RAFT_MSG_VOTE, .from = 2, .to = 1, .term = 5};
+	one_recv(&o, &v);
+	assert_null(find_msg(&o.up, RAFT_MSG_VOTE_RESP, 2)); /* held: not durable yet */
+	assert_true(o.up.hard_state_changed);
+	assert_int_equal(o.up.hard_state.vote, 2);
+	assert_int_equal(o.up.hard_state.term, 5);
+	uint64_t seq = o.up.persist_seq;
+	assert_true(seq > 0);
+	one_persist(&o, seq);
+	const struct raft_msg *r = find_msg(&o.up, RAFT_MSG_VOTE_RESP, 2);
+	assert_non_null(r);
+	assert_false(r->reject);
+	v.from = 3;
+	one_recv(&o, &v);
+	r = find_msg(&o.up, RAFT_MSG_VOTE_RESP, 3);
+	assert_non_null(r);
+	assert_true(r->reject);
+	one_free(&o);
+}
+
+/* §5.4.1: "the voter denies its vote if its own log is more up-to-date
+ * than that of the candidate." */
+static void test_vote_requires_up_to_date_log(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	uint64_t t[] = {1, 2};
+	feed(&o, 2, 0, 0, t, 2, 0);
+	/* Candidate with last entry (5, term 1): older last term. */
+	struct raft_msg v = {
+	    .type = RAFT_MSG_VOTE, .from = 3, .to = 1, .term = 3, .index = 5, .log_term = 1};
+	one_recv(&o, &v);
+	const struct raft_msg *r = find_msg(&o.up, RAFT_MSG_VOTE_RESP, 3);
+	assert_non_null(r);
+	assert_true(r->reject);
+	/* Same last term, shorter log: rejected too. */
+	v.term = 4;
+	v.index = 1;
+	v.log_term = 2;
+	one_recv(&o, &v);
+	assert_true(find_msg(&o.up, RAFT_MSG_VOTE_RESP, 3)->reject);
+	/* Same last term, as long: granted (after persisting). */
+	v.term = 5;
+	v.index = 2;
+	one_recv(&o, &v);
+	one_persist(&o, o.up.persist_seq);
+	assert_false(find_msg(&o.up, RAFT_MSG_VOTE_RESP, 3)->reject);
+	one_free(&o);
+}
+
+/* D§9.6: PreVote — "a candidate would first ask other servers whether its
+ * log was up-to-date enough to get their vote"; it does not increment its
+ * term, so an isolated member does not inflate terms. */
+static void test_prevote_does_not_bump_term(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, true, false);
+	uint64_t term0 = status(o.r).term;
+	one_tick(&o, 100); /* isolated: nobody answers */
+	assert_int_equal(status(o.r).term, term0);
+	assert_int_equal(status(o.r).role, RAFT_PRE_CANDIDATE);
+	/* The pre-vote requests carry term+1 but nothing was persisted. */
+	one_tick(&o, 20);
+	one_free(&o);
+}
+
+/* D§4.2.3: "if a server receives a RequestVote request within the minimum
+ * election timeout of hearing from a current leader, it does not update
+ * its term or grant its vote." */
+static void test_leader_lease_ignores_votes(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, true, true);
+	uint64_t t[] = {1};
+	feed(&o, 1, 0, 0, t, 1, 0);
+	struct raft_msg v = {
+	    .type = RAFT_MSG_VOTE, .from = 3, .to = 1, .term = 9, .index = 10, .log_term = 5};
+	one_recv(&o, &v);
+	assert_int_equal(status(o.r).term, 1);
+	assert_null(find_msg(&o.up, RAFT_MSG_VOTE_RESP, 0));
+	/* A transfer (TimeoutNow) campaign overrides the lease (D§3.10). */
+	v.transfer = true;
+	one_recv(&o, &v);
+	assert_int_equal(status(o.r).term, 9);
+	one_free(&o);
+}
+
+/* D§6.2: "a leader steps down if an election timeout elapses without a
+ * successful round of heartbeats to a majority of its cluster." */
+static void test_check_quorum_leader_steps_down(void **state)
+{
+	(void)state;
+	struct sim s;
+	struct sim_opts opt = {.n = 3, .seed = 1, .pre_vote = true, .check_quorum = true};
+	assert_int_equal(sim_init(&s, &opt), 0);
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	assert_int_equal(sim_step(&s, 1, &c), 0);
+	assert_int_equal(sim_stabilize(&s), 0);
+	assert_int_equal(sim_leader(&s), 1);
+	for (unsigned i = 2; i <= 3; i++) {
+		sim_cut(&s, 1, i, true);
+		sim_cut(&s, i, 1, true);
+	}
+	for (unsigned k = 0; k < 2 * 10 + 1; k++)
+		assert_int_equal(sim_tick(&s), 0);
+	assert_int_equal(status(s.nodes[1].r).role, RAFT_FOLLOWER);
+	sim_fini(&s);
+}
+
+/* -------------------------------------------------------- replication */
+
+/* §5.3 / Figure 2 AppendEntries rules 2-4: reject on mismatch (with a
+ * conflict hint), delete a conflicting suffix, append new entries; the ack
+ * leaves only once the entries are durable (persist-before-send). */
+static void test_append_truncates_conflict_and_acks_after_persist(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	uint64_t t1[] = {1, 1, 1};
+	feed(&o, 1, 0, 0, t1, 3, 0);
+	assert_null(find_msg(&o.up, RAFT_MSG_APPEND_RESP, 2)); /* not yet durable */
+	assert_int_equal(o.up.n_entries, 3);
+	one_persist(&o, o.up.persist_seq);
+	const struct raft_msg *a = find_msg(&o.up, RAFT_MSG_APPEND_RESP, 2);
+	assert_non_null(a);
+	assert_false(a->reject);
+	assert_int_equal(a->index, 3);
+	/* Leader of term 3 has (2, t1) (3, t3): entry 3 conflicts. */
+	uint64_t t3[] = {3};
+	feed(&o, 3, 2, 1, t3, 1, 0);
+	assert_int_equal(o.up.truncate_from, 3);
+	assert_int_equal(o.up.n_entries, 1);
+	assert_int_equal(o.up.entries[0].term, 3);
+	uint64_t tt;
+	assert_int_equal(raft_log_term(o.r, 3, &tt), 0);
+	assert_int_equal(tt, 3);
+	/* Mismatch at (5, t3): reject with hint = our last index. */
+	feed(&o, 3, 5, 3, NULL, 0, 0);
+	a = find_msg(&o.up, RAFT_MSG_APPEND_RESP, 2);
+	assert_non_null(a);
+	assert_true(a->reject);
+	assert_int_equal(a->reject_hint, 3);
+	assert_int_equal(a->log_term, 3);
+	one_free(&o);
+}
+
+/* §5.4.2 / Figure 8: "Raft never commits log entries from previous terms by
+ * counting replicas. Only log entries from the leader's current term are
+ * committed by counting replicas." */
+static void test_commit_only_current_term_figure8(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	/* Our log: (1, t1) (2, t2) from earlier leaders; now term 2. */
+	uint64_t t[] = {1, 2};
+	feed(&o, 2, 0, 0, t, 2, 1);
+	one_persist(&o, o.up.persist_seq);
+	/* Win an election for term 3 (§5.2), then 4 after losing it. */
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	assert_int_equal(one_step(&o, &c), 0);
+	one_persist(&o, o.up.persist_seq);
+	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 3};
+	one_recv(&o, &g);
+	assert_int_equal(status(o.r).role, RAFT_LEADER);
+	uint64_t noop = status(o.r).last_index; /* index 3, term 3 */
+	assert_int_equal(noop, 3);
+
+	one_persist(&o, o.up.persist_seq);
+	/* Follower 2 acknowledges only index 2 (a term-2 entry): with us that
+	 * is a majority of replicas, but it must not be committed. */
+	struct raft_msg ack = {
+	    .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 3, .index = 2};
+	one_recv(&o, &ack);
+	assert_int_equal(status(o.r).commit, 1);
+	/* Once the term-3 entry is on a majority, everything up to it is. */
+	ack.index = 3;
+	one_recv(&o, &ack);
+	assert_int_equal(status(o.r).commit, 3);
+	one_free(&o);
+}
+
+/* D§10.2.1: "the leader may write to its disk in parallel" with sending
+ * AppendEntries, but counts itself only once its own write is durable. */
+static void test_leader_counts_itself_only_when_persisted(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	one_step(&o, &c);
+	one_persist(&o, o.up.persist_seq);
+	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
+	one_recv(&o, &g);
+	assert_int_equal(status(o.r).role, RAFT_LEADER);
+	uint64_t seq = o.up.persist_seq;
+	/* AppendEntries left before the local write completed. */
+	assert_non_null(find_msg(&o.up, RAFT_MSG_APPEND, 2));
+	/* Follower 3 alone acks: 1 of 3 durable copies, no commit. */
+	struct raft_msg ack = {
+	    .type = RAFT_MSG_APPEND_RESP, .from = 3, .to = 1, .term = 1, .index = 1};
+	one_recv(&o, &ack);
+	assert_int_equal(status(o.r).commit, 0);
+	one_persist(&o, seq);
+	assert_int_equal(status(o.r).commit, 1);
+	one_free(&o);
+}
+
+/* Figure 2 "persistent state ... updated on stable storage before
+ * responding": a member restarted from its storage keeps term, vote and
+ * log. */
+static void test_restart_recovers_persistent_state(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	uint64_t t[] = {1, 1};
+	feed(&o, 1, 0, 0, t, 2, 2);
+	struct raft_msg v = {
+	    .type = RAFT_MSG_VOTE, .from = 3, .to = 1, .term = 4, .index = 9, .log_term = 9};
+	one_recv(&o, &v);
+	raft_free(o.r);
+	one_open(&o, 1, false, false);
+	struct raft_status st = status(o.r);
+	assert_int_equal(st.term, 4);
+	assert_int_equal(st.vote, 3);
+	assert_int_equal(st.last_index, 2);
+	assert_int_equal(st.commit, 2);
+	one_free(&o);
+}
+
+/* ------------------------------------------------------------ ReadIndex */
+
+/* D§6.4: the leader serves a read only after (1) it committed an entry of
+ * its term and (2) a quorum answered a heartbeat sent after the request. */
+static void test_read_index_rules(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	one_step(&o, &c);
+	one_persist(&o, o.up.persist_seq);
+	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
+	one_recv(&o, &g);
+	one_persist(&o, o.up.persist_seq);
+	struct raft_event rd = {.type = RAFT_EVENT_READ_INDEX, .read_index.ctx = 42};
+	assert_int_equal(one_step(&o, &rd), 0);
+	assert_int_equal(o.up.n_reads, 0); /* no entry of term 1 committed yet */
+	struct raft_msg ack = {
+	    .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 1, .index = 1};
+	one_recv(&o, &ack);
+	assert_int_equal(status(o.r).commit, 1);
+	assert_int_equal(o.up.n_reads, 0); /* leadership not confirmed yet */
+	const struct raft_msg *hb = find_msg(&o.up, RAFT_MSG_HEARTBEAT, 3);
+	assert_non_null(hb);
+	struct raft_msg hr = {
+	    .type = RAFT_MSG_HEARTBEAT_RESP, .from = 3, .to = 1, .term = 1, .ctx = hb->ctx};
+	one_recv(&o, &hr);
+	assert_int_equal(o.up.n_reads, 1);
+	assert_int_equal(o.up.reads[0].ctx, 42);
+	assert_int_equal(o.up.reads[0].index, 1);
+	assert_int_equal(o.up.reads[0].status, 0);
+	/* Followers with no leader refuse; with a leader they forward. */
+	struct one f;
+	one_new(&f, 2, false, false);
+	assert_int_equal(one_step(&f, &rd), CAIRN_ENOLEADER);
+	one_free(&f);
+	one_free(&o);
+}
+
+/* D§6.4: an isolated (stale) leader cannot confirm leadership: no read. */
+static void test_read_index_isolated_leader_never_answers(void **state)
+{
+	(void)state;
+	struct sim s;
+	struct sim_opts opt = {.n = 3, .seed = 3, .pre_vote = true, .check_quorum = true};
+	assert_int_equal(sim_init(&s, &opt), 0);
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	sim_step(&s, 1, &c);
+	assert_int_equal(sim_stabilize(&s), 0);
+	for (unsigned i = 2; i <= 3; i++) {
+		sim_cut(&s, 1, i, true);
+		sim_cut(&s, i, 1, true);
+	}
+	uint64_t before = s.n_reads_ok;
+	assert_int_equal(sim_read(&s, 1), 0);
+	for (unsigned k = 0; k < 50; k++)
+		assert_int_equal(sim_tick(&s), 0);
+	assert_int_equal(s.n_reads_ok, before);
+	sim_fini(&s);
+}
+
+/* ------------------------------------------------ transfer, membership */
+
+static bool is_voter(struct sim *s, uint64_t at, uint64_t id)
+{
+	struct raft_status st = status(s->nodes[at].r);
+	return raft_conf_is_voter(&st.conf, id);
+}
+
+static bool is_learner(struct sim *s, uint64_t at, uint64_t id)
+{
+	struct raft_status st = status(s->nodes[at].r);
+	return raft_conf_is_learner(&st.conf, id);
+}
+
+static void sim_elect(struct sim *s, uint64_t id)
+{
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	sim_step(s, id, &c);
+	assert_int_equal(sim_stabilize(s), 0);
+	assert_int_equal(sim_leader(s), id);
+}
+
+/* D§3.10: the leader brings the target up to date, sends TimeoutNow, the
+ * target campaigns at once and wins; proposals are refused meanwhile. */
+static void test_leader_transfer(void **state)
+{
+	(void)state;
+	struct sim s;
+	struct sim_opts opt = {.n = 3, .seed = 5, .pre_vote = true, .check_quorum = true};
+	assert_int_equal(sim_init(&s, &opt), 0);
+	sim_elect(&s, 1);
+	assert_int_equal(sim_propose(&s, 1, NULL, 0), 0);
+	struct raft_event t = {.type = RAFT_EVENT_TRANSFER, .transfer.to = 3};
+	/* Hold the network so the transfer is observably in progress. */
+	assert_int_equal(sim_step(&s, 1, &t), 0);
+	assert_int_equal(sim_propose(&s, 1, NULL, 0), CAIRN_EPROPOSALDROPPED);
+	assert_int_equal(sim_stabilize(&s), 0);
+	assert_int_equal(sim_leader(&s), 3);
+	assert_int_equal(status(s.nodes[1].r).role, RAFT_FOLLOWER);
+	sim_fini(&s);
+}
+
+/* D§4.1: single-server changes, one at a time; a leader proposes one only
+ * after committing an entry of its term (D§4.1 bug fix); learners do not
+ * count in quorums (D§4.2.1) and are promoted later. Configurations take
+ * effect when applied. */
+static void test_membership_one_at_a_time(void **state)
+{
+	(void)state;
+	struct sim s;
+	struct sim_opts opt = {.n = 3, .seed = 9, .pre_vote = true, .check_quorum = true};
+	assert_int_equal(sim_init(&s, &opt), 0);
+	sim_elect(&s, 1);
+	uint64_t id = sim_add_node(&s);
+	assert_int_equal(id, 4);
+	assert_int_equal(sim_conf_change(&s, 1, RAFT_CC_ADD_LEARNER, 4), 0);
+	/* A second change while the first is not applied: refused. */
+	assert_int_equal(sim_conf_change(&s, 1, RAFT_CC_REMOVE, 3), CAIRN_ECONFCHANGE);
+	assert_true(is_voter(&s, 1, 3));
+	assert_false(is_learner(&s, 1, 4)); /* not applied */
+	assert_int_equal(sim_stabilize(&s), 0);
+	assert_true(is_learner(&s, 1, 4));
+	assert_true(is_learner(&s, 4, 4));
+	assert_int_equal(status(s.nodes[4].r).commit, status(s.nodes[1].r).commit);
+	assert_int_equal(sim_conf_change(&s, 1, RAFT_CC_PROMOTE, 4), 0);
+	assert_int_equal(sim_stabilize(&s), 0);
+	assert_true(is_voter(&s, 2, 4));
+	/* Remove the leader itself: it steps down once the removal applies. */
+	assert_int_equal(sim_conf_change(&s, 1, RAFT_CC_REMOVE, 1), 0);
+	assert_int_equal(sim_stabilize(&s), 0);
+	assert_int_equal(status(s.nodes[1].r).role, RAFT_FOLLOWER);
+	assert_false(is_voter(&s, 2, 1));
+	sim_crash(&s, 1);
+	s.nodes[1].state = SIM_GONE;
+	for (unsigned k = 0; k < 60 && !sim_has_stable_leader(&s); k++)
+		assert_int_equal(sim_tick(&s), 0);
+	assert_true(sim_has_stable_leader(&s));
+	assert_int_not_equal(sim_leader(&s), 1);
+	sim_fini(&s);
+}
+
+/* §7: a follower that needs compacted entries gets InstallSnapshot with
+ * the metadata (last included index/term, configuration), installs it and
+ * continues from there. */
+static void test_snapshot_catch_up(void **state)
+{
+	(void)state;
+	struct sim s;
+	struct sim_opts opt = {.n = 3, .seed = 11, .pre_vote = true, .check_quorum = true};
+	assert_int_equal(sim_init(&s, &opt), 0);
+	sim_elect(&s, 1);
+	sim_crash(&s, 3);
+	for (unsigned i = 0; i < 20; i++)
+		assert_int_equal(sim_propose(&s, 1, NULL, 0), 0);
+	assert_int_equal(sim_stabilize(&s), 0);
+	assert_int_equal(sim_compact(&s, 1), 0);
+	assert_int_equal(sim_compact(&s, 2), 0);
+	assert_true(status(s.nodes[1].r).snap_index >= 20);
+	assert_int_equal(sim_restart(&s, 3), 0);
+	uint64_t before = s.n_snapshots;
+	for (unsigned k = 0; k < 10; k++)
+		assert_int_equal(sim_tick(&s), 0);
+	assert_int_equal(s.n_snapshots, before + 1);
+	assert_int_equal(status(s.nodes[3].r).commit, status(s.nodes[1].r).commit);
+	assert_int_equal(s.nodes[3].sm_hash, s.nodes[1].sm_hash);
+	sim_fini(&s);
+}
+
+/* Membership change payloads round-trip and reject nonsense. */
+static void test_conf_change_encoding(void **state)
+{
+	(void)state;
+	uint8_t b[RAFT_CONF_CHANGE_SIZE];
+	struct raft_conf_change cc = {.type = RAFT_CC_PROMOTE, .id = 0x0102030405060708ULL}, out;
+	raft_conf_change_encode(&cc, b);
+	assert_int_equal(raft_conf_change_decode(b, sizeof(b), &out), 0);
+	assert_int_equal(out.type, cc.type);
+	assert_true(out.id == cc.id);
+	b[0] = 9;
+	assert_int_equal(raft_conf_change_decode(b, sizeof(b), &out), CAIRN_EINVAL);
+	assert_int_equal(raft_conf_change_decode(b, 3, &out), CAIRN_EINVAL);
+	struct raft_conf c = conf3;
+	struct raft_conf_change rm = {.type = RAFT_CC_REMOVE, .id = 7};
+	assert_int_equal(raft_conf_apply(&c, &rm), CAIRN_EINVAL);
+	struct raft_conf_change add = {.type = RAFT_CC_ADD_VOTER, .id = 2};
+	assert_int_equal(raft_conf_apply(&c, &add), CAIRN_EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_vote_once_per_term_and_persisted_first),
+	    cmocka_unit_test(test_vote_requires_up_to_date_log),
+	    cmocka_unit_test(test_prevote_does_not_bump_term),
+	    cmocka_unit_test(test_leader_lease_ignores_votes),
+	    cmocka_unit_test(test_check_quorum_leader_steps_down),
+	    cmocka_unit_test(test_append_truncates_conflict_and_acks_after_persist),
+	    cmocka_unit_test(test_commit_only_current_term_figure8),
+	    cmocka_unit_test(test_leader_counts_itself_only_when_persisted),
+	    cmocka_unit_test(test_restart_recovers_persistent_state),
+	    cmocka_unit_test(test_read_index_rules),
+	    cmocka_unit_test(test_read_index_isolated_leader_never_answers),
+	    cmocka_unit_test(test_leader_transfer),
+	    cmocka_unit_test(test_membership_one_at_a_time),
+	    cmocka_unit_test(test_snapshot_catch_up),
+	    cmocka_unit_test(test_conf_change_encoding),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
