@@ -430,7 +430,8 @@ struct store_history_req {
 struct store_history_resp {
 	struct store_event *events; /* revision order, then sub (op) order */
 	size_t n_events;
-	bool more;        /* events left in [from, to]: call again with next_* */
+	bool more;        /* the limit stopped the scan before to_rev: call again
+	                     from next_* (that call may find no event in range) */
 	int64_t next_rev; /* where to resume */
 	int64_t next_sub;
 	int64_t revision;         /* current revision of the view */

@@ -69,29 +69,24 @@ static void fill_val(char *buf, char tag, uint64_t i)
 	buf[PAD] = 0;
 }
 
+static void mk_put(struct mk *e, uint64_t i, char tag, int64_t rev)
+{
+	e->version = e->live ? e->version + 1 : 1;
+	e->create = e->live ? e->create : rev;
+	e->live = true;
+	e->val = i;
+	e->tag = tag;
+	e->mod = rev;
+}
+
 /* Applies batch i to the model: revisions 2i-1 (put) and 2i (txn). */
 static void model_apply(struct mk *m, uint64_t i)
 {
-	int64_t r1 = (int64_t)(2 * i - 1), r2 = (int64_t)(2 * i);
-	int k = (int)((i * 7) % NKEYS);
-	struct mk *e = &m[k];
-	e->version = e->live ? e->version + 1 : 1;
-	e->create = e->live ? e->create : r1;
-	e->live = true;
-	e->val = i;
-	e->tag = 'v';
-	e->mod = r1;
+	mk_put(&m[(i * 7) % NKEYS], i, 'v', (int64_t)(2 * i - 1));
 	int puts[3];
 	int n = txn_puts(i, puts);
-	for (int x = 0; x < n; x++) {
-		e = &m[puts[x]];
-		e->version = e->live ? e->version + 1 : 1;
-		e->create = e->live ? e->create : r2;
-		e->live = true;
-		e->val = i;
-		e->tag = 'w';
-		e->mod = r2;
-	}
+	for (int x = 0; x < n; x++)
+		mk_put(&m[puts[x]], i, 'w', (int64_t)(2 * i));
 	int d = txn_del(i, puts, n);
 	if (d >= 0)
 		m[d].live = false;
