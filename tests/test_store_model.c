@@ -690,6 +690,25 @@ static void op_sweep(struct store_wtxn *w)
 	CHECK(store_compact_step(w, rnd(30), &done) == 0);
 }
 
+static size_t count_events(const struct model *m, int64_t from, int ka, int kb)
+{
+	size_t n = 0;
+	for (int i = ka; i < kb; i++)
+		for (size_t j = 0; j < m->k[i].n; j++) {
+			const struct ver *v = &m->k[i].v[j];
+			if (v->main < from || v->main < m->compact)
+				continue;
+			if (v->main == m->compact) {
+				/* kept only if it is the latest <= compact and live */
+				if (v->tomb ||
+				    (j + 1 < m->k[i].n && m->k[i].v[j + 1].main <= m->compact))
+					continue;
+			}
+			n++;
+		}
+	return n;
+}
+
 /* History of [from, rev] for all keys, paged, against the model. */
 static void check_history(struct store *s, const struct model *m)
 {
@@ -705,7 +724,18 @@ static void check_history(struct store *s, const struct model *m)
 	                                .range_end_len = 1,
 	                                .from_rev = from,
 	                                .limit = 1 + rnd(7),
-	                                .prev_kv = true};
+	                                .prev_kv = true,
+	                                .max_scan = rnd(3) ? 0 : 1 + rnd(10)};
+	int ka = 0, kb = NK;
+	if (rnd(2)) { /* a sub-range: sparse matches, max_scan pages past the rest */
+		req.key = B("k05");
+		req.key_len = 3;
+		req.range_end = B("k09");
+		req.range_end_len = 3;
+		ka = 5;
+		kb = 9;
+	}
+	size_t got = 0;
 	/* expected events: every version with main in [from, rev], ordered */
 	int64_t mm = -1, ms = -1;
 	for (;;) {
@@ -734,6 +764,7 @@ static void check_history(struct store *s, const struct model *m)
 			}
 			mm = em;
 			ms = es;
+			got++;
 		}
 		/* no version was skipped between pages */
 		bool more = resp.more;
@@ -745,28 +776,8 @@ static void check_history(struct store *s, const struct model *m)
 		if (!more)
 			break;
 	}
-	/* count: the model's versions in [from, rev] (kept ones at compact) */
+	CHECK(got == count_events(m, from, ka, kb));
 	store_rtxn_end(r);
-	(void)mm;
-}
-
-static size_t count_events(const struct model *m, int64_t from)
-{
-	size_t n = 0;
-	for (int i = 0; i < NK; i++)
-		for (size_t j = 0; j < m->k[i].n; j++) {
-			const struct ver *v = &m->k[i].v[j];
-			if (v->main < from || v->main < m->compact)
-				continue;
-			if (v->main == m->compact) {
-				/* kept only if it is the latest <= compact and live */
-				if (v->tomb ||
-				    (j + 1 < m->k[i].n && m->k[i].v[j + 1].main <= m->compact))
-					continue;
-			}
-			n++;
-		}
-	return n;
 }
 
 static void check_history_count(struct store *s, const struct model *m)
@@ -778,7 +789,7 @@ static void check_history_count(struct store *s, const struct model *m)
 	    .key = B("k"), .key_len = 1, .range_end = B("l"), .range_end_len = 1, .from_rev = from};
 	struct store_history_resp resp;
 	CHECK(store_history(r, &req, &resp) == 0);
-	CHECK(resp.n_events == count_events(m, from));
+	CHECK(resp.n_events == count_events(m, from, 0, NK));
 	store_history_resp_free(&resp);
 	if (m->compact > 1) {
 		req.from_rev = m->compact - 1;
