@@ -200,6 +200,30 @@ static void queue_apply(struct srv_member *m, const struct raft_entry *ents, siz
 	}
 }
 
+/* A leader that is the only voter commits an entry the moment it is
+ * durable: the batch that makes it durable may apply it too, in the same
+ * transaction (one commit instead of two per write). Only normal entries:
+ * a membership change waits for raft's commit as usual. */
+static bool single_voter_leader(struct srv_member *m)
+{
+	if (m->role != RAFT_LEADER)
+		return false;
+	struct raft_status st;
+	raft_get_status(m->raft, &st);
+	return st.conf.n_voters == 1 && st.conf.voters[0] == m->id;
+}
+
+static void apply_own_appends(struct srv_member *m, const struct raft_update *up)
+{
+	for (size_t i = 0; i < up->n_entries; i++) {
+		const struct raft_entry *e = &up->entries[i];
+		if (e->index != m->queued_apply + 1 || e->type != RAFT_ENTRY_NORMAL ||
+		    srv_membership_entry(e))
+			break;
+		queue_apply(m, e, 1);
+	}
+}
+
 static void maybe_submit(struct srv_member *m)
 {
 	if (m->inflight || srv_batch_empty(m->filling) || m->stopping)
@@ -290,8 +314,11 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 		srv_member_install(m, &meta, path, &hs, hs_changed, seq);
 		return;
 	}
-	if (up->persist_seq)
+	if (up->persist_seq) {
 		queue_persist(m, up);
+		if (single_voter_leader(m))
+			apply_own_appends(m, up);
+	}
 	if (up->n_msgs)
 		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
 	if (up->n_committed)
