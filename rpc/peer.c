@@ -122,7 +122,7 @@ struct peer {
 	uint64_t s_msgs, s_bytes; /* handed to the current stream */
 	uint64_t a_msgs, a_bytes; /* acknowledged on the current stream */
 	uint64_t backoff_ms;      /* the next delay's upper bound */
-	uint64_t progress_at;     /* uv_now when unacked data last moved */
+	uint64_t progress_at;     /* now_ms() when unacked data last moved */
 	int refs;                 /* timer + rpc clients still closing */
 	struct rpc_peer_status stats;
 	struct peer *prev, *next;
@@ -203,6 +203,14 @@ static uint64_t get_be(const uint8_t *p, int n)
 	for (int i = 0; i < n; i++)
 		v = v << 8 | p[i];
 	return v;
+}
+
+/* Read fresh, not the loop's cached uv_now(): the owner may call us after
+ * a long synchronous step (writing the snapshot it then sends), and a stale
+ * start would trip the ack watchdog at once. */
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000;
 }
 
 /* splitmix64: the only randomness, from the caller's seed. */
@@ -340,7 +348,7 @@ static void peer_pump(struct peer *p)
 		if (rpc_client_stream_send(p->st, q->data, q->len) != 0)
 			return; /* on_close is on its way; the message stays queued */
 		if (un_msgs == 0)
-			p->progress_at = uv_now(p->net->loop);
+			p->progress_at = now_ms();
 		p->qhead = q->next;
 		if (p->qhead == NULL)
 			p->qtail = NULL;
@@ -411,7 +419,7 @@ static void out_on_message(struct rpc_client_stream *s, const uint8_t *m, size_t
 			return;
 		}
 		if (am > p->a_msgs)
-			p->progress_at = uv_now(net->loop);
+			p->progress_at = now_ms();
 		p->a_msgs = am;
 		p->a_bytes = ab;
 		peer_pump(p);
@@ -469,6 +477,7 @@ static void peer_connect(struct peer *p)
 		return;
 	}
 	p->state = P_CONNECTING;
+	uv_update_time(net->loop); /* timers count from the loop's "now" */
 	uv_timer_start(&p->timer, peer_timer_cb, net->cfg.dial_timeout_ms, 0);
 	encode_hello(net, p->id, WINDOW_BYTES, hello);
 	if (rpc_client_stream_send(p->st, hello, sizeof(hello)) != 0)
@@ -585,7 +594,7 @@ static void snap_read_cb(uv_fs_t *req)
 	}
 	s->buf[0] = T_CHUNK;
 	if (s->off == s->acked)
-		s->progress_at = uv_now(s->net->loop);
+		s->progress_at = now_ms();
 	if (rpc_client_stream_send(s->st, s->buf, (size_t)n + 1) != 0) {
 		snap_close_client(s);
 		return;
@@ -626,7 +635,7 @@ static void snap_on_message(struct rpc_client_stream *st, const uint8_t *m, size
 			return;
 		}
 		s->got_hello = true;
-		s->progress_at = uv_now(s->net->loop);
+		s->progress_at = now_ms();
 		snap_pump(s);
 	} else if (m[0] == T_ACK && len == ACK_LEN && s->got_hello) {
 		uint64_t ab = get_be(m + 9, 8);
@@ -635,7 +644,7 @@ static void snap_on_message(struct rpc_client_stream *st, const uint8_t *m, size
 			return;
 		}
 		if (ab > s->acked)
-			s->progress_at = uv_now(s->net->loop);
+			s->progress_at = now_ms();
 		s->acked = ab;
 		snap_pump(s);
 	} else if (m[0] == T_DONE && len == 1 && s->eof && s->acked == s->off) {
@@ -1031,7 +1040,7 @@ static const struct rpc_stream_cbs inb_snap_cbs = {
 static void watchdog_cb(uv_timer_t *t)
 {
 	struct rpc_peer_net *net = t->data;
-	uint64_t now = uv_now(net->loop), limit = net->cfg.ack_timeout_ms;
+	uint64_t now = now_ms(), limit = net->cfg.ack_timeout_ms;
 	for (struct peer *p = net->peers; p != NULL; p = p->next) {
 		if (p->state == P_ACTIVE && p->s_msgs > p->a_msgs && now - p->progress_at > limit) {
 			rpc_log("peer %llx at %s: no acknowledgement for %llu ms, reconnecting",
@@ -1042,6 +1051,11 @@ static void watchdog_cb(uv_timer_t *t)
 	for (struct snap_out *s = net->snaps; s != NULL; s = s->next) {
 		bool waiting = !s->got_hello || s->off > s->acked;
 		if (s->st != NULL && waiting && now - s->progress_at > limit) {
+			rpc_log("peer snapshot to %llx: no acknowledgement for %llu ms (%s, %llu "
+			        "bytes sent, %llu acknowledged)",
+			        (unsigned long long)s->to, (unsigned long long)limit,
+			        s->got_hello ? "streaming" : "no hello", (unsigned long long)s->off,
+			        (unsigned long long)s->acked);
 			s->timed_out = true;
 			snap_close_client(s);
 		}
@@ -1260,7 +1274,7 @@ int rpc_peer_net_send_snapshot(struct rpc_peer_net *net, uint64_t to, const void
 	s->fd = fd;
 	s->done_cb = done_cb;
 	s->arg = arg;
-	s->progress_at = uv_now(net->loop);
+	s->progress_at = now_ms();
 	uint8_t hello[HELLO_LEN];
 	encode_hello(net, to, (uint32_t)snap_window(net), hello);
 	m[0] = T_META;

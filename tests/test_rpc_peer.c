@@ -806,6 +806,35 @@ static void test_ack_timeout(void **state)
 	assert_true(run_until(srv_is_closed, 5000));
 }
 
+/* The owner may call after a long synchronous step (the loop's cached time
+ * is then stale): neither the dial timeout nor the ack watchdog may count
+ * that time. */
+static bool snap_and_two_up(void)
+{
+	return snap_done_calls > 0 && status(1, 2).connected;
+}
+
+static void test_stale_loop_time(void **state)
+{
+	(void)state;
+	struct rpc_peer_config cfg = {.dial_timeout_ms = 150, .ack_timeout_ms = 150};
+	node_start_cfg(1, CLUSTER, 0, &cfg);
+	node_start(2, 0);
+	run_for(10);
+	char src[300];
+	src_path(src, sizeof(src));
+	int fd = make_file(src, 1 << 20, 3);
+	usleep(400 * 1000);
+	assert_int_equal(rpc_peer_net_set_peer(nodes[1].net, 2, nodes[2].url), 0);
+	snap_start(1, 2, "s", fd);
+	assert_true(run_until(snap_and_two_up, 5000));
+	close(fd);
+	assert_int_equal(snap_status, 0);
+	struct rpc_peer_status st = status(1, 2);
+	assert_int_equal(st.connects, 1);
+	assert_int_equal(st.last_error, 0);
+}
+
 /* ---- garbage ---- */
 
 static int raw_connect(int port)
@@ -963,6 +992,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_cluster, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dial_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_loop_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
