@@ -154,7 +154,8 @@ struct inb {
 	uint64_t from;
 	uint64_t got_msgs, got_bytes; /* delivered (messages) or on disk (snapshot) */
 	uint64_t acked_msgs, acked_bytes;
-	struct inb *prev, *next; /* the net's ack queue */
+	struct inb *prev, *next; /* net->inbs: every inbound stream */
+	struct inb *ack_next;    /* net->ackq */
 	/* Snapshot receiving. */
 	uint64_t window;
 	uint8_t *meta;
@@ -175,7 +176,8 @@ struct rpc_peer_net {
 	struct rpc_server *srv;
 	struct peer *peers;
 	struct snap_out *snaps;
-	struct inb *ackq;
+	struct inb *inbs;
+	struct inb *ackq; /* inbound streams with an ack to send this turn */
 	uv_check_t ack_check;
 	uv_timer_t watchdog;
 	uint64_t rng;
@@ -704,7 +706,8 @@ static void inb_queue_ack(struct inb *in)
 	in->on_ackq = true;
 	if (net->ackq == NULL)
 		uv_check_start(&net->ack_check, ack_check_cb);
-	RPC_DLIST_PUSH(net->ackq, in);
+	in->ack_next = net->ackq;
+	net->ackq = in;
 }
 
 static void ack_check_cb(uv_check_t *h)
@@ -712,7 +715,7 @@ static void ack_check_cb(uv_check_t *h)
 	struct rpc_peer_net *net = h->data;
 	while (net->ackq != NULL) {
 		struct inb *in = net->ackq;
-		RPC_DLIST_UNLINK(net->ackq, in);
+		net->ackq = in->ack_next;
 		in->on_ackq = false;
 		inb_send_ack(in);
 	}
@@ -724,8 +727,13 @@ static void inb_maybe_free(struct inb *in)
 	if (in->st != NULL || in->fs_busy)
 		return;
 	struct rpc_peer_net *net = in->net;
-	if (in->on_ackq)
-		RPC_DLIST_UNLINK(net->ackq, in);
+	for (struct inb **pp = &net->ackq; in->on_ackq && *pp != NULL; pp = &(*pp)->ack_next) {
+		if (*pp == in) {
+			*pp = in->ack_next;
+			break;
+		}
+	}
+	RPC_DLIST_UNLINK(net->inbs, in);
 	if (in->fd >= 0) {
 		uv_fs_t req;
 		uv_fs_close(NULL, &req, in->fd, NULL);
@@ -919,6 +927,20 @@ static const char *check_hello(struct rpc_peer_net *net, struct inb *in, const u
 	return NULL;
 }
 
+/* A member has one message stream to us at a time: when it opens a new
+ * one, it has given up on the old (it closes its connection first), but a
+ * crashed host's half-open connection would linger here forever. */
+static void inb_replace_older(struct inb *in)
+{
+	for (struct inb *o = in->net->inbs; o != NULL; o = o->next) {
+		if (o != in && !o->snap && o->helloed && o->from == in->from && o->st != NULL) {
+			rpc_log("peer: member %llx opened a new stream; closing its older one",
+			        (unsigned long long)in->from);
+			inb_fail(o, RPC_ABORTED, "cairn peer: replaced by a newer stream");
+		}
+	}
+}
+
 static void inb_on_message(struct rpc_stream *st, const uint8_t *m, size_t len)
 {
 	struct inb *in = rpc_stream_data(st);
@@ -933,6 +955,8 @@ static void inb_on_message(struct rpc_stream *st, const uint8_t *m, size_t len)
 			return;
 		}
 		in->helloed = true;
+		if (!in->snap)
+			inb_replace_older(in);
 		uint8_t ack[HELLO_ACK_LEN] = {T_HELLO_ACK, PEER_VERSION};
 		put_be(ack + 2, net->cfg.cluster_id, 8);
 		put_be(ack + 10, net->cfg.self_id, 8);
@@ -975,6 +999,7 @@ static void inb_open(struct rpc_stream *st, void *userdata, bool snap)
 	in->snap = snap;
 	in->fd = -1;
 	net->pending++;
+	RPC_DLIST_PUSH(net->inbs, in);
 	rpc_stream_set_data(st, in);
 }
 

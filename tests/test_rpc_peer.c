@@ -926,6 +926,49 @@ static void hello(uint8_t *h, uint64_t cluster, uint64_t from, uint64_t to, uint
 		h[26 + i] = (uint8_t)(window >> (24 - 8 * i));
 }
 
+/* A member that opens a second message stream (it reconnected while its
+ * old connection is half-open here) gets the old one closed. */
+static int replaced_status[2];
+static void replaced_on_close(struct rpc_client_stream *s, int st, const char *msg)
+{
+	(void)msg;
+	replaced_status[(intptr_t)rpc_client_stream_data(s)] = st;
+}
+static bool first_replaced(void)
+{
+	return replaced_status[0] >= 0;
+}
+
+static void test_replaced_stream(void **state)
+{
+	(void)state;
+	node_start(1, 0);
+	struct rpc_client *c[2];
+	struct rpc_client_stream *st[2];
+	struct rpc_client_stream_cbs cbs = {.on_close = replaced_on_close};
+	uint8_t h[30], msg[9] = {'M', 1, 0, 0, 0, 0, 0, 0, 0};
+	hello(h, CLUSTER, 3, 1, 0);
+	for (intptr_t i = 0; i < 2; i++) {
+		replaced_status[i] = -1;
+		assert_int_equal(rpc_client_new(&loop, nodes[1].url, NULL, &c[i]), 0);
+		assert_int_equal(
+		    rpc_client_stream_open(c[i], "/cairnpeer.Peer/Stream", &cbs, (void *)i, &st[i]),
+		    0);
+		assert_int_equal(rpc_client_stream_send(st[i], h, sizeof(h)), 0);
+		assert_int_equal(rpc_client_stream_send(st[i], msg, sizeof(msg)), 0);
+		run_for(50);
+	}
+	assert_true(run_until(first_replaced, 2000));
+	assert_int_equal(replaced_status[0], RPC_ABORTED);
+	assert_int_equal(replaced_status[1], -1);
+	assert_int_equal(nodes[1].got[3], 2);
+	for (int i = 0; i < 2; i++) {
+		cli_closed = 0;
+		rpc_client_close(c[i], cli_close_cb, NULL);
+		assert_true(run_until(cli_is_closed, 5000));
+	}
+}
+
 static void test_garbage(void **state)
 {
 	(void)state;
@@ -1008,6 +1051,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dial_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_loop_time, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replaced_stream, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
