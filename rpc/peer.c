@@ -92,6 +92,7 @@ enum {
 #define WINDOW_MSGS        1024
 #define SNAP_WINDOW_CHUNKS 4
 #define SNAP_MAX_WINDOW    (64u * 1024 * 1024) /* what a receiver accepts */
+#define DONE_TIMEOUT_MULT  10
 
 /* ------------------------------------------------------------------------ */
 /* Types                                                                    */
@@ -662,8 +663,7 @@ static void snap_on_close(struct rpc_client_stream *st, int status, const char *
 	if (status != RPC_OK && !s->canceled)
 		rpc_log("peer snapshot to %llx: %s: %s", (unsigned long long)s->to,
 		        rpc_status_name(status), message);
-	if (status != RPC_OK)
-		s->got_done = false;
+	/* After 'D' the peer has the file, whatever happened to the trailers. */
 	s->st = NULL;
 	s->stream_closed = true;
 	snap_maybe_finish(s);
@@ -1060,8 +1060,8 @@ static const struct rpc_stream_cbs inb_snap_cbs = {
 /* ------------------------------------------------------------------------ */
 
 /* Closes connections whose peer stopped acknowledging (a dead host does not
- * always reset TCP). Waiting for a snapshot's final confirmation is not
- * timed: the receiver may be fsyncing gigabytes. */
+ * always reset TCP). A snapshot's final confirmation gets DONE_TIMEOUT_MULT
+ * times longer: the receiver may be fsyncing gigabytes. */
 static void watchdog_cb(uv_timer_t *t)
 {
 	struct rpc_peer_net *net = t->data;
@@ -1075,12 +1075,16 @@ static void watchdog_cb(uv_timer_t *t)
 	}
 	for (struct snap_out *s = net->snaps; s != NULL; s = s->next) {
 		bool waiting = !s->got_hello || s->off > s->acked;
-		if (s->st != NULL && waiting && now - s->progress_at > limit) {
+		bool done_wait = !waiting && s->eof && !s->got_done;
+		uint64_t lim = done_wait ? limit * DONE_TIMEOUT_MULT : limit;
+		if (s->st != NULL && (waiting || done_wait) && now - s->progress_at > lim) {
 			rpc_log("peer snapshot to %llx: no acknowledgement for %llu ms (%s, %llu "
 			        "bytes sent, %llu acknowledged)",
-			        (unsigned long long)s->to, (unsigned long long)limit,
-			        s->got_hello ? "streaming" : "no hello", (unsigned long long)s->off,
-			        (unsigned long long)s->acked);
+			        (unsigned long long)s->to, (unsigned long long)lim,
+			        !s->got_hello ? "no hello"
+			        : done_wait   ? "waiting for the fsync"
+			                      : "streaming",
+			        (unsigned long long)s->off, (unsigned long long)s->acked);
 			s->timed_out = true;
 			snap_close_client(s);
 		}

@@ -94,7 +94,9 @@ struct rpc_peer_config {
 	uint64_t dial_timeout_ms;
 	/* An active stream (or snapshot) with data on the wire that the peer
 	 * has not acknowledged for this long is considered dead: its
-	 * connection is closed and re-dialled. 0 = 5000 ms. */
+	 * connection is closed and re-dialled. A snapshot sender waits ten
+	 * times as long for the receiver's final confirmation (its fsync).
+	 * 0 = 5000 ms. */
 	uint64_t ack_timeout_ms;
 	/* Where received snapshots are written (temporary files named
 	 * "cairn-snap-*.tmp"); must exist. NULL = snapshots are refused. */
