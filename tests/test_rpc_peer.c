@@ -769,6 +769,7 @@ static void mute_open(struct rpc_stream *st, void *ud)
 	(void)st;
 	(void)ud;
 }
+static uint64_t mute_bytes;
 static void mute_message(struct rpc_stream *st, const uint8_t *m, size_t len)
 {
 	if (len > 0 && m[0] == 'H') {
@@ -776,8 +777,17 @@ static void mute_message(struct rpc_stream *st, const uint8_t *m, size_t len)
 		be64(ack + 2, CLUSTER);
 		be64(ack + 10, 2);
 		assert_int_equal(rpc_stream_send(st, ack, sizeof(ack)), 0);
+		mute_bytes = 0;
+	} else if (len > 0 && m[0] == 'C') {
+		/* Snapshot chunks are acknowledged, but 'D' never comes. */
+		uint8_t ack[17] = {'K'};
+		mute_bytes += len - 1;
+		be64(ack + 1, 1);
+		be64(ack + 9, mute_bytes);
+		assert_int_equal(rpc_stream_send(st, ack, sizeof(ack)), 0);
 	}
 }
+
 static void mute_close(struct rpc_stream *st, int reason)
 {
 	(void)st;
@@ -804,6 +814,8 @@ static void test_ack_timeout(void **state)
 	struct rpc_stream_cbs cbs = {
 	    .on_open = mute_open, .on_message = mute_message, .on_close = mute_close};
 	assert_int_equal(rpc_server_register_stream(srv, "/cairnpeer.Peer/Stream", &cbs, NULL), 0);
+	assert_int_equal(rpc_server_register_stream(srv, "/cairnpeer.Peer/Snapshot", &cbs, NULL),
+	                 0);
 	int port;
 	assert_int_equal(rpc_server_listen(srv, "http://127.0.0.1:0", &port), 0);
 	char url[64];
@@ -816,6 +828,16 @@ static void test_ack_timeout(void **state)
 	assert_true(watched.msgs_dropped >= 3);
 	assert_int_equal(nodes[1].actives, watched.connects);
 	assert_true(nodes[1].inactives >= 1);
+	/* A snapshot whose receiver never confirms fails after 10 x 200 ms. */
+	char src[300];
+	src_path(src, sizeof(src));
+	int fd = make_file(src, 100000, 5);
+	uint64_t t0 = uv_hrtime();
+	snap_start(1, 2, "m", fd);
+	assert_true(run_until(snap_finished, 10000));
+	close(fd);
+	assert_int_equal(snap_status, CAIRN_ECONNRESET);
+	assert_true((uv_hrtime() - t0) / 1000000 >= 2000);
 	srv_closed = 0;
 	rpc_server_close(srv, 0, srv_close_cb, NULL);
 	assert_true(run_until(srv_is_closed, 5000));
