@@ -767,7 +767,9 @@ static void inb_fs_cb(uv_fs_t *req)
 	uv_fs_type type = req->fs_type;
 	uv_fs_req_cleanup(req);
 	in->fs_busy = false;
-	if (in->st == NULL) {
+	if (in->st == NULL || in->net->closing) {
+		/* No callbacks once the owner closed the net: the stream's
+		 * on_close (if still to come) frees it and removes the file. */
 		inb_maybe_free(in);
 		return;
 	}
