@@ -202,7 +202,8 @@ void rpc_peer_net_get_stats(const struct rpc_peer_net *net, struct rpc_peer_net_
 /* Graceful close: stops listening, closes every connection (queued messages
  * are discarded; snapshots in flight end with CAIRN_ECANCELED, partial
  * received snapshot files are removed), then frees the net; `cb(arg)` (may
- * be NULL) runs once the memory is gone. Call once; CAIRN_EBUSY if already
+ * be NULL) runs once the memory is gone. From this call on, no callback
+ * runs but the done_cb of snapshots in flight and `cb`. Call once; CAIRN_EBUSY if already
  * closing. */
 int rpc_peer_net_close(struct rpc_peer_net *net, void (*cb)(void *arg), void *arg);
 
