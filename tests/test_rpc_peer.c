@@ -48,6 +48,17 @@ struct node {
 
 static uv_loop_t loop;
 static struct node nodes[NNODES];
+static int close_pending;
+static bool close_in_callback; /* the receiving node closes its net */
+static void net_closed(void *arg);
+static void close_from_callback(struct node *n)
+{
+	if (!close_in_callback || !n->up)
+		return;
+	close_pending++;
+	assert_int_equal(rpc_peer_net_close(n->net, net_closed, NULL), 0);
+	n->up = false;
+}
 static char tmpdir[256];
 static uint64_t seqs[NNODES][NNODES]; /* next sequence number from -> to */
 
@@ -70,6 +81,7 @@ static void on_message(void *ud, uint64_t from, const uint8_t *msg, size_t len)
 		n->out_of_order = true;
 	n->last_seq[from] = seq;
 	n->got[from]++;
+	close_from_callback(n);
 }
 
 static void on_snapshot(void *ud, uint64_t from, const uint8_t *meta, size_t meta_len,
@@ -85,6 +97,7 @@ static void on_snapshot(void *ud, uint64_t from, const uint8_t *meta, size_t met
 	memcpy(n->snap_meta, meta, meta_len);
 	n->snap_meta[meta_len] = '\0';
 	n->snaps++;
+	close_from_callback(n);
 }
 
 static void on_active(void *ud, uint64_t id, bool active)
@@ -146,7 +159,6 @@ static void node_start(uint64_t id, int port)
 	node_start_cfg(id, CLUSTER, port, &cfg);
 }
 
-static int close_pending;
 static void net_closed(void *arg)
 {
 	(void)arg;
@@ -1112,6 +1124,36 @@ static void test_random_sequences(void **state)
 	assert_true(run_until(two_got_want, 5000));
 }
 
+/* A net closed from inside its own on_message and on_snapshot: no further
+ * callback, nothing touched after free (ASan). */
+static void test_close_in_callback(void **state)
+{
+	(void)state;
+	start_pair();
+	close_in_callback = true;
+	close_pending = 0;
+	for (int k = 0; k < 100; k++)
+		assert_int_equal(send_seq(1, 2, (size_t)-1), 0);
+	run_for(20);
+	assert_true(run_until(all_closed, 5000));
+	assert_int_equal(nodes[2].got[1], 1);
+	nodes[2].net = NULL;
+	/* Again with a snapshot. */
+	node_start(2, 0);
+	assert_int_equal(rpc_peer_net_set_peer(nodes[1].net, 2, nodes[2].url), 0);
+	char src[300];
+	src_path(src, sizeof(src));
+	int fd = make_file(src, 3 << 20, 9);
+	snap_start(1, 2, "z", fd);
+	assert_true(run_until(snap_finished, 10000));
+	assert_true(run_until(all_closed, 5000));
+	close(fd);
+	assert_int_equal(nodes[2].snaps, 1);
+	close_in_callback = false;
+	nodes[2].net = NULL;
+	unlink(nodes[2].snap_dest);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1129,6 +1171,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_replaced_stream, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_sequences, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_in_callback, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
