@@ -933,6 +933,12 @@ static bool cli_is_closed(void)
 {
 	return cli_closed != 0;
 }
+static void close_client(struct rpc_client *c)
+{
+	cli_closed = 0;
+	rpc_client_close(c, cli_close_cb, NULL);
+	assert_true(run_until(cli_is_closed, 5000));
+}
 
 /* Opens a peer stream with a raw client and sends `a` then `b` (b may be
  * NULL); returns the grpc-status the stream ends with. */
@@ -948,9 +954,7 @@ static int raw_stream(const char *path, const void *a, size_t alen, const void *
 	if (b != NULL)
 		assert_int_equal(rpc_client_stream_send(s, b, blen), 0);
 	assert_true(run_until(bad_closed, 5000));
-	cli_closed = 0;
-	rpc_client_close(c, cli_close_cb, NULL);
-	assert_true(run_until(cli_is_closed, 5000));
+	close_client(c);
 	return bad_status;
 }
 
@@ -1002,9 +1006,7 @@ static void test_replaced_stream(void **state)
 	assert_int_equal(replaced_status[1], -1);
 	assert_int_equal(nodes[1].got[3], 2);
 	for (int i = 0; i < 2; i++) {
-		cli_closed = 0;
-		rpc_client_close(c[i], cli_close_cb, NULL);
-		assert_true(run_until(cli_is_closed, 5000));
+		close_client(c[i]);
 	}
 }
 
@@ -1113,9 +1115,7 @@ static void test_random_sequences(void **state)
 			rpc_client_stream_send(st, buf, len);
 		}
 		run_for(5);
-		cli_closed = 0;
-		rpc_client_close(c, cli_close_cb, NULL);
-		assert_true(run_until(cli_is_closed, 5000));
+		close_client(c);
 	}
 	run_for(50);
 	for (int k = 0; k < 20; k++)
