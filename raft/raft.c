@@ -1141,7 +1141,14 @@ static void step_message(struct raft *r, const struct raft_msg *m)
 		           t == RAFT_MSG_SNAPSHOT) {
 			become_follower(r, m->term, m->from);
 		} else {
-			become_follower(r, m->term, RAFT_NONE); /* §5.1 */
+			/* §5.1: adopt the term. Figure 2 restarts the election timer
+			 * only on hearing from the leader or granting a vote: a
+			 * member whose (pre)vote requests keep failing must not
+			 * keep a better candidate from timing out. */
+			unsigned elapsed = r->election_elapsed, timeout = r->rand_timeout;
+			become_follower(r, m->term, RAFT_NONE);
+			r->election_elapsed = elapsed;
+			r->rand_timeout = timeout;
 		}
 	} else if (m->term < r->term) {
 		if ((r->cfg.check_quorum || r->cfg.pre_vote) &&

@@ -143,6 +143,7 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	o.pre_vote = ((w >> 32) % 8) != 0;
 	o.check_quorum = ((w >> 36) % 8) != 0;
 	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6); /* 1..32 entries per message */
+	double pc = 0.002 + (double)((w >> 44) % 10) * 0.002; /* crashes per tick */
 	int rc = sim_init(&s, &o);
 	for (unsigned step = 0; rc == 0 && step < steps; step++) {
 		double p = sim_frand(&s);
@@ -157,23 +158,23 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 		} else if (p < 0.45) {
 			if (any)
 				sim_read(&s, any);
-		} else if (p < 0.455) {
+		} else if (p < 0.45 + pc) {
 			if (any)
 				sim_crash(&s, any);
-		} else if (p < 0.48) {
+		} else if (p < 0.475 + pc) {
 			for (unsigned i = 1; i <= s.n_nodes; i++)
 				if (s.nodes[i].state == SIM_DOWN) {
 					sim_restart(&s, i);
 					break;
 				}
-		} else if (p < 0.49) {
+		} else if (p < 0.485 + pc) {
 			partition(&s);
-		} else if (p < 0.505) {
+		} else if (p < 0.50 + pc) {
 			sim_heal(&s);
-		} else if (p < 0.515) {
+		} else if (p < 0.51 + pc) {
 			if (l)
 				conf_change(&s, l);
-		} else if (p < 0.52) {
+		} else if (p < 0.515 + pc) {
 			if (l) {
 				struct raft_status st;
 				raft_get_status(s.nodes[l].r, &st);
@@ -221,6 +222,24 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 				snprintf(s.err, sizeof(s.err), "no progress after heal");
 				rc = -1;
 			}
+		}
+	}
+	if (tr) {
+		for (unsigned i = 1; i <= s.n_nodes; i++) {
+			if (s.nodes[i].state != SIM_UP) {
+				fprintf(tr, "member %u: %s\n", i, s.nodes[i].state ? "gone" : "down");
+				continue;
+			}
+			struct raft_status st;
+			raft_get_status(s.nodes[i].r, &st);
+			fprintf(tr,
+			        "member %u: %s term=%llu vote=%llu leader=%llu commit=%llu "
+			        "applied=%llu last=%llu/%llu snap=%llu voters=%u learners=%u\n",
+			        i, raft_role_name(st.role), (unsigned long long)st.term,
+			        (unsigned long long)st.vote, (unsigned long long)st.leader,
+			        (unsigned long long)st.commit, (unsigned long long)st.applied,
+			        (unsigned long long)st.last_index, (unsigned long long)st.stable_index,
+			        (unsigned long long)st.snap_index, st.conf.n_voters, st.conf.n_learners);
 		}
 	}
 	if (rc == 0) {
