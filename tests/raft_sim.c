@@ -797,6 +797,35 @@ void sim_heal(struct sim *s)
 	memset(s->cut, 0, sizeof(s->cut));
 }
 
+void sim_print_status(const struct sim *s, FILE *out)
+{
+	for (unsigned i = 1; i <= s->n_nodes; i++) {
+		const struct sim_node *n = &s->nodes[i];
+		if (n->state != SIM_UP) {
+			fprintf(out, "  %u: %s\n", i, n->state == SIM_DOWN ? "down" : "gone");
+			continue;
+		}
+		struct raft_status st;
+		raft_get_status(n->r, &st);
+		fprintf(out,
+		        "  %u: %-13s term=%llu leader=%llu commit=%llu applied=%llu last=%llu "
+		        "snap=%llu voters=",
+		        i, raft_role_name(st.role), (unsigned long long)st.term,
+		        (unsigned long long)st.leader, (unsigned long long)st.commit,
+		        (unsigned long long)st.applied, (unsigned long long)st.last_index,
+		        (unsigned long long)st.snap_index);
+		for (uint32_t v = 0; v < st.conf.n_voters; v++)
+			fprintf(out, "%s%llu", v ? "," : "", (unsigned long long)st.conf.voters[v]);
+		if (st.conf.n_learners) {
+			fprintf(out, " learners=");
+			for (uint32_t v = 0; v < st.conf.n_learners; v++)
+				fprintf(out, "%s%llu", v ? "," : "",
+				        (unsigned long long)st.conf.learners[v]);
+		}
+		fputc('\n', out);
+	}
+}
+
 uint64_t sim_leader(const struct sim *s)
 {
 	uint64_t best = 0, bt = 0;
