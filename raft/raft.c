@@ -1344,7 +1344,10 @@ static int apply_to(struct raft *r, uint64_t index)
 		    raft_conf_change_decode(e->data.base, e->data.len, &cc))
 			continue;
 		struct raft_conf c = r->conf;
-		if (raft_conf_apply(&c, &cc))
+		/* A member started without the bootstrap configuration cannot
+		 * rebuild it from changes: it waits for a snapshot rather than
+		 * invent a cluster (see raft_config.initial_conf). */
+		if (r->conf.n_voters == 0 || raft_conf_apply(&c, &cc))
 			continue; /* deterministic no-op on every member */
 		r->prev_conf = r->conf;
 		r->prev_conf_index = r->conf_index;

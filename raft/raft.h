@@ -341,8 +341,12 @@ struct raft_config {
 	unsigned max_inflight;      /* AppendEntries in flight per follower; default 256 */
 	size_t max_inflight_bytes;  /* 0 = unbounded */
 	unsigned max_pending_reads; /* default 4096 */
-	/* Configuration when the storage holds none (a new cluster's bootstrap);
-	 * NULL or empty for a member joining an existing cluster. */
+	/* The cluster's bootstrap configuration (the founding voters), used
+	 * when the storage holds no snapshot: the configuration "at index 0"
+	 * that every logged change applies to. Every member passes the same
+	 * one, including members joining later. A member given NULL stays
+	 * unconfigured (never campaigns, applies no membership change) until
+	 * it installs a snapshot, which carries the configuration. */
 	const struct raft_conf *initial_conf;
 	const struct raft_alloc *alloc; /* NULL = libc; borrowed for r's lifetime */
 };

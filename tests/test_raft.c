@@ -522,6 +522,48 @@ static void test_snapshot_catch_up(void **state)
 	sim_fini(&s);
 }
 
+/* A member started without the bootstrap configuration applies no
+ * membership change (it cannot know what they change) and never
+ * campaigns, until a snapshot (§7, which carries the configuration)
+ * configures it. */
+static void test_unconfigured_member_waits_for_snapshot(void **state)
+{
+	(void)state;
+	struct one o;
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(raft_mem_storage_new(&o.ms), 0);
+	struct raft_config cfg = {.id = 4, .seed = 1};
+	struct raft_storage st = raft_mem_storage_iface(o.ms);
+	assert_int_equal(raft_new(&cfg, &st, &o.r), 0);
+	uint8_t cc[RAFT_CONF_CHANGE_SIZE];
+	raft_conf_change_encode(&(struct raft_conf_change){RAFT_CC_ADD_VOTER, 4}, cc);
+	struct raft_entry e = {
+	    .term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .data = {cc, sizeof(cc)}};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+	                     .from = 2,
+	                     .to = 4,
+	                     .term = 1,
+	                     .commit = 1,
+	                     .n_entries = 1,
+	                     .entries = &e};
+	one_recv(&o, &m);
+	one_persist(&o, o.up.persist_seq);
+	assert_int_equal(o.up.n_committed, 1);
+	struct raft_event ap = {.type = RAFT_EVENT_APPLIED, .applied.index = 1};
+	assert_int_equal(one_step(&o, &ap), 0);
+	assert_int_equal(status(o.r).conf.n_voters, 0);
+	one_tick(&o, 50);
+	assert_int_equal(status(o.r).role, RAFT_FOLLOWER);
+	assert_int_equal(status(o.r).term, 1);
+	struct raft_msg sn = {.type = RAFT_MSG_SNAPSHOT, .from = 2, .to = 4, .term = 1};
+	sn.snapshot = (struct raft_snapshot_meta){.index = 5, .term = 1, .conf = conf3};
+	sn.snapshot.conf.voters[sn.snapshot.conf.n_voters++] = 4;
+	one_recv(&o, &sn);
+	assert_non_null(o.up.snapshot);
+	assert_int_equal(status(o.r).conf.n_voters, 4);
+	one_free(&o);
+}
+
 /* Membership change payloads round-trip and reject nonsense. */
 static void test_conf_change_encoding(void **state)
 {
@@ -559,6 +601,7 @@ int main(void)
 	    cmocka_unit_test(test_leader_transfer),
 	    cmocka_unit_test(test_membership_one_at_a_time),
 	    cmocka_unit_test(test_snapshot_catch_up),
+	    cmocka_unit_test(test_unconfigured_member_waits_for_snapshot),
 	    cmocka_unit_test(test_conf_change_encoding),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
