@@ -142,7 +142,13 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	o.compact_threshold = 16 + (unsigned)((w >> 24) % 32);
 	o.pre_vote = ((w >> 32) % 8) != 0;
 	o.check_quorum = ((w >> 36) % 8) != 0;
-	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6);       /* 1..32 entries per message */
+	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6); /* 1..32 entries per message */
+	bool leader_killer = ((w >> 48) % 4) == 0;
+	if (leader_killer) {
+		o.max_msg_bytes = 8; /* one entry per AppendEntries */
+		o.max_delay = 1 + (unsigned)((w >> 50) % 3);
+		o.max_persist_delay = 1 + (unsigned)((w >> 52) % 2);
+	}
 	double pc = 0.002 + (double)((w >> 44) % 10) * 0.002; /* crashes per tick */
 	memset(rm_index, 0, sizeof(rm_index));
 	int rc = sim_init(&s, &o);
@@ -150,7 +156,24 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 		double p = sim_frand(&s);
 		uint64_t l = sim_leader(&s);
 		uint64_t any = pick_up(&s);
-		if (p < 0.35) {
+		if (leader_killer) {
+			/* Figure 8 weather: leaders die soon after taking a
+			 * proposal, before replicating much; a majority stays up. */
+			unsigned down = 0;
+			for (unsigned i = 1; i <= s.n_nodes; i++)
+				down += s.nodes[i].state == SIM_DOWN;
+			if (p < 0.3 && l)
+				sim_propose(&s, l, NULL, 0);
+			else if (p < 0.55 && l)
+				sim_crash(&s, l);
+			if (down > (nodes - 1) / 2 || sim_frand(&s) < 0.1) {
+				for (unsigned i = 1; i <= s.n_nodes; i++)
+					if (s.nodes[i].state == SIM_DOWN) {
+						sim_restart(&s, i);
+						break;
+					}
+			}
+		} else if (p < 0.35) {
 			if (l)
 				sim_propose(&s, l, NULL, 0);
 		} else if (p < 0.40) {
