@@ -6,7 +6,10 @@
  * chaos: proposals, linearizable reads, crashes and restarts (losing
  * unpersisted writes), partitions (isolation, splits, one-way and partial
  * cuts), membership changes (add learner, promote, remove), leader
- * transfers and log compaction. Every event is checked against the safety
+ * transfers and log compaction. A quarter of the seeds run "leader killer"
+ * weather (leaders crash soon after taking proposals, one entry per
+ * AppendEntries: the Figure 8 hunting ground), and half send every message
+ * through the wire codec. Every event is checked against the safety
  * invariants. Then the network heals and every member restarts: a leader
  * must be elected within 10 election timeouts (liveness; the ratio over all
  * seeds must be >= 99.9%) and a proposal must then commit.
@@ -143,6 +146,7 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	o.pre_vote = ((w >> 32) % 8) != 0;
 	o.check_quorum = ((w >> 36) % 8) != 0;
 	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6); /* 1..32 entries per message */
+	o.codec = ((w >> 56) % 2) == 0;
 	bool leader_killer = ((w >> 48) % 4) == 0;
 	if (leader_killer) {
 		o.max_msg_bytes = 8; /* one entry per AppendEntries */
