@@ -55,20 +55,14 @@ static void partition(struct sim *s)
 			sim_cut(s, i, a, true);
 		}
 		break;
-	case 1: /* split in two groups */
+	case 1: { /* split in two groups */
+		uint64_t mask = sim_rand(s);
 		for (unsigned i = 1; i <= nn; i++)
-			for (unsigned j = 1; j <= nn; j++) {
-				bool gi = (sim_rand(s) & 1) != 0;
-				(void)gi;
-			}
-		{
-			uint64_t mask = sim_rand(s);
-			for (unsigned i = 1; i <= nn; i++)
-				for (unsigned j = 1; j <= nn; j++)
-					if (((mask >> i) & 1) != ((mask >> j) & 1))
-						sim_cut(s, i, j, true);
-		}
+			for (unsigned j = 1; j <= nn; j++)
+				if (((mask >> i) & 1) != ((mask >> j) & 1))
+					sim_cut(s, i, j, true);
 		break;
+	}
 	case 2: /* one-way cut */
 		if (a != b)
 			sim_cut(s, a, b, true);
