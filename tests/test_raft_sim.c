@@ -20,6 +20,7 @@
  *   RAFT_SEEDS=n     seeds per cluster size (default 1000; 100 when SAN=1)
  *   RAFT_STEPS=n     ticks per seed (default 2000)
  *   RAFT_SECONDS=n   soak: keep running new seeds for n seconds
+ *   RAFT_SEED_BASE=b first seed (default 1)
  * A failing seed prints the command that replays it.
  */
 #include <stdio.h>
@@ -327,7 +328,8 @@ int main(void)
 	double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	unsigned long lt = t.live_ok + t.live_fail;
 	double ratio = lt ? (double)t.live_ok / (double)lt : 0;
-	printf("raft sim: %lu seeds (3 and 5 members) x %u steps = %lu ticks in %.1fs; "
+	printf("raft sim: seeds from %llu: ", (unsigned long long)base);
+	printf("%lu seeds (3 and 5 members) x %u steps = %lu ticks in %.1fs; "
 	       "%llu core steps, %llu messages, %llu entries committed, %llu reads, %llu "
 	       "snapshots installed, %llu conf changes proposed\n",
 	       t.seeds, steps, t.steps, el, t.raft_steps, t.msgs, t.commits, t.reads, t.snapshots,
