@@ -46,6 +46,10 @@
 #define CTRL_MAX_BYTES         ((size_t)(1024 * 1024))
 /* Catch-up chunks read per stream per pump: bounds one loop turn's work. */
 #define PUMP_BUDGET_CHUNKS 64
+/* A catch-up read scans at most this many times catchup_chunk_events
+ * revisions: the history is scanned record by record, so a watcher on a
+ * rarely written key must not scan the whole history in one step. */
+#define CATCHUP_SCAN_FACTOR 8
 /* etcd's clientv3.InvalidWatchID. */
 #define INVALID_WATCH_ID (-1)
 
@@ -534,7 +538,8 @@ static int catch_up(struct watcher *w)
 	struct srv_watch_hub *hub = w->ws->hub;
 	struct store_history_req req;
 	watcher_history_req(w, &req);
-	req.to_rev = hub->rev;
+	int64_t window = (int64_t)hub->cfg.catchup_chunk_events * CATCHUP_SCAN_FACTOR;
+	req.to_rev = hub->rev - req.from_rev >= window ? req.from_rev + window - 1 : hub->rev;
 	req.limit = hub->cfg.catchup_chunk_events;
 	struct batch b;
 	int rc = read_batch(hub->cfg.store, &req, &b);

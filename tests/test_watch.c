@@ -360,6 +360,21 @@ static void test_control_queue_bounded(void **state)
 	assert_int_equal(f->st.status, RPC_RESOURCE_EXHAUSTED);
 }
 
+/* A watcher on a rarely written key catches up in bounded scan windows. */
+static void test_sparse_catch_up(void **state)
+{
+	struct fx *f = *state;
+	put_n(f, "other", 500, 10);
+	assert_int_equal(tu_put(f->s, "s", "1"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	put_n(f, "more", 300, 10);
+	create(f, "s", NULL, 1, false);
+	assert_int_equal(f->st.n, 2);
+	assert_int_equal(f->st.msgs[1]->n_events, 1);
+	assert_int_equal(f->st.msgs[1]->events[0]->kv->mod_revision, 501);
+	assert_int_equal(unsynced(f), 0);
+}
+
 static void test_bad_message_and_half_close(void **state)
 {
 	struct fx *f = *state;
@@ -432,6 +447,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_control_order_under_refusal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sparse_catch_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compacted_while_behind, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_free_with_open_stream, setup, teardown),
