@@ -780,8 +780,13 @@ static void ws_on_message(struct rpc_stream *rs, const uint8_t *msg, size_t len)
 			on_cancel(ws, req->cancel_request->watch_id);
 		break;
 	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
-		ws->progress_pending = true;
-		send_progress_if_synced(ws);
+		/* etcd 3.5 (progressIfSync) answers through one of the stream's
+		 * watchers: a stream without watchers gets no answer. Requests
+		 * made while one is deferred share its answer. */
+		if (ws->head) {
+			ws->progress_pending = true;
+			send_progress_if_synced(ws);
+		}
 		break;
 	default:
 		break; /* etcd ignores what it does not know */
