@@ -74,7 +74,8 @@ struct watcher {
 	size_t key_len;
 	uint8_t *end; /* owned; RANGE_SPAN only */
 	size_t end_len;
-	int64_t pos_rev; /* first event not yet sent (invariant 1) */
+	int64_t start_rev; /* as created (0 became current + 1) */
+	int64_t pos_rev;   /* first event not yet sent (invariant 1) */
 	int64_t pos_sub;
 	bool no_put, no_delete, prev_kv, progress_notify, fragment;
 	bool idle;      /* no events since the last progress tick (etcd's progress[id]) */
@@ -157,6 +158,13 @@ static bool watcher_matches_key(const struct watcher *w, const uint8_t *k, size_
 static bool watcher_synced(const struct watcher *w)
 {
 	return w->pos_rev > w->ws->hub->rev;
+}
+
+/* etcd 3.5 progressIfSync: synced, and the store has reached the watcher's
+ * start revision, so a progress revision never precedes what it asked for. */
+static bool watcher_progress_ok(const struct watcher *w)
+{
+	return watcher_synced(w) && w->ws->hub->rev >= w->start_rev;
 }
 
 static bool pos_before(int64_t rev, int64_t sub, int64_t prev, int64_t psub)
@@ -516,17 +524,17 @@ static int feed_watcher(struct watcher *w, const struct batch *b, bool check_ran
 /* ------------------------------------------------------------------------ */
 /* Catch-up and progress                                                      */
 
-static bool stream_all_synced(const struct wstream *ws)
+static bool stream_progress_ok(const struct wstream *ws)
 {
 	for (const struct watcher *w = ws->head; w; w = w->next)
-		if (!w->compacted && !watcher_synced(w))
+		if (!w->compacted && !watcher_progress_ok(w))
 			return false;
 	return true;
 }
 
 static void send_progress_if_synced(struct wstream *ws)
 {
-	if (ws->progress_pending && stream_all_synced(ws)) {
+	if (ws->progress_pending && stream_progress_ok(ws)) {
 		ws->progress_pending = false;
 		send_simple(ws, INVALID_WATCH_ID, ws->hub->rev, false, false, NULL);
 	}
@@ -596,7 +604,7 @@ static void tick_progress(struct srv_watch_hub *hub)
 		for (struct watcher *w = ws->head; w; w = w->next) {
 			if (!w->progress_notify || w->compacted)
 				continue;
-			if (w->idle && watcher_synced(w)) {
+			if (w->idle && watcher_progress_ok(w)) {
 				Etcdserverpb__ResponseHeader h;
 				fill_header(hub, hub->rev, &h);
 				Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
@@ -693,9 +701,8 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 	w->key_len = key_len;
 	w->end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
 	/* etcd: 0 means "after now"; a negative start reads all the history. */
-	w->pos_rev = c->start_revision == 0  ? cur + 1
-	             : c->start_revision < 1 ? 1
-	                                     : c->start_revision;
+	w->start_rev = c->start_revision == 0 ? cur + 1 : c->start_revision;
+	w->pos_rev = w->start_rev < 1 ? 1 : w->start_rev;
 	for (size_t i = 0; i < c->n_filters; i++) {
 		if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
 			w->no_put = true;

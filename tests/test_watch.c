@@ -380,6 +380,21 @@ static void test_sparse_catch_up(void **state)
 	assert_int_equal(unsynced(f), 0);
 }
 
+/* etcd 3.5: no progress below a watcher's start revision; answered once the
+ * store gets there. */
+static void test_progress_waits_for_start_revision(void **state)
+{
+	struct fx *f = *state;
+	create(f, "p", NULL, 0, false);
+	progress(f);
+	assert_int_equal(f->st.n, 1); /* only "created" */
+	assert_int_equal(tu_put(f->s, "unrelated", "1"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	assert_int_equal(f->st.n, 2);
+	assert_int_equal(f->st.msgs[1]->watch_id, -1);
+	assert_int_equal(f->st.msgs[1]->header->revision, tu_rev(f->s));
+}
+
 static void test_bad_message_and_half_close(void **state)
 {
 	struct fx *f = *state;
@@ -453,6 +468,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_control_order_under_refusal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sparse_catch_up, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_progress_waits_for_start_revision, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compacted_while_behind, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_free_with_open_stream, setup, teardown),
