@@ -50,6 +50,11 @@
  * revisions: the history is scanned record by record, so a watcher on a
  * rarely written key must not scan the whole history in one step. */
 #define CATCHUP_SCAN_FACTOR 8
+/* Reads start at this many events and adapt (halve above, double below
+ * half of max_response_bytes), so a history of large values is not read a
+ * full chunk at a time: the hub's transient memory stays near
+ * max_response_bytes whatever the value sizes. */
+#define FIRST_CHUNK_EVENTS 16
 /* etcd's clientv3.InvalidWatchID. */
 #define INVALID_WATCH_ID (-1)
 
@@ -78,6 +83,7 @@ struct watcher {
 	int64_t pos_rev;   /* first event not yet sent (invariant 1) */
 	int64_t pos_sub;
 	bool no_put, no_delete, prev_kv, progress_notify, fragment;
+	size_t chunk;   /* events per catch-up read (adaptive) */
 	bool idle;      /* no events since the last progress tick (etcd's progress[id]) */
 	bool compacted; /* cancelled by compaction; inert until the client cancels */
 };
@@ -108,6 +114,7 @@ struct srv_watch_hub {
 	int64_t rev; /* fed revision (invariant 1) */
 	uint64_t n_streams, n_watchers;
 	uint64_t n_prev_kv; /* watchers asking for prev_kv: the live read asks too */
+	size_t live_chunk;  /* events per live read (adaptive) */
 	bool progress_clock_set;
 	uint64_t last_progress_ms;
 	/* Scratch of the watcher being served: indexes into the batch. */
@@ -121,6 +128,7 @@ struct batch {
 	struct store_history_resp parts[2];
 	int n_parts;
 	size_t n;
+	size_t bytes; /* keys and values held */
 	const struct store_event **ev;
 	Mvccpb__Event *pb;      /* without prev_kv */
 	Mvccpb__Event *pb_prev; /* with prev_kv where the store had one */
@@ -267,6 +275,9 @@ static int read_batch(struct store *store, struct store_history_req *req, struct
 		for (size_t i = 0; i < b->parts[p].n_events; i++) {
 			const struct store_event *e = &b->parts[p].events[i];
 			size_t k = b->n++;
+			b->bytes += e->kv.key_len + e->kv.value_len;
+			if (e->has_prev)
+				b->bytes += e->prev_kv.key_len + e->prev_kv.value_len;
 			b->ev[k] = e;
 			srv_kv_to_pb(&e->kv, &b->kv[k]);
 			mvccpb__event__init(&b->pb[k]);
@@ -288,6 +299,23 @@ out:
 	if (rc != 0)
 		batch_free(b);
 	return rc;
+}
+
+static size_t adapt_chunk(const struct srv_watch_hub *hub, size_t chunk, const struct batch *b)
+{
+	size_t target = hub->cfg.max_response_bytes;
+	if (b->bytes > target && chunk > 1)
+		return chunk / 2;
+	if (b->bytes < target / 2 && b->n == chunk && chunk < hub->cfg.catchup_chunk_events)
+		return chunk * 2 < hub->cfg.catchup_chunk_events ? chunk * 2
+		                                                 : hub->cfg.catchup_chunk_events;
+	return chunk;
+}
+
+static size_t first_chunk(const struct srv_watch_hub *hub)
+{
+	return hub->cfg.catchup_chunk_events < FIRST_CHUNK_EVENTS ? hub->cfg.catchup_chunk_events
+	                                                          : FIRST_CHUNK_EVENTS;
 }
 
 static void watcher_history_req(const struct watcher *w, struct store_history_req *req)
@@ -548,7 +576,9 @@ static int catch_up(struct watcher *w)
 	watcher_history_req(w, &req);
 	int64_t window = (int64_t)hub->cfg.catchup_chunk_events * CATCHUP_SCAN_FACTOR;
 	req.to_rev = hub->rev - req.from_rev >= window ? req.from_rev + window - 1 : hub->rev;
-	req.limit = hub->cfg.catchup_chunk_events;
+	if (!w->chunk)
+		w->chunk = first_chunk(hub);
+	req.limit = w->chunk;
 	struct batch b;
 	int rc = read_batch(hub->cfg.store, &req, &b);
 	if (rc == CAIRN_ECOMPACTED) {
@@ -568,6 +598,7 @@ static int catch_up(struct watcher *w)
 	}
 	if (rc != 0)
 		return rc;
+	w->chunk = adapt_chunk(hub, w->chunk, &b);
 	rc = ensure_scratch(hub, b.n);
 	if (rc == 0)
 		rc = feed_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub);
@@ -874,6 +905,7 @@ int srv_watch_hub_new(const struct srv_watch_config *cfg, struct srv_watch_hub *
 		hub->cfg.catchup_chunk_events = DEFAULT_CHUNK_EVENTS;
 	if (!hub->cfg.max_response_bytes)
 		hub->cfg.max_response_bytes = DEFAULT_MAX_RESP_BYTES;
+	hub->live_chunk = first_chunk(hub);
 	struct store_rtxn *r;
 	int rc = store_rtxn_begin(cfg->store, &r);
 	if (rc != 0) {
@@ -946,7 +978,7 @@ void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
 		    .range_end_len = 1,
 		    .from_rev = hub->rev + 1,
 		    .to_rev = revision,
-		    .limit = hub->cfg.catchup_chunk_events,
+		    .limit = hub->live_chunk,
 		    .prev_kv = hub->n_prev_kv > 0,
 		};
 		struct batch b;
@@ -962,6 +994,7 @@ void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
 			hub->rev = revision;
 			break;
 		}
+		hub->live_chunk = adapt_chunk(hub, hub->live_chunk, &b);
 		int64_t upto = b.more ? b.next_rev - 1 : revision;
 		feed_live(hub, &b, upto);
 		batch_free(&b);

@@ -284,12 +284,13 @@ static void test_fragment_cut_by_refusal(void **state)
 	assert_int_equal(n, 20);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(revs[i], base + 1 + (int64_t)i);
-	/* fragments: all but the last of the merged response say so; each fits */
-	for (size_t i = 1; i < f->st.n; i++) {
-		assert_int_equal(f->st.msgs[i]->fragment, i + 1 < f->st.n);
+	/* the cut group is completed by the next messages (the client merges
+	 * until fragment=false); the stream ends on a whole response; each
+	 * message fits */
+	assert_false(f->st.msgs[f->st.n - 1]->fragment);
+	for (size_t i = 1; i < f->st.n; i++)
 		assert_true(f->st.msgs[i]->n_events == 1 ||
 		            protobuf_c_message_get_packed_size(&f->st.msgs[i]->base) < 600);
-	}
 }
 
 static void test_fragment_cut_inside_a_revision(void **state)
@@ -312,9 +313,30 @@ static void test_fragment_cut_inside_a_revision(void **state)
 			assert_int_equal(kv->key.len, strlen(want));
 			assert_memory_equal(kv->key.data, want, strlen(want));
 		}
-		assert_int_equal(f->st.msgs[i]->fragment, i + 1 < f->st.n);
+		/* a revision continued in the next message: only as a fragment */
+		Etcdserverpb__WatchResponse *m = f->st.msgs[i];
+		if (i + 1 < f->st.n && m->events[m->n_events - 1]->kv->mod_revision ==
+		                           f->st.msgs[i + 1]->events[0]->kv->mod_revision)
+			assert_true(m->fragment);
 	}
+	assert_false(f->st.msgs[f->st.n - 1]->fragment);
 	assert_int_equal(k, 20);
+}
+
+/* Large values: reads shrink towards max_response_bytes (600 here). */
+static void test_large_values_read_in_small_chunks(void **state)
+{
+	struct fx *f = *state;
+	int64_t base = tu_rev(f->s);
+	put_n(f, "big/", 60, 2000);
+	create(f, "big/", "big0", base + 1, false);
+	int64_t revs[64];
+	assert_int_equal(event_revs(f, revs, 64), 60);
+	size_t most = 0;
+	for (size_t i = 1; i < f->st.n; i++)
+		most = f->st.msgs[i]->n_events > most ? f->st.msgs[i]->n_events : most;
+	assert_true(most <= 16);
+	assert_int_equal(f->st.msgs[f->st.n - 1]->n_events, 1);
 }
 
 static void test_control_order_under_refusal(void **state)
@@ -464,6 +486,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_live_then_refused_then_resumed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fragment_cut_by_refusal, setup_fragment, teardown),
 	    cmocka_unit_test_setup_teardown(test_fragment_cut_inside_a_revision, setup_fragment,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_large_values_read_in_small_chunks, setup_fragment,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_control_order_under_refusal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
