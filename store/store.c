@@ -539,11 +539,11 @@ int wtxn_usable(struct store_wtxn *w)
 	return 0;
 }
 
-/* A small meta write made directly in the batch; a failure that may have
- * left it half-done fails the batch. */
+/* A small meta write made directly in the batch: LMDB marks a txn whose
+ * write failed as broken, so any failure fails the batch. */
 static int batch_fail(struct store_wtxn *w, int rc)
 {
-	if (rc && rc != CAIRN_ENOSPACE && rc != CAIRN_ETOOBIG)
+	if (rc)
 		w->failed = rc;
 	return rc;
 }

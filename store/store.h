@@ -29,11 +29,17 @@
  *   A write transaction (wtxn) is a batch: it may hold many mutations, hence
  *   many revisions (the server applies many committed raft entries in one
  *   LMDB transaction, one fsync). Nothing is visible to readers or durable
- *   until store_wtxn_commit. A mutation that fails returns a negative code and
- *   changes nothing (each runs in a nested LMDB transaction); the wtxn stays
- *   usable and the other mutations of the batch are kept. Only after a fatal
- *   error (CAIRN_EIO, CAIRN_ENOMEM, CAIRN_ECORRUPT) is the wtxn "failed": every
+ *   until store_wtxn_commit. A mutation that fails a request check returns a
+ *   negative code and changes nothing: every check runs before its first
+ *   write. The wtxn stays usable and the other mutations of the batch are
+ *   kept. When the map may be nearly full, mutations run in nested LMDB txns
+ *   so that a full map (CAIRN_ENOSPACE) also undoes just that mutation.
+ *   Only after a fatal error (CAIRN_EIO, CAIRN_ENOMEM, CAIRN_ECORRUPT), or an
+ *   LMDB write failure that could not be undone (CAIRN_ENOSPACE /
+ *   CAIRN_ETOOBIG from a map or batch the size estimate did not foresee, e.g.
+ *   because raft wrote a lot into the same txn), is the wtxn "failed": every
  *   later call on it returns that error and commit aborts and returns it.
+ *   The caller then aborts and may retry the batch's entries one per wtxn.
  *
  * THREADS
  *   One writer thread at a time: at most one wtxn exists at a time (a second
@@ -57,22 +63,16 @@
  * ERRORS
  *   Functions return 0 or a negative CAIRN_E* code (common/cairn_error.h).
  *   CAIRN_ENOTFOUND / CAIRN_ELEASENOTFOUND are answers, not failures. LMDB
- *   codes are translated here: MDB_MAP_FULL -> CAIRN_ENOSPACE (the op is
- *   undone, the wtxn stays usable), corruption -> CAIRN_ECORRUPT, other I/O
- *   -> CAIRN_EIO. Request checks (done before anything is written):
- *     empty key                        CAIRN_EKEYEMPTY
- *     key > mdb_env_get_maxkeysize()   CAIRN_EKEYTOOLARGE  (511 bytes)
- *     key+value > max_request_bytes    CAIRN_EVALUETOOLARGE
- *     ignore_value with a value        CAIRN_EVALUEPROVIDED
- *     ignore_lease with a lease        CAIRN_ELEASEPROVIDED
- *     ignore_* on a missing key        CAIRN_EKEYNOTFOUND
- *     lease that does not exist        CAIRN_ELEASENOTFOUND
- *     duplicate / overlapping txn keys CAIRN_EDUPKEY (etcd's checkIntervals)
- *     more than max_txn_ops per level  CAIRN_ETOOMANYOPS
- *     data over quota_bytes            CAIRN_ENOSPACE (deletes, compaction,
- *                                      revokes and reads still work)
- *     revision < compact revision      CAIRN_ECOMPACTED
- *     revision > current revision      CAIRN_EFUTUREREV
+ *   codes are translated here: MDB_MAP_FULL -> CAIRN_ENOSPACE (see
+ *   LIFECYCLE), corruption -> CAIRN_ECORRUPT, other I/O -> CAIRN_EIO. Request checks (done before
+ * anything is written): empty key                        CAIRN_EKEYEMPTY key >
+ * mdb_env_get_maxkeysize()   CAIRN_EKEYTOOLARGE  (511 bytes) key+value > max_request_bytes
+ * CAIRN_EVALUETOOLARGE ignore_value with a value        CAIRN_EVALUEPROVIDED ignore_lease with a
+ * lease        CAIRN_ELEASEPROVIDED ignore_* on a missing key        CAIRN_EKEYNOTFOUND lease that
+ * does not exist        CAIRN_ELEASENOTFOUND duplicate / overlapping txn keys CAIRN_EDUPKEY (etcd's
+ * checkIntervals) more than max_txn_ops per level  CAIRN_ETOOMANYOPS data over quota_bytes
+ * CAIRN_ENOSPACE (deletes, compaction, revokes and reads still work) revision < compact revision
+ * CAIRN_ECOMPACTED revision > current revision      CAIRN_EFUTUREREV
  *
  * KEY RANGES (etcd's convention, used by range, delete, compare, history)
  *   range_end_len == 0          the single key `key`
@@ -430,7 +430,8 @@ struct store_history_req {
 struct store_history_resp {
 	struct store_event *events; /* revision order, then sub (op) order */
 	size_t n_events;
-	bool more;        /* events left in [from, to]: call again with next_* */
+	bool more;        /* the limit stopped the scan before to_rev: call again
+	                     from next_* (that call may find no event in range) */
 	int64_t next_rev; /* where to resume */
 	int64_t next_sub;
 	int64_t revision;         /* current revision of the view */

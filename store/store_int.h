@@ -59,11 +59,13 @@ struct store_wtxn {
 	uint64_t applied;
 	uint64_t keys;
 	/* The running mutation. */
-	int64_t main;     /* revision it writes at (rev + 1) */
-	int64_t sub;      /* next sub revision */
-	int64_t dkeys;    /* live key delta */
-	int64_t base_rev; /* revision compares read at (state before the txn) */
-	size_t req_bytes; /* key+value bytes put by this mutation */
+	int64_t main;       /* revision it writes at (rev + 1) */
+	int64_t sub;        /* next sub revision */
+	int64_t dkeys;      /* live key delta */
+	int64_t base_rev;   /* revision compares read at (state before the txn) */
+	bool nested;        /* the mutation runs in a nested LMDB txn */
+	bool touched;       /* the mutation has written something */
+	uint64_t est_pages; /* estimate of pages the batch allocated (mut_begin) */
 };
 
 struct store_rtxn {
@@ -145,5 +147,9 @@ int view_range(const struct view *v, const struct store_range_req *req,
 
 /* store_write.c */
 int wtxn_usable(struct store_wtxn *w);
+int mut_begin(struct store_wtxn *w, size_t est_bytes);
+int mut_end(struct store_wtxn *w, int rc);
+int w_put(struct store_wtxn *w, MDB_dbi dbi, MDB_val *k, MDB_val *d, unsigned flags);
+int w_del(struct store_wtxn *w, MDB_dbi dbi, MDB_val *k, MDB_val *d);
 
 #endif

@@ -21,22 +21,18 @@
 int store_compact_step(struct store_wtxn *w, size_t max_records, bool *done)
 {
 	*done = false;
-	int rc = wtxn_usable(w);
+	int rc = mut_begin(w, max_records * 64);
 	if (rc)
 		return rc;
-	MDB_txn *t;
-	rc = mdb_txn_begin(w->s->env, w->txn, 0, &t);
-	if (rc)
-		return store_lmdb_err(rc);
 	struct store *s = w->s;
+	MDB_txn *t = w->cur;
 	MDB_val ck = {5, "cnext"}, cd;
 	uint8_t next[REVKEY];
 	MDB_cursor *kc = NULL, *ic = NULL;
 	rc = mdb_get(t, s->meta, &ck, &cd);
 	if (rc == MDB_NOTFOUND) {
 		*done = true;
-		mdb_txn_abort(t);
-		return 0;
+		return mut_end(w, 0);
 	}
 	if (rc == 0 && cd.mv_size != REVKEY)
 		rc = MDB_CORRUPTED;
@@ -72,34 +68,31 @@ int store_compact_step(struct store_wtxn *w, size_t max_records, bool *done)
 			memcpy(key, r.key, kl);
 			memcpy(item, next, REVKEY);
 			item[16] = r.tomb;
-			MDB_val ik = {kl, key}, id = {IDX_ITEM, item};
-			int drc = mdb_cursor_del(kc, 0);
-			if (drc == 0)
-				drc = mdb_del(t, s->index, &ik, &id);
-			rc = store_lmdb_err(drc);
+			MDB_val rk = {REVKEY, next}, ik = {kl, key}, id = {IDX_ITEM, item};
+			rc = w_del(w, s->kv, &rk, NULL);
+			if (rc == 0)
+				rc = w_del(w, s->index, &ik, &id);
+			if (rc == CAIRN_ENOTFOUND)
+				rc = CAIRN_ECORRUPT;
 		}
 		/* next = this record + 1 */
 		for (int j = REVKEY - 1; j >= 0 && ++next[j] == 0; j--)
 			;
 	}
-	if (rc == 0) {
-		cd.mv_data = next;
-		cd.mv_size = REVKEY;
-		rc = store_lmdb_err(*done ? mdb_del(t, s->meta, &ck, NULL)
-		                          : mdb_put(t, s->meta, &ck, &cd, 0));
-	}
 	if (kc)
 		mdb_cursor_close(kc);
 	if (ic)
 		mdb_cursor_close(ic);
-	if (rc == 0)
-		rc = store_lmdb_err(mdb_txn_commit(t));
-	else
-		mdb_txn_abort(t);
+	if (rc == 0 && *done) {
+		rc = w_del(w, s->meta, &ck, NULL);
+	} else if (rc == 0) {
+		cd.mv_data = next;
+		cd.mv_size = REVKEY;
+		rc = w_put(w, s->meta, &ck, &cd, 0);
+	}
+	rc = mut_end(w, rc);
 	if (rc)
 		*done = false;
-	if (rc == CAIRN_EIO || rc == CAIRN_ENOMEM || rc == CAIRN_ECORRUPT)
-		w->failed = rc;
 	return rc;
 }
 

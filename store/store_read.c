@@ -128,7 +128,12 @@ int view_range(const struct view *v, const struct store_range_req *req,
 	if (rc)
 		goto out;
 	MDB_val k, d;
-	for (int lrc = krange_first(&kr, c, &k, &d); lrc == 0;) {
+	int lrc = krange_first(&kr, c, &k, &d);
+	if (lrc && lrc != MDB_NOTFOUND) {
+		rc = store_lmdb_err(lrc);
+		goto out;
+	}
+	while (lrc == 0) {
 		struct idx it;
 		rc = store_lmdb_err(mdb_cursor_get(c, &k, &d, MDB_LAST_DUP));
 		if (rc)

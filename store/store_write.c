@@ -3,12 +3,21 @@
  * marks.
  *
  * HOW A MUTATION RUNS
- *   mut_begin() opens a nested LMDB txn under the batch; the mutation checks
- *   its request, then writes at revision main = rev + 1 with sub revisions
- *   0, 1, ...; mut_end() writes meta "rev"/"keys" inside the nested txn and
- *   commits it into the batch, or aborts it on any error. So a failed request
- *   (bad input, ENOSPACE from the quota or from a full map) leaves the batch
- *   exactly as it was, and the batch's other revisions stand.
+ *   mut_begin() starts it (in a nested LMDB txn when need_nested() says
+ *   so); the mutation checks its request, then writes at revision
+ *   main = rev + 1 with sub revisions 0, 1, ...; mut_end() writes meta
+ *   "rev"/"keys" and makes it part of the batch, or undoes it on error. A
+ *   failed request leaves the batch exactly as it was, and the batch's
+ *   other revisions stand.
+ *
+ * VALIDATE, THEN WRITE
+ *   Every request error (bad input, missing key or lease, quota, a txn's
+ *   compares and checks — see precheck) is found before the mutation's
+ *   first write. So a mutation runs straight in the batch txn and a failed
+ *   request has written nothing; only when the map may be nearly full does
+ *   it run in a nested txn (need_nested), so that MDB_MAP_FULL undoes just
+ *   that mutation. An LMDB failure after a write outside a nested txn fails
+ *   the batch (only abort remains).
  *
  *   Pointers into LMDB pages read inside a write txn die at the next write
  *   (pages are copied on write), so everything a mutation needs from the old
@@ -24,50 +33,105 @@ static bool fatal(int rc)
 	return rc == CAIRN_EIO || rc == CAIRN_ENOMEM || rc == CAIRN_ECORRUPT;
 }
 
-static int mut_begin(struct store_wtxn *w)
+/* Whether the next mutation must run in a nested txn: when the map may be
+ * close to full (or the batch close to LMDB's dirty-page limit), so that
+ * MDB_MAP_FULL / MDB_TXN_FULL undo just this mutation. The bound counts the
+ * committed high-water mark, what this batch may have allocated (4 pages
+ * per write plus twice the bytes written) and this mutation's own guess,
+ * with an eighth of the map left for raft's writes in the same txn.
+ * Otherwise the mutation writes straight into the batch: nested LMDB txns
+ * cost two large allocations each, and every request error is found
+ * before the first write anyway (see "VALIDATE, THEN WRITE" above). */
+static bool need_nested(struct store_wtxn *w, size_t est_bytes)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(w->s->env, &info) != 0)
+		return true;
+	uint64_t map_pages = info.me_mapsize / w->s->psize;
+	uint64_t need =
+	    (uint64_t)info.me_last_pgno + w->est_pages + 64 + 2 * (est_bytes / w->s->psize);
+	return need + map_pages / 8 >= map_pages || w->est_pages > 60000;
+}
+
+int mut_begin(struct store_wtxn *w, size_t est_bytes)
 {
 	int rc = wtxn_usable(w);
 	if (rc)
 		return rc;
-	rc = mdb_txn_begin(w->s->env, w->txn, 0, &w->cur);
-	if (rc) {
-		w->cur = w->txn;
-		rc = store_lmdb_err(rc);
-		if (fatal(rc))
-			w->failed = rc;
-		return rc;
+	w->nested = need_nested(w, est_bytes);
+	w->cur = w->txn;
+	if (w->nested) {
+		rc = mdb_txn_begin(w->s->env, w->txn, 0, &w->cur);
+		if (rc) {
+			w->cur = w->txn;
+			rc = store_lmdb_err(rc);
+			if (fatal(rc))
+				w->failed = rc;
+			return rc;
+		}
 	}
 	w->main = w->rev + 1;
 	w->sub = 0;
 	w->dkeys = 0;
 	w->base_rev = w->rev;
-	w->req_bytes = 0;
+	w->touched = false;
 	return 0;
 }
 
-static int mut_end(struct store_wtxn *w, int rc)
+int w_put(struct store_wtxn *w, MDB_dbi dbi, MDB_val *k, MDB_val *d, unsigned flags)
 {
-	MDB_dbi meta = w->s->meta;
+	w->touched = true;
+	w->est_pages += 4 + 2 * (k->mv_size + d->mv_size) / w->s->psize;
+	return store_lmdb_err(mdb_put(w->cur, dbi, k, d, flags));
+}
+
+int w_del(struct store_wtxn *w, MDB_dbi dbi, MDB_val *k, MDB_val *d)
+{
+	w->touched = true;
+	w->est_pages += 4;
+	int rc = mdb_del(w->cur, dbi, k, d);
+	return rc == MDB_NOTFOUND ? CAIRN_ENOTFOUND : store_lmdb_err(rc);
+}
+
+static int w_meta_i64(struct store_wtxn *w, const char *name, int64_t v)
+{
+	uint8_t b[8];
+	put_u64be(b, (uint64_t)v);
+	MDB_val k = {strlen(name), (void *)name}, d = {8, b};
+	return w_put(w, w->s->meta, &k, &d, 0);
+}
+
+/* Ends a mutation: on success its revision and key count go to meta and it
+ * becomes part of the batch; on error it is undone. An error after a write
+ * outside a nested txn (only LMDB failures get there) cannot be undone:
+ * the batch fails, with that code, and only abort remains. */
+int mut_end(struct store_wtxn *w, int rc)
+{
 	if (rc == 0 && w->sub > 0) {
-		rc = meta_put_i64(w->cur, meta, "rev", w->main);
+		rc = w_meta_i64(w, "rev", w->main);
 		if (rc == 0 && w->dkeys)
-			rc = meta_put_i64(w->cur, meta, "keys", (int64_t)w->keys + w->dkeys);
+			rc = w_meta_i64(w, "keys", (int64_t)w->keys + w->dkeys);
 	}
-	if (rc == 0) {
+	if (rc == 0 && w->nested) {
 		rc = store_lmdb_err(mdb_txn_commit(w->cur));
 		w->cur = w->txn;
 		if (rc) {
 			/* The batch may hold part of it: only abort is safe now. */
-			w->failed = fatal(rc) ? rc : CAIRN_EIO;
+			w->failed = rc;
 			return rc;
 		}
+	}
+	if (rc == 0) {
 		if (w->sub > 0) {
 			w->rev = w->main;
 			w->keys = (uint64_t)((int64_t)w->keys + w->dkeys);
 		}
 		return 0;
 	}
-	mdb_txn_abort(w->cur);
+	if (w->nested)
+		mdb_txn_abort(w->cur);
+	else if (w->touched)
+		w->failed = rc;
 	w->cur = w->txn;
 	if (fatal(rc))
 		w->failed = rc;
@@ -178,13 +242,13 @@ static int write_rec(struct store_wtxn *w, uint8_t *buf, size_t klen, size_t vle
 	memcpy(item, rk, REVKEY);
 	item[16] = tomb ? 1 : 0;
 	MDB_val k = {REVKEY, rk}, d = {REC_HDR + klen + vlen, buf};
-	int rc = mdb_put(w->cur, w->s->kv, &k, &d, MDB_APPEND);
+	int rc = w_put(w, w->s->kv, &k, &d, MDB_APPEND);
 	if (rc == 0) {
 		MDB_val ik = {klen, buf + REC_HDR}, id = {IDX_ITEM, item};
-		rc = mdb_put(w->cur, w->s->index, &ik, &id, 0);
+		rc = w_put(w, w->s->index, &ik, &id, 0);
 	}
 	if (rc)
-		return store_lmdb_err(rc);
+		return rc;
 	w->sub++;
 	return 0;
 }
@@ -208,7 +272,7 @@ static int del_live(struct store_wtxn *w, const uint8_t *key, size_t kl, int64_t
 }
 
 static int do_put(struct store_wtxn *w, const struct store_put_req *req,
-                  struct store_put_resp *resp, struct store_mem **m)
+                  struct store_put_resp *resp, struct store_mem **m, bool quota)
 {
 	memset(resp, 0, sizeof(*resp));
 	MDB_cursor *ic;
@@ -231,7 +295,7 @@ static int do_put(struct store_wtxn *w, const struct store_put_req *req,
 		if (rc)
 			return rc;
 	}
-	rc = check_quota(w, req->key_len + vlen);
+	rc = quota ? check_quota(w, req->key_len + vlen) : 0;
 	if (rc)
 		return rc;
 	if (req->prev_kv && exists) {
@@ -652,16 +716,75 @@ static int eval_compare(struct store_wtxn *w, const struct store_compare *c, boo
 	return 0;
 }
 
-static int exec_txn(struct store_wtxn *w, const struct store_txn_req *t,
-                    struct store_txn_resp *resp, struct store_mem **m)
+/* The branch each txn on the path takes, in visiting order (etcd's txnPath). */
+struct path {
+	bool *ok;
+	size_t n, cap, next;
+};
+
+/* etcd's compareToPath + checkRequests: evaluates every compare on the
+ * path against the state before the txn and checks the ops of the branches
+ * taken, so that a txn that fails does so before its first write. */
+static int precheck(struct store_wtxn *w, const struct store_txn_req *t, struct path *p,
+                    size_t *put_bytes)
 {
-	memset(resp, 0, sizeof(*resp));
 	bool ok = true;
 	for (size_t i = 0; i < t->n_compares && ok; i++) {
 		int rc = eval_compare(w, &t->compares[i], &ok);
 		if (rc)
 			return rc;
 	}
+	int rc = vec_grow((void **)&p->ok, &p->cap, p->n, sizeof(*p->ok));
+	if (rc)
+		return rc;
+	p->ok[p->n++] = ok;
+	const struct store_op *ops = ok ? t->success : t->failure;
+	size_t n = ok ? t->n_success : t->n_failure;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const struct store_op *op = &ops[i];
+		if (op->type == STORE_OP_RANGE) {
+			int64_t rev = op->u.range.revision;
+			if (rev > w->base_rev)
+				rc = CAIRN_EFUTUREREV;
+			else if (rev > 0 && rev < w->compact)
+				rc = CAIRN_ECOMPACTED;
+		} else if (op->type == STORE_OP_PUT) {
+			const struct store_put_req *pr = &op->u.put;
+			int64_t lease = pr->lease;
+			*put_bytes += pr->key_len + pr->value_len;
+			if (pr->ignore_value || pr->ignore_lease) {
+				MDB_cursor *ic;
+				struct rec old;
+				rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &ic));
+				if (rc)
+					break;
+				rc = cur_state(w, ic, pr->key, pr->key_len, &old);
+				mdb_cursor_close(ic);
+				if (rc == CAIRN_ENOTFOUND)
+					rc = CAIRN_EKEYNOTFOUND;
+				if (rc)
+					break;
+				if (pr->ignore_lease)
+					lease = old.lease;
+				if (pr->ignore_value)
+					*put_bytes += old.vlen;
+			}
+			if (lease)
+				rc = lease_exists(w, lease);
+		} else if (op->type == STORE_OP_TXN) {
+			rc = precheck(w, op->u.txn, p, put_bytes);
+		}
+	}
+	return rc;
+}
+
+static int exec_txn(struct store_wtxn *w, const struct store_txn_req *t, struct path *p,
+                    struct store_txn_resp *resp, struct store_mem **m)
+{
+	memset(resp, 0, sizeof(*resp));
+	if (p->next >= p->n)
+		return CAIRN_EINVAL; /* the request changed under us */
+	bool ok = p->ok[p->next++];
 	const struct store_op *ops = ok ? t->success : t->failure;
 	size_t n = ok ? t->n_success : t->n_failure;
 	resp->succeeded = ok;
@@ -682,14 +805,14 @@ static int exec_txn(struct store_wtxn *w, const struct store_txn_req *t,
 			rc = view_range(&v, &ops[i].u.range, &r->u.range, m);
 			break;
 		case STORE_OP_PUT:
-			rc = do_put(w, &ops[i].u.put, &r->u.put, m);
+			rc = do_put(w, &ops[i].u.put, &r->u.put, m, false);
 			break;
 		case STORE_OP_DELETE:
 			rc = do_delete(w, &ops[i].u.del, &r->u.del, m);
 			break;
 		default:
 			r->u.txn = mem_alloc(m, sizeof(*r->u.txn));
-			rc = r->u.txn ? exec_txn(w, ops[i].u.txn, r->u.txn, m) : CAIRN_ENOMEM;
+			rc = r->u.txn ? exec_txn(w, ops[i].u.txn, p, r->u.txn, m) : CAIRN_ENOMEM;
 			break;
 		}
 		if (rc)
@@ -711,10 +834,10 @@ int store_put(struct store_wtxn *w, const struct store_put_req *req, struct stor
 	memset(resp, 0, sizeof(*resp));
 	int rc = check_put(w->s, req);
 	if (rc == 0)
-		rc = mut_begin(w);
+		rc = mut_begin(w, req->key_len + req->value_len);
 	if (rc)
 		return rc;
-	rc = mut_end(w, do_put(w, req, resp, &m));
+	rc = mut_end(w, do_put(w, req, resp, &m, true));
 	if (rc || resp == &local) {
 		mem_free(m);
 		if (rc)
@@ -743,7 +866,7 @@ int store_delete_range(struct store_wtxn *w, const struct store_delete_req *req,
 	memset(resp, 0, sizeof(*resp));
 	int rc = check_key(w->s, req->key_len);
 	if (rc == 0)
-		rc = mut_begin(w);
+		rc = mut_begin(w, 0);
 	if (rc)
 		return rc;
 	rc = mut_end(w, do_delete(w, req, resp, &m));
@@ -779,10 +902,18 @@ int store_txn(struct store_wtxn *w, const struct store_txn_req *req, struct stor
 	if (rc == 0)
 		rc = check_branch_intervals(req->failure, req->n_failure);
 	if (rc == 0)
-		rc = mut_begin(w);
+		rc = mut_begin(w, bytes);
 	if (rc)
 		return rc;
-	rc = mut_end(w, exec_txn(w, req, resp, &m));
+	struct path p = {0};
+	size_t put_bytes = 0;
+	rc = precheck(w, req, &p, &put_bytes);
+	if (rc == 0 && put_bytes)
+		rc = check_quota(w, put_bytes);
+	if (rc == 0)
+		rc = exec_txn(w, req, &p, resp, &m);
+	free(p.ok);
+	rc = mut_end(w, rc);
 	if (rc) {
 		mem_free(m);
 		memset(resp, 0, sizeof(*resp));
@@ -809,14 +940,14 @@ static int lease_write(struct store_wtxn *w, int64_t id, int64_t ttl, int64_t re
 	put_u64be(vb, (uint64_t)ttl);
 	put_u64be(vb + 8, (uint64_t)remaining);
 	MDB_val k = {8, kb}, d = {16, vb};
-	return store_lmdb_err(mdb_put(w->cur, w->s->leases, &k, &d, 0));
+	return w_put(w, w->s->leases, &k, &d, 0);
 }
 
 int store_lease_grant(struct store_wtxn *w, int64_t id, int64_t ttl)
 {
 	if (id <= 0 || ttl < 0)
 		return CAIRN_EINVAL;
-	int rc = mut_begin(w);
+	int rc = mut_begin(w, 0);
 	if (rc)
 		return rc;
 	rc = lease_exists(w, id);
@@ -831,7 +962,7 @@ int store_lease_grant(struct store_wtxn *w, int64_t id, int64_t ttl)
 
 int store_lease_checkpoint(struct store_wtxn *w, int64_t id, int64_t remaining_ttl)
 {
-	int rc = mut_begin(w);
+	int rc = mut_begin(w, 0);
 	if (rc)
 		return rc;
 	uint8_t kb[8];
@@ -851,7 +982,7 @@ int store_lease_checkpoint(struct store_wtxn *w, int64_t id, int64_t remaining_t
 
 int store_lease_revoke(struct store_wtxn *w, int64_t id, int64_t *revision)
 {
-	int rc = mut_begin(w);
+	int rc = mut_begin(w, 0);
 	if (rc)
 		return rc;
 	rc = lease_exists(w, id);
@@ -878,7 +1009,7 @@ int store_lease_revoke(struct store_wtxn *w, int64_t id, int64_t *revision)
 	if (rc == 0) {
 		k.mv_data = kb;
 		k.mv_size = 8;
-		rc = store_lmdb_err(mdb_del(w->cur, w->s->leases, &k, NULL));
+		rc = w_del(w, w->s->leases, &k, NULL);
 	}
 	rc = mut_end(w, rc);
 	if (rc == 0 && revision)
@@ -897,16 +1028,16 @@ int store_compact(struct store_wtxn *w, int64_t rev)
 		return CAIRN_ECOMPACTED;
 	if (rev > w->rev)
 		return CAIRN_EFUTUREREV;
-	rc = mut_begin(w);
+	rc = mut_begin(w, 0);
 	if (rc)
 		return rc;
-	rc = meta_put_i64(w->cur, w->s->meta, "compact", rev);
+	rc = w_meta_i64(w, "compact", rev);
 	if (rc == 0) {
 		/* Restart the sweep from the oldest record: what an earlier,
 		 * lower compaction kept may go now. */
 		uint8_t zero[REVKEY] = {0};
 		MDB_val k = {5, "cnext"}, d = {REVKEY, zero};
-		rc = store_lmdb_err(mdb_put(w->cur, w->s->meta, &k, &d, 0));
+		rc = w_put(w, w->s->meta, &k, &d, 0);
 	}
 	rc = mut_end(w, rc);
 	if (rc == 0)
