@@ -65,7 +65,7 @@
  *
  * HTTP/2 flow control is honoured both ways. Each server stream has a bounded
  * outbound queue: rpc_stream_send() refuses with CAIRN_EAGAIN (queueing
- * nothing) while the queue holds more than stream_high_water bytes, and
+ * nothing) while the queue holds stream_high_water bytes or more, and
  * on_writable runs once the queue has drained below half of it. A client that
  * stops reading fills its TCP window; rpc then stops reading from that
  * connection and stops producing frames for it, so its queues stop draining
@@ -73,7 +73,11 @@
  * without bound nor slow other connections. Inbound, a message larger than
  * max_recv_msg_size is answered with RESOURCE_EXHAUSTED ("grpc: received
  * message larger than max (N vs. M)", as grpc-go/etcd say) and the rest of it
- * discarded. Concurrent streams per connection are capped via SETTINGS.
+ * discarded. Concurrent streams per connection are capped via SETTINGS; a
+ * connection whose queued replies pass conn_outbound_limit (its client grants
+ * no HTTP/2 window) gets REFUSED_STREAM for new streams until they drain.
+ * Keepalive PINGs are answered by nghttp2. Not done: TLS, idle timeouts,
+ * compression (compressed messages are refused with UNIMPLEMENTED).
  */
 #ifndef CAIRN_RPC_H
 #define CAIRN_RPC_H
@@ -148,7 +152,7 @@ struct rpc_server_stats {
 	uint64_t streams_current; /* open now */
 	uint64_t bytes_received;
 	uint64_t bytes_sent;
-	uint64_t http1_requests;  /* HTTP/1.1 requests answered */
+	uint64_t http1_requests;  /* plain HTTP requests answered (1.1 or 2) */
 	uint64_t protocol_errors; /* connections closed on a protocol error */
 	uint64_t unknown_method;  /* calls answered UNIMPLEMENTED */
 	uint64_t streams_refused; /* over conn_outbound_limit */
@@ -195,9 +199,9 @@ struct rpc_stream_cbs {
 	void (*on_close)(struct rpc_stream *stream, int reason);
 };
 
-/* Answers an HTTP/1.1 GET or HEAD; `method` is "GET" or "HEAD" (others get
- * 405 without a call), `path` includes any query string. HTTP/2 requests
- * that are not gRPC are not passed here (they get 405/415). Fill
+/* Answers a plain HTTP GET or HEAD, over HTTP/1.1 or over HTTP/2 (curl
+ * --http2-prior-knowledge); `method` is "GET" or "HEAD" (others get 405
+ * without a call), `path` includes any query string. Fill
  * `reply`; `body` must stay valid until the next call of this callback or
  * the server is closed (rpc copies it before the callback is called again).
  * Return 0; a non-zero return answers 500. */
@@ -346,13 +350,16 @@ int rpc_client_call_msg(struct rpc_client *c, const char *path, const ProtobufCM
 int rpc_client_stream_open(struct rpc_client *c, const char *path,
                            const struct rpc_client_stream_cbs *cbs, void *arg,
                            struct rpc_client_stream **out);
-/* Queues a message (no high-water limit on the client: the caller paces). */
+/* Queues a message. No high-water limit on the client: the caller paces
+ * itself with rpc_client_stream_queued() (bytes not yet handed to HTTP/2,
+ * which shrinks as the server grants window). */
 int rpc_client_stream_send(struct rpc_client_stream *s, const void *msg, size_t len);
 int rpc_client_stream_send_msg(struct rpc_client_stream *s, const ProtobufCMessage *msg);
 /* Half-closes: no more messages from this side. */
 int rpc_client_stream_half_close(struct rpc_client_stream *s);
 /* Resets the stream; on_close(CANCELLED) follows from the loop. */
 int rpc_client_stream_cancel(struct rpc_client_stream *s);
+size_t rpc_client_stream_queued(const struct rpc_client_stream *s);
 void *rpc_client_stream_data(const struct rpc_client_stream *s);
 
 /* Fails every pending call and stream with CANCELLED (their callbacks run

@@ -146,6 +146,8 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 /* Queues a message (5-byte prefix + msg, or a packed protobuf-c message when
  * pmsg != NULL). */
 int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg);
+/* Queues bytes as they are (a plain HTTP/2 response body). */
+int h2out_push_raw(struct h2out *o, const void *data, size_t len);
 void h2out_free(struct h2out *o);
 /* Stops counting o in its connection's total (the connection goes away). */
 void h2out_detach(struct h2out *o);
