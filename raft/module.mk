@@ -22,3 +22,15 @@ soak-raft: $(BUILD)/tests/bin/test_raft_sim
 	RAFT_SECONDS=$(SECONDS) $(BUILD)/tests/bin/test_raft_sim
 $(BUILD)/tests/bin/test_raft: $(BUILD)/tests/test_raft.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_raft
+$(BUILD)/tests/bin/test_raft_scenarios: $(BUILD)/tests/test_raft_scenarios.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_raft_scenarios
+$(BUILD)/tests/bin/test_raft_codec: $(BUILD)/tests/test_raft_codec.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_raft_codec
+$(BUILD)/tests/bin/test_raft_lmdb: $(BUILD)/tests/test_raft_lmdb.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_raft_lmdb
+
+# make bench-raft: entries/s committed by the core alone (tests/bench_raft.c).
+$(BUILD)/tests/bin/bench_raft: $(BUILD)/tests/bench_raft.o $(BUILD)/libraft.a $(BUILD)/libcommon.a
+BINS += $(BUILD)/tests/bin/bench_raft
+bench-raft: $(BUILD)/tests/bin/bench_raft
+	$(BUILD)/tests/bin/bench_raft

@@ -415,18 +415,18 @@ static void hold(struct raft *r, const struct raft_msg *m)
 
 static void release_held(struct raft *r)
 {
-	size_t k = 0;
-	for (size_t i = 0; i < r->held.n; i++) {
-		struct held *h = &r->held.v[i];
-		if (h->seq <= r->seq_persisted) {
-			struct raft_msg *m = out_msg(r, h->m.type, h->m.to);
-			if (m)
-				*m = h->m;
-		} else {
-			r->held.v[k++] = *h;
-		}
+	/* Held messages are in non-decreasing seq order: release a prefix. */
+	size_t i = 0;
+	while (i < r->held.n && r->held.v[i].seq <= r->seq_persisted) {
+		struct raft_msg *m = out_msg(r, r->held.v[i].m.type, r->held.v[i].m.to);
+		if (m)
+			*m = r->held.v[i].m;
+		i++;
 	}
-	r->held.n = k;
+	if (i) {
+		memmove(r->held.v, r->held.v + i, (r->held.n - i) * sizeof(*r->held.v));
+		r->held.n -= i;
+	}
 }
 
 static struct progress *progress(struct raft *r, uint64_t id)
@@ -1428,9 +1428,8 @@ static void finalize(struct raft *r, struct raft_update *up)
 	} else {
 		/* Nothing new to persist: what was held for "this" update only
 		 * needs the previous ones. */
-		for (size_t i = 0; i < r->held.n; i++)
-			if (r->held.v[i].seq > r->seq_issued)
-				r->held.v[i].seq = r->seq_issued;
+		for (size_t i = r->held.n; i > 0 && r->held.v[i - 1].seq > r->seq_issued; i--)
+			r->held.v[i - 1].seq = r->seq_issued;
 	}
 	r->snap_pending = false;
 	r->truncate_from = 0;

@@ -156,7 +156,7 @@ static int start_node(struct sim *s, struct sim_node *n)
 	                          .seed = sim_rand(s),
 	                          .pre_vote = s->o.pre_vote,
 	                          .check_quorum = s->o.check_quorum,
-	                          .max_msg_bytes = 256,
+	                          .max_msg_bytes = s->o.max_msg_bytes ? s->o.max_msg_bytes : 256,
 	                          .max_inflight = 8,
 	                          .initial_conf = &ic};
 	struct raft_storage st = raft_mem_storage_iface(n->disk);
@@ -624,7 +624,7 @@ static int deliver(struct sim *s, size_t k)
 /* Delivers due messages and completes due writes until none is left. */
 static int run_due(struct sim *s, bool all)
 {
-	for (unsigned guard = 0; guard < 1000000; guard++) {
+	for (unsigned guard = 0; guard < 200000; guard++) {
 		if (s->failed)
 			return -1;
 		size_t best = SIZE_MAX;

@@ -39,6 +39,7 @@ struct sim_opts {
 	unsigned max_delay;         /* ticks */
 	unsigned max_persist_delay; /* ticks */
 	unsigned compact_threshold; /* compact when applied - snap >= this; 0 = never */
+	size_t max_msg_bytes;       /* per AppendEntries; entries carry 8 bytes */
 	bool pre_vote, check_quorum;
 	FILE *trace; /* every event, when non-NULL */
 };

@@ -530,6 +530,221 @@ static void test_check_txn_duplicate_keys(void **state)
 	assert_int_equal(srv_check_txn(&t, &lim), CAIRN_EDUPKEY);
 }
 
+/* A literal transcription of etcd's checkIntervals (maps and lists, linear
+ * scans) as the reference for random txns. */
+struct ref_key {
+	const uint8_t *k;
+	size_t l;
+};
+struct ref_del {
+	struct ref_key b, e;
+	bool point;
+};
+struct ref_set {
+	struct ref_key puts[512];
+	size_t np;
+	struct ref_del dels[512];
+	size_t nd;
+};
+
+static bool ref_eq(struct ref_key a, const uint8_t *k, size_t l)
+{
+	return a.l == l && memcmp(a.k, k, l) == 0;
+}
+
+static int ref_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : (al < bl ? -1 : al > bl);
+}
+
+static bool ref_has(const struct ref_set *s, const uint8_t *k, size_t l)
+{
+	for (size_t i = 0; i < s->np; i++)
+		if (ref_eq(s->puts[i], k, l))
+			return true;
+	return false;
+}
+
+static bool ref_intersects(const struct ref_set *s, const uint8_t *k, size_t l)
+{
+	for (size_t i = 0; i < s->nd; i++) {
+		const struct ref_del *d = &s->dels[i];
+		if (d->point
+		        ? ref_eq(d->b, k, l)
+		        : ref_cmp(d->b.k, d->b.l, k, l) <= 0 && ref_cmp(k, l, d->e.k, d->e.l) < 0)
+			return true;
+	}
+	return false;
+}
+
+static bool ref_check(Etcdserverpb__RequestOp **ops, size_t n, struct ref_set *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE)
+			continue;
+		Etcdserverpb__DeleteRangeRequest *d = ops[i]->request_delete_range;
+		out->dels[out->nd++] = (struct ref_del){{d->key.data, d->key.len},
+		                                        {d->range_end.data, d->range_end.len},
+		                                        d->range_end.len == 0};
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
+			continue;
+		Etcdserverpb__TxnRequest *t = ops[i]->request_txn;
+		struct ref_set *th = malloc(sizeof(*th)), *el = malloc(sizeof(*el));
+		bool ok = ref_check(t->success, t->n_success, th) &&
+		          ref_check(t->failure, t->n_failure, el);
+		for (size_t j = 0; ok && j < th->np; j++) {
+			struct ref_key k = th->puts[j];
+			if (ref_has(out, k.k, k.l) || ref_intersects(out, k.k, k.l))
+				ok = false;
+			else
+				out->puts[out->np++] = k;
+		}
+		for (size_t j = 0; ok && j < el->np; j++) {
+			struct ref_key k = el->puts[j];
+			bool in = ref_has(out, k.k, k.l);
+			if ((in && !ref_has(th, k.k, k.l)) || ref_intersects(out, k.k, k.l))
+				ok = false;
+			else if (!in)
+				out->puts[out->np++] = k;
+		}
+		for (size_t j = 0; ok && j < th->nd; j++)
+			out->dels[out->nd++] = th->dels[j];
+		for (size_t j = 0; ok && j < el->nd; j++)
+			out->dels[out->nd++] = el->dels[j];
+		free(th);
+		free(el);
+		if (!ok)
+			return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+			continue;
+		ProtobufCBinaryData k = ops[i]->request_put->key;
+		if (ref_has(out, k.data, k.len) || ref_intersects(out, k.data, k.len))
+			return false;
+		out->puts[out->np++] = (struct ref_key){k.data, k.len};
+	}
+	return true;
+}
+
+/* Random txns over a tiny key space, so collisions are common. */
+struct gen {
+	unsigned seed;
+	Etcdserverpb__RequestOp ops[64], *opp[64];
+	Etcdserverpb__PutRequest puts[64];
+	Etcdserverpb__DeleteRangeRequest dels[64];
+	Etcdserverpb__TxnRequest txns[64];
+	size_t n_ops, n_txns;
+};
+
+static const char *const gen_keys[] = {"a", "a\x01", "b", "ba", "c", "\x00"};
+#define GEN_KEY(g, i)                                                                              \
+	((ProtobufCBinaryData){(i) == 5 ? 1 : strlen(gen_keys[i]), (uint8_t *)gen_keys[i]})
+
+static unsigned gen_next(struct gen *g, unsigned n)
+{
+	g->seed = g->seed * 1103515245u + 12345u;
+	return (g->seed >> 16) % n;
+}
+
+static void gen_branch(struct gen *g, int depth, Etcdserverpb__RequestOp ***out, size_t *n_out)
+{
+	size_t n = gen_next(g, 4);
+	if (g->n_ops + n > 64)
+		n = 64 - g->n_ops;
+	*out = &g->opp[g->n_ops];
+	*n_out = n;
+	size_t base = g->n_ops;
+	g->n_ops += n;
+	for (size_t i = base; i < base + n; i++) {
+		unsigned kind = gen_next(g, depth > 0 && g->n_txns < 64 ? 3 : 2);
+		g->opp[i] = &g->ops[i];
+		if (kind == 0) {
+			g->ops[i] = op_put(&g->puts[i], "", "v");
+			g->puts[i].key = GEN_KEY(g, gen_next(g, 5));
+		} else if (kind == 1) {
+			unsigned r = gen_next(g, 3);
+			g->ops[i] = op_del(&g->dels[i], "", BIN(""));
+			g->dels[i].key = GEN_KEY(g, gen_next(g, 5));
+			if (r == 1)
+				g->dels[i].range_end = GEN_KEY(g, gen_next(g, 6));
+			else if (r == 2)
+				g->dels[i].range_end = FROM_KEY;
+		} else {
+			Etcdserverpb__TxnRequest *t = &g->txns[g->n_txns++];
+			*t = (Etcdserverpb__TxnRequest)ETCDSERVERPB__TXN_REQUEST__INIT;
+			gen_branch(g, depth - 1, &t->success, &t->n_success);
+			gen_branch(g, depth - 1, &t->failure, &t->n_failure);
+			g->ops[i] = op_txn(t);
+		}
+	}
+}
+
+static void test_check_txn_matches_etcd_reference(void **state)
+{
+	(void)state;
+	struct srv_limits lim = {.max_txn_ops = 1000};
+	int dups = 0;
+	for (unsigned seed = 1; seed <= 5000; seed++) {
+		struct gen *g = calloc(1, sizeof(*g));
+		g->seed = seed;
+		Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+		gen_branch(g, 3, &t.success, &t.n_success);
+		gen_branch(g, 3, &t.failure, &t.n_failure);
+		struct ref_set *r = malloc(sizeof(*r));
+		bool ok =
+		    ref_check(t.success, t.n_success, r) && ref_check(t.failure, t.n_failure, r);
+		free(r);
+		int rc = srv_check_txn(&t, &lim);
+		if (rc != (ok ? 0 : CAIRN_EDUPKEY))
+			fail_msg("seed %u: srv_check_txn %d, etcd's algorithm says %s", seed, rc,
+			         ok ? "ok" : "duplicate");
+		dups += !ok;
+		free(g);
+	}
+	assert_true(dups > 250 && dups < 4750); /* both outcomes well exercised */
+}
+
+/* 10^5 ops in one request (what --max-request-bytes allows with nesting):
+ * the check must stay O(n log n), not puts x deletes. */
+static void test_check_txn_large_is_fast(void **state)
+{
+	(void)state;
+	enum { N = 60000 };
+	struct srv_limits lim = {.max_request_bytes = 64u << 20, .max_txn_ops = 2 * N + 1};
+	char(*keys)[16] = malloc(2 * N * sizeof(*keys));
+	char(*ends)[16] = malloc(N * sizeof(*ends));
+	Etcdserverpb__PutRequest *p = malloc(N * sizeof(*p));
+	Etcdserverpb__DeleteRangeRequest *d = malloc(N * sizeof(*d));
+	Etcdserverpb__RequestOp *ops = malloc(2 * N * sizeof(*ops)),
+	                        **opp = malloc(2 * N * sizeof(*opp));
+	for (int i = 0; i < N; i++) {
+		snprintf(keys[2 * i], 16, "p%06d", i);
+		snprintf(keys[2 * i + 1], 16, "d%06d", i);
+		snprintf(ends[i], 16, "d%06d0", i);
+		ops[2 * i] = op_put(&p[i], keys[2 * i], "v");
+		ops[2 * i + 1] = op_del(&d[i], keys[2 * i + 1], BIN(ends[i]));
+		opp[2 * i] = &ops[2 * i];
+		opp[2 * i + 1] = &ops[2 * i + 1];
+	}
+	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+	t.success = opp;
+	t.n_success = 2 * N;
+	assert_int_equal(srv_check_txn(&t, &lim), 0);
+	p[N - 1].key = BIN("d000123"); /* inside [d000123, d0001230) */
+	assert_int_equal(srv_check_txn(&t, &lim), CAIRN_EDUPKEY);
+	free(keys);
+	free(ends);
+	free(p);
+	free(d);
+	free(ops);
+	free(opp);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Put / Range / Delete                                                       */
 
@@ -1161,6 +1376,8 @@ int main(void)
 	    cmocka_unit_test(test_check_single_requests),
 	    cmocka_unit_test(test_check_txn_ops),
 	    cmocka_unit_test(test_check_txn_duplicate_keys),
+	    cmocka_unit_test(test_check_txn_matches_etcd_reference),
+	    cmocka_unit_test(test_check_txn_large_is_fast),
 	    cmocka_unit_test_setup_teardown(test_put_prev_kv_and_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_range_options, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_put_ignore_value_lease, setup, teardown),
