@@ -564,22 +564,29 @@ static void reset_timers(struct raft *r)
 	r->rand_timeout = r->cfg.election_ticks + (unsigned)(rnd(r) % r->cfg.election_ticks);
 }
 
+/* Answers a read: locally as a read state, remotely as READ_INDEX_RESP.
+ * status != 0 fails it (the leader is stepping down). */
+static void answer_read(struct raft *r, const struct pending_read *p, int status)
+{
+	if (p->from == r->id) {
+		struct raft_read_state *rs = VEC_PUSH(r, r->ready);
+		if (rs)
+			*rs = (struct raft_read_state){
+			    .ctx = p->ctx, .index = status ? 0 : p->index, .status = status};
+		return;
+	}
+	struct raft_msg *m = out_msg(r, RAFT_MSG_READ_INDEX_RESP, p->from);
+	if (m) {
+		m->ctx = p->ctx;
+		m->index = p->index;
+		m->reject = status != 0;
+	}
+}
+
 static void fail_reads(struct raft *r, int status)
 {
-	for (size_t i = 0; i < r->reads.n; i++) {
-		struct pending_read *pr = &r->reads.v[i];
-		if (pr->from == r->id) {
-			struct raft_read_state *rs = VEC_PUSH(r, r->ready);
-			if (rs)
-				*rs = (struct raft_read_state){.ctx = pr->ctx, .status = status};
-		} else {
-			struct raft_msg *m = out_msg(r, RAFT_MSG_READ_INDEX_RESP, pr->from);
-			if (m) {
-				m->ctx = pr->ctx;
-				m->reject = true;
-			}
-		}
-	}
+	for (size_t i = 0; i < r->reads.n; i++)
+		answer_read(r, &r->reads.v[i], status);
 	r->reads.n = 0;
 }
 
@@ -865,21 +872,6 @@ static void become_leader(struct raft *r)
 
 /* ------------------------------------------------------------- ReadIndex */
 
-static void read_ready(struct raft *r, const struct pending_read *p)
-{
-	if (p->from == r->id) {
-		struct raft_read_state *rs = VEC_PUSH(r, r->ready);
-		if (rs)
-			*rs = (struct raft_read_state){.ctx = p->ctx, .index = p->index};
-	} else {
-		struct raft_msg *m = out_msg(r, RAFT_MSG_READ_INDEX_RESP, p->from);
-		if (m) {
-			m->ctx = p->ctx;
-			m->index = p->index;
-		}
-	}
-}
-
 static bool committed_in_term(const struct raft *r)
 {
 	return term_at(r, r->commit) == r->term;
@@ -906,7 +898,7 @@ static void release_reads(struct raft *r)
 	for (size_t i = 0; i < r->reads.n; i++) {
 		struct pending_read *p = &r->reads.v[i];
 		if (p->round <= acked)
-			read_ready(r, p);
+			answer_read(r, p, 0);
 		else
 			r->reads.v[k++] = *p;
 	}
@@ -1141,7 +1133,14 @@ static void step_message(struct raft *r, const struct raft_msg *m)
 		           t == RAFT_MSG_SNAPSHOT) {
 			become_follower(r, m->term, m->from);
 		} else {
-			become_follower(r, m->term, RAFT_NONE); /* §5.1 */
+			/* §5.1: adopt the term. Figure 2 restarts the election timer
+			 * only on hearing from the leader or granting a vote: a
+			 * member whose (pre)vote requests keep failing must not
+			 * keep a better candidate from timing out. */
+			unsigned elapsed = r->election_elapsed, timeout = r->rand_timeout;
+			become_follower(r, m->term, RAFT_NONE);
+			r->election_elapsed = elapsed;
+			r->rand_timeout = timeout;
 		}
 	} else if (m->term < r->term) {
 		if ((r->cfg.check_quorum || r->cfg.pre_vote) &&

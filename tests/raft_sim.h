@@ -135,6 +135,8 @@ uint64_t sim_leader(const struct sim *s);
 /* True when a member leads and a quorum of its voters (up) follow it in
  * its term. */
 bool sim_has_stable_leader(const struct sim *s);
+/* One line per member: role, term, leader, commit, applied, log, voters. */
+void sim_print_status(const struct sim *s, FILE *out);
 /* Checks the cluster-wide invariants now. */
 int sim_check(struct sim *s);
 

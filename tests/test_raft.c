@@ -93,6 +93,26 @@ static struct raft_status status(struct raft *r)
 	return st;
 }
 
+/* Campaigns (skipping PreVote) and wins with member 2's vote. */
+static void one_elect(struct one *o)
+{
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	assert_int_equal(one_step(o, &c), 0);
+	one_persist(o, o->up.persist_seq);
+	struct raft_msg g = {
+	    .type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = status(o->r).term};
+	one_recv(o, &g);
+	assert_int_equal(status(o->r).role, RAFT_LEADER);
+}
+
+static void sim_elect(struct sim *s, uint64_t id)
+{
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	sim_step(s, id, &c);
+	assert_int_equal(sim_stabilize(s), 0);
+	assert_int_equal(sim_leader(s), id);
+}
+
 /* Appends entries of the given terms to a follower from leader 2. */
 static void feed(struct one *o, uint64_t term, uint64_t prev, uint64_t prev_term,
                  const uint64_t *terms, unsigned n, uint64_t commit)
@@ -220,10 +240,7 @@ static void test_check_quorum_leader_steps_down(void **state)
 	struct sim s;
 	struct sim_opts opt = {.n = 3, .seed = 1, .pre_vote = true, .check_quorum = true};
 	assert_int_equal(sim_init(&s, &opt), 0);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	assert_int_equal(sim_step(&s, 1, &c), 0);
-	assert_int_equal(sim_stabilize(&s), 0);
-	assert_int_equal(sim_leader(&s), 1);
+	sim_elect(&s, 1);
 	for (unsigned i = 2; i <= 3; i++) {
 		sim_cut(&s, 1, i, true);
 		sim_cut(&s, i, 1, true);
@@ -285,11 +302,7 @@ static void test_commit_only_current_term_figure8(void **state)
 	feed(&o, 2, 0, 0, t, 2, 1);
 	one_persist(&o, o.up.persist_seq);
 	/* Win an election for term 3 (§5.2), then 4 after losing it. */
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	assert_int_equal(one_step(&o, &c), 0);
-	one_persist(&o, o.up.persist_seq);
-	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 3};
-	one_recv(&o, &g);
+	one_elect(&o);
 	assert_int_equal(status(o.r).role, RAFT_LEADER);
 	uint64_t noop = status(o.r).last_index; /* index 3, term 3 */
 	assert_int_equal(noop, 3);
@@ -315,11 +328,7 @@ static void test_leader_counts_itself_only_when_persisted(void **state)
 	(void)state;
 	struct one o;
 	one_new(&o, 1, false, false);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	one_step(&o, &c);
-	one_persist(&o, o.up.persist_seq);
-	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
-	one_recv(&o, &g);
+	one_elect(&o);
 	assert_int_equal(status(o.r).role, RAFT_LEADER);
 	uint64_t seq = o.up.persist_seq;
 	/* AppendEntries left before the local write completed. */
@@ -366,11 +375,7 @@ static void test_read_index_rules(void **state)
 	(void)state;
 	struct one o;
 	one_new(&o, 1, false, false);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	one_step(&o, &c);
-	one_persist(&o, o.up.persist_seq);
-	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
-	one_recv(&o, &g);
+	one_elect(&o);
 	one_persist(&o, o.up.persist_seq);
 	struct raft_event rd = {.type = RAFT_EVENT_READ_INDEX, .read_index.ctx = 42};
 	assert_int_equal(one_step(&o, &rd), 0);
@@ -404,9 +409,7 @@ static void test_read_index_isolated_leader_never_answers(void **state)
 	struct sim s;
 	struct sim_opts opt = {.n = 3, .seed = 3, .pre_vote = true, .check_quorum = true};
 	assert_int_equal(sim_init(&s, &opt), 0);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	sim_step(&s, 1, &c);
-	assert_int_equal(sim_stabilize(&s), 0);
+	sim_elect(&s, 1);
 	for (unsigned i = 2; i <= 3; i++) {
 		sim_cut(&s, 1, i, true);
 		sim_cut(&s, i, 1, true);
@@ -431,14 +434,6 @@ static bool is_learner(struct sim *s, uint64_t at, uint64_t id)
 {
 	struct raft_status st = status(s->nodes[at].r);
 	return raft_conf_is_learner(&st.conf, id);
-}
-
-static void sim_elect(struct sim *s, uint64_t id)
-{
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	sim_step(s, id, &c);
-	assert_int_equal(sim_stabilize(s), 0);
-	assert_int_equal(sim_leader(s), id);
 }
 
 /* D§3.10: the leader brings the target up to date, sends TimeoutNow, the

@@ -78,6 +78,9 @@ static void partition(struct sim *s)
 	}
 }
 
+/* Index of the entry proposing each member's removal (0: none). */
+static uint64_t rm_index[SIM_MAX_NODES + 1];
+
 static void conf_change(struct sim *s, uint64_t leader)
 {
 	struct raft_status st;
@@ -99,7 +102,10 @@ static void conf_change(struct sim *s, uint64_t leader)
 			victim = st.conf.voters[sim_rand(s) % st.conf.n_voters];
 		else
 			return;
-		sim_conf_change(s, leader, RAFT_CC_REMOVE, victim);
+		if (sim_conf_change(s, leader, RAFT_CC_REMOVE, victim) == 0) {
+			raft_get_status(s->nodes[leader].r, &st);
+			rm_index[victim] = st.last_index;
+		}
 	}
 }
 
@@ -114,17 +120,11 @@ static void reap_removed(struct sim *s)
 	raft_get_status(s->nodes[l].r, &st);
 	for (unsigned i = 1; i <= s->n_nodes; i++) {
 		struct sim_node *n = &s->nodes[i];
-		if (n->state == SIM_GONE || raft_conf_is_voter(&st.conf, i) ||
-		    raft_conf_is_learner(&st.conf, i))
+		if (n->state == SIM_GONE || !rm_index[i] || st.applied < rm_index[i] ||
+		    raft_conf_is_voter(&st.conf, i) || raft_conf_is_learner(&st.conf, i))
 			continue;
-		/* Only members that were once in it: a member being added is
-		 * not in the configuration yet. */
-		if (!n->original && n->sm_applied == 0)
-			continue;
-		if (i <= s->o.n || n->sm_applied) {
-			sim_crash(s, i);
-			n->state = SIM_GONE;
-		}
+		sim_crash(s, i);
+		n->state = SIM_GONE;
 	}
 }
 
@@ -142,7 +142,9 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	o.compact_threshold = 16 + (unsigned)((w >> 24) % 32);
 	o.pre_vote = ((w >> 32) % 8) != 0;
 	o.check_quorum = ((w >> 36) % 8) != 0;
-	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6); /* 1..32 entries per message */
+	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6);       /* 1..32 entries per message */
+	double pc = 0.002 + (double)((w >> 44) % 10) * 0.002; /* crashes per tick */
+	memset(rm_index, 0, sizeof(rm_index));
 	int rc = sim_init(&s, &o);
 	for (unsigned step = 0; rc == 0 && step < steps; step++) {
 		double p = sim_frand(&s);
@@ -157,23 +159,23 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 		} else if (p < 0.45) {
 			if (any)
 				sim_read(&s, any);
-		} else if (p < 0.455) {
+		} else if (p < 0.45 + pc) {
 			if (any)
 				sim_crash(&s, any);
-		} else if (p < 0.48) {
+		} else if (p < 0.475 + pc) {
 			for (unsigned i = 1; i <= s.n_nodes; i++)
 				if (s.nodes[i].state == SIM_DOWN) {
 					sim_restart(&s, i);
 					break;
 				}
-		} else if (p < 0.49) {
+		} else if (p < 0.485 + pc) {
 			partition(&s);
-		} else if (p < 0.505) {
+		} else if (p < 0.50 + pc) {
 			sim_heal(&s);
-		} else if (p < 0.515) {
+		} else if (p < 0.51 + pc) {
 			if (l)
 				conf_change(&s, l);
-		} else if (p < 0.52) {
+		} else if (p < 0.515 + pc) {
 			if (l) {
 				struct raft_status st;
 				raft_get_status(s.nodes[l].r, &st);
@@ -223,6 +225,8 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 			}
 		}
 	}
+	if (tr)
+		sim_print_status(&s, tr);
 	if (rc == 0) {
 		if (live)
 			t->live_ok++;
