@@ -79,8 +79,7 @@ struct watcher {
 	size_t key_len;
 	uint8_t *end; /* owned; RANGE_SPAN only */
 	size_t end_len;
-	int64_t start_rev; /* as created (0 became current + 1) */
-	int64_t pos_rev;   /* first event not yet sent (invariant 1) */
+	int64_t pos_rev; /* first event not yet sent (invariant 1) */
 	int64_t pos_sub;
 	bool no_put, no_delete, prev_kv, progress_notify, fragment;
 	size_t chunk;   /* events per catch-up read (adaptive) */
@@ -166,13 +165,6 @@ static bool watcher_matches_key(const struct watcher *w, const uint8_t *k, size_
 static bool watcher_synced(const struct watcher *w)
 {
 	return w->pos_rev > w->ws->hub->rev;
-}
-
-/* etcd 3.5 progressIfSync: synced, and the store has reached the watcher's
- * start revision, so a progress revision never precedes what it asked for. */
-static bool watcher_progress_ok(const struct watcher *w)
-{
-	return watcher_synced(w) && w->ws->hub->rev >= w->start_rev;
 }
 
 static bool pos_before(int64_t rev, int64_t sub, int64_t prev, int64_t psub)
@@ -555,7 +547,7 @@ static int feed_watcher(struct watcher *w, const struct batch *b, bool check_ran
 static bool stream_progress_ok(const struct wstream *ws)
 {
 	for (const struct watcher *w = ws->head; w; w = w->next)
-		if (!w->compacted && !watcher_progress_ok(w))
+		if (!w->compacted && !watcher_synced(w))
 			return false;
 	return true;
 }
@@ -635,7 +627,7 @@ static void tick_progress(struct srv_watch_hub *hub)
 		for (struct watcher *w = ws->head; w; w = w->next) {
 			if (!w->progress_notify || w->compacted)
 				continue;
-			if (w->idle && watcher_progress_ok(w)) {
+			if (w->idle && watcher_synced(w)) {
 				Etcdserverpb__ResponseHeader h;
 				fill_header(hub, hub->rev, &h);
 				Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
@@ -731,9 +723,12 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 	w->kind = kind;
 	w->key_len = key_len;
 	w->end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
-	/* etcd: 0 means "after now"; a negative start reads all the history. */
-	w->start_rev = c->start_revision == 0 ? cur + 1 : c->start_revision;
-	w->pos_rev = w->start_rev < 1 ? 1 : w->start_rev;
+	/* etcd: 0 means "after now"; a negative start reads all the history.
+	 * Progress is not held back until the store reaches the start revision
+	 * (etcd 3.5.22's startRev check): etcd 3.4 and 3.5 up to .21 answer at
+	 * once, and clients of those are what cairn stands in for. */
+	int64_t start = c->start_revision == 0 ? cur + 1 : c->start_revision;
+	w->pos_rev = start < 1 ? 1 : start;
 	for (size_t i = 0; i < c->n_filters; i++) {
 		if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
 			w->no_put = true;
