@@ -55,6 +55,7 @@
  * full chunk at a time: the hub's transient memory stays near
  * max_response_bytes whatever the value sizes. */
 #define FIRST_CHUNK_EVENTS 16
+#define MAX_CHUNK_EVENTS   ((size_t)1 << 20)
 /* etcd's clientv3.InvalidWatchID. */
 #define INVALID_WATCH_ID (-1)
 
@@ -898,6 +899,9 @@ int srv_watch_hub_new(const struct srv_watch_config *cfg, struct srv_watch_hub *
 	hub->cfg = *cfg;
 	if (!hub->cfg.catchup_chunk_events)
 		hub->cfg.catchup_chunk_events = DEFAULT_CHUNK_EVENTS;
+	if (hub->cfg.catchup_chunk_events > MAX_CHUNK_EVENTS)
+		hub->cfg.catchup_chunk_events =
+		    MAX_CHUNK_EVENTS; /* keeps the scan window in range */
 	if (!hub->cfg.max_response_bytes)
 		hub->cfg.max_response_bytes = DEFAULT_MAX_RESP_BYTES;
 	hub->live_chunk = first_chunk(hub);
