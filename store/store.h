@@ -425,13 +425,16 @@ struct store_history_req {
 	int64_t to_rev;   /* last revision, inclusive; 0 = current */
 	size_t limit;     /* max events returned (0 = no limit) */
 	bool prev_kv;
+	size_t max_scan; /* max history records examined, matching or not (0 =
+	                    no bound): bounds the work of one call when few
+	                    records match the key range */
 };
 
 struct store_history_resp {
 	struct store_event *events; /* revision order, then sub (op) order */
 	size_t n_events;
-	bool more;        /* the limit stopped the scan before to_rev: call again
-	                     from next_* (that call may find no event in range) */
+	bool more;        /* limit or max_scan stopped the scan before to_rev: call
+	                     again from next_* (that call may find no event) */
 	int64_t next_rev; /* where to resume */
 	int64_t next_sub;
 	int64_t revision;         /* current revision of the view */

@@ -149,7 +149,7 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 	krange_init(&kr, req->key, req->key_len, req->range_end, req->range_end_len);
 	struct store_mem *m = NULL;
 	struct store_event *ev = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, scanned = 0;
 	MDB_cursor *kc = NULL, *ic = NULL;
 	int rc = store_lmdb_err(mdb_cursor_open(r->txn, r->s->kv, &kc));
 	if (rc == 0)
@@ -163,12 +163,14 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 		rc = rec_decode(&k, &d, &rec);
 		if (rc || rec.main > to)
 			break;
-		if (req->limit && n == req->limit) {
+		if ((req->limit && n == req->limit) ||
+		    (req->max_scan && scanned == req->max_scan)) {
 			resp->more = true;
 			resp->next_rev = rec.main;
 			resp->next_sub = rec.sub;
 			break;
 		}
+		scanned++;
 		bool want = in_range(&kr, rec.key, rec.klen);
 		if (want && rec.main <= v.compact)
 			rc = is_kept(ic, &rec, v.compact, &want);
