@@ -395,14 +395,16 @@ static struct raft_msg *out_msg(struct raft *r, uint8_t type, uint64_t to)
  * before it) is durable. */
 static void hold(struct raft *r, const struct raft_msg *m)
 {
-	/* Acks are cumulative: a newer one to the same peer replaces one that
-	 * waits for the same seq. */
+	/* Acks are cumulative: of two acks to the same leader in one term
+	 * waiting for the same seq, the higher index says all (within a term
+	 * the leader's entries never conflict with what it already sent). */
 	if (r->held.n) {
 		struct held *h = &r->held.v[r->held.n - 1];
 		if (h->seq == r->seq_issued + 1 && h->m.type == m->type && h->m.to == m->to &&
 		    m->type == RAFT_MSG_APPEND_RESP && h->m.term == m->term && !m->reject &&
 		    !h->m.reject) {
-			h->m = *m;
+			if (m->index > h->m.index)
+				h->m = *m;
 			return;
 		}
 	}
@@ -1344,7 +1346,10 @@ static int apply_to(struct raft *r, uint64_t index)
 		    raft_conf_change_decode(e->data.base, e->data.len, &cc))
 			continue;
 		struct raft_conf c = r->conf;
-		if (raft_conf_apply(&c, &cc))
+		/* A member started without the bootstrap configuration cannot
+		 * rebuild it from changes: it waits for a snapshot rather than
+		 * invent a cluster (see raft_config.initial_conf). */
+		if (r->conf.n_voters == 0 || raft_conf_apply(&c, &cc))
 			continue; /* deterministic no-op on every member */
 		r->prev_conf = r->conf;
 		r->prev_conf_index = r->conf_index;

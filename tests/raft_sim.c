@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raft/raft_codec.h"
 #include "tests/raft_sim.h"
 
 struct sim_pend {
@@ -450,22 +451,50 @@ static void net_send(struct sim *s, struct sim_node *from, const struct raft_msg
 		      (unsigned long long)m->to, raft_msg_type_name(m->type));
 		return;
 	}
+	struct raft_msg mm = *m;
+	uint8_t snapdata[16];
+	if (m->type == RAFT_MSG_SNAPSHOT) {
+		/* The member fills the snapshot data: its state machine. */
+		memcpy(snapdata, &from->sm_applied, 8);
+		memcpy(snapdata + 8, &from->sm_hash, 8);
+		mm.snapshot_data = (struct raft_buf){snapdata, 16};
+	}
+	struct raft_msg_decoded *d = NULL;
+	if (s->o.codec) {
+		/* Over the wire format: what arrives is what decoding gives. */
+		uint8_t *buf;
+		size_t len;
+		int rv = raft_msg_encode(&mm, &buf, &len);
+		if (rv == 0) {
+			rv = raft_msg_decode(buf, len, &d);
+			free(buf);
+		}
+		if (rv) {
+			fail(s, "codec: %s for %s", cairn_strerror(rv),
+			     raft_msg_type_name(m->type));
+			return;
+		}
+		mm = d->msg;
+	}
 	int copies = sim_frand(s) < s->o.dup ? 2 : 1;
 	for (int c = 0; c < copies; c++) {
 		GROW(s->net, s->capnet, s->nnet + 1);
 		struct sim_net_msg *nm = &s->net[s->nnet++];
 		nm->due = s->now + (s->o.max_delay ? sim_rand(s) % (s->o.max_delay + 1) : 0);
 		nm->seq = s->net_seq++;
-		nm->m = *m;
-		nm->ents = copy_entries(m->entries, m->n_entries);
+		nm->m = mm;
+		nm->ents = copy_entries(mm.entries, mm.n_entries);
 		nm->m.entries = nm->ents;
-		if (m->type == RAFT_MSG_SNAPSHOT) {
-			/* The member fills the snapshot data: its state machine. */
-			memcpy(nm->snapdata, &from->sm_applied, 8);
-			memcpy(nm->snapdata + 8, &from->sm_hash, 8);
+		if (mm.type == RAFT_MSG_SNAPSHOT) {
+			if (mm.snapshot_data.len != 16) {
+				fail(s, "snapshot data lost in transit");
+				break;
+			}
+			memcpy(nm->snapdata, mm.snapshot_data.base, 16);
 			nm->m.snapshot_data = (struct raft_buf){nm->snapdata, 16};
 		}
 	}
+	raft_msg_decoded_free(d);
 	trace(s, "%llu->%llu %s term=%llu idx=%llu lt=%llu n=%u commit=%llu%s%s",
 	      (unsigned long long)m->from, (unsigned long long)m->to, raft_msg_type_name(m->type),
 	      (unsigned long long)m->term, (unsigned long long)m->index,

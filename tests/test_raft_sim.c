@@ -6,7 +6,10 @@
  * chaos: proposals, linearizable reads, crashes and restarts (losing
  * unpersisted writes), partitions (isolation, splits, one-way and partial
  * cuts), membership changes (add learner, promote, remove), leader
- * transfers and log compaction. Every event is checked against the safety
+ * transfers and log compaction. A quarter of the seeds run "leader killer"
+ * weather (leaders crash soon after taking proposals, one entry per
+ * AppendEntries: the Figure 8 hunting ground), and half send every message
+ * through the wire codec. Every event is checked against the safety
  * invariants. Then the network heals and every member restarts: a leader
  * must be elected within 10 election timeouts (liveness; the ratio over all
  * seeds must be >= 99.9%) and a proposal must then commit.
@@ -17,6 +20,7 @@
  *   RAFT_SEEDS=n     seeds per cluster size (default 1000; 100 when SAN=1)
  *   RAFT_STEPS=n     ticks per seed (default 2000)
  *   RAFT_SECONDS=n   soak: keep running new seeds for n seconds
+ *   RAFT_SEED_BASE=b first seed (default 1)
  * A failing seed prints the command that replays it.
  */
 #include <stdio.h>
@@ -52,20 +56,14 @@ static void partition(struct sim *s)
 			sim_cut(s, i, a, true);
 		}
 		break;
-	case 1: /* split in two groups */
+	case 1: { /* split in two groups */
+		uint64_t mask = sim_rand(s);
 		for (unsigned i = 1; i <= nn; i++)
-			for (unsigned j = 1; j <= nn; j++) {
-				bool gi = (sim_rand(s) & 1) != 0;
-				(void)gi;
-			}
-		{
-			uint64_t mask = sim_rand(s);
-			for (unsigned i = 1; i <= nn; i++)
-				for (unsigned j = 1; j <= nn; j++)
-					if (((mask >> i) & 1) != ((mask >> j) & 1))
-						sim_cut(s, i, j, true);
-		}
+			for (unsigned j = 1; j <= nn; j++)
+				if (((mask >> i) & 1) != ((mask >> j) & 1))
+					sim_cut(s, i, j, true);
 		break;
+	}
 	case 2: /* one-way cut */
 		if (a != b)
 			sim_cut(s, a, b, true);
@@ -142,7 +140,14 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	o.compact_threshold = 16 + (unsigned)((w >> 24) % 32);
 	o.pre_vote = ((w >> 32) % 8) != 0;
 	o.check_quorum = ((w >> 36) % 8) != 0;
-	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6);       /* 1..32 entries per message */
+	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6); /* 1..32 entries per message */
+	o.codec = ((w >> 56) % 2) == 0;
+	bool leader_killer = ((w >> 48) % 4) == 0;
+	if (leader_killer) {
+		o.max_msg_bytes = 8; /* one entry per AppendEntries */
+		o.max_delay = 1 + (unsigned)((w >> 50) % 3);
+		o.max_persist_delay = 1 + (unsigned)((w >> 52) % 2);
+	}
 	double pc = 0.002 + (double)((w >> 44) % 10) * 0.002; /* crashes per tick */
 	memset(rm_index, 0, sizeof(rm_index));
 	int rc = sim_init(&s, &o);
@@ -150,7 +155,24 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 		double p = sim_frand(&s);
 		uint64_t l = sim_leader(&s);
 		uint64_t any = pick_up(&s);
-		if (p < 0.35) {
+		if (leader_killer) {
+			/* Figure 8 weather: leaders die soon after taking a
+			 * proposal, before replicating much; a majority stays up. */
+			unsigned down = 0;
+			for (unsigned i = 1; i <= s.n_nodes; i++)
+				down += s.nodes[i].state == SIM_DOWN;
+			if (p < 0.3 && l)
+				sim_propose(&s, l, NULL, 0);
+			else if (p < 0.55 && l)
+				sim_crash(&s, l);
+			if (down > (nodes - 1) / 2 || sim_frand(&s) < 0.1) {
+				for (unsigned i = 1; i <= s.n_nodes; i++)
+					if (s.nodes[i].state == SIM_DOWN) {
+						sim_restart(&s, i);
+						break;
+					}
+			}
+		} else if (p < 0.35) {
 			if (l)
 				sim_propose(&s, l, NULL, 0);
 		} else if (p < 0.40) {
@@ -306,7 +328,8 @@ int main(void)
 	double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	unsigned long lt = t.live_ok + t.live_fail;
 	double ratio = lt ? (double)t.live_ok / (double)lt : 0;
-	printf("raft sim: %lu seeds (3 and 5 members) x %u steps = %lu ticks in %.1fs; "
+	printf("raft sim: seeds from %llu: ", (unsigned long long)base);
+	printf("%lu seeds (3 and 5 members) x %u steps = %lu ticks in %.1fs; "
 	       "%llu core steps, %llu messages, %llu entries committed, %llu reads, %llu "
 	       "snapshots installed, %llu conf changes proposed\n",
 	       t.seeds, steps, t.steps, el, t.raft_steps, t.msgs, t.commits, t.reads, t.snapshots,
