@@ -130,6 +130,7 @@ struct batch {
 	size_t n;
 	size_t bytes; /* keys and values held */
 	const struct store_event **ev;
+	size_t *by_key;         /* live batches: event indexes in key order */
 	Mvccpb__Event *pb;      /* without prev_kv */
 	Mvccpb__Event *pb_prev; /* with prev_kv where the store had one */
 	Mvccpb__KeyValue *kv, *prev;
@@ -200,6 +201,8 @@ static void batch_free(struct batch *b)
 	for (int i = 0; i < b->n_parts; i++)
 		store_history_resp_free(&b->parts[i]);
 	free(b->ev);
+	free(b->by_key);
+	b->by_key = NULL;
 	free(b->pb);
 	free(b->pb_prev);
 	free(b->kv);
@@ -476,24 +479,82 @@ static int send_events(struct watcher *w, Mvccpb__Event **evs, size_t n, int64_t
 	return 0;
 }
 
+static int cmp_key_order(const void *x, const void *y, void *arg)
+{
+	const struct batch *b = arg;
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	const struct store_kv *a = &b->ev[i]->kv, *c = &b->ev[j]->kv;
+	int r = bytes_cmp(a->key, a->key_len, c->key, c->key_len);
+	return r ? r : (i > j) - (i < j);
+}
+
+static int cmp_index(const void *x, const void *y)
+{
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	return (i > j) - (i < j);
+}
+
+/* Sorts the live batch by key once, so each watcher finds its events by
+ * binary search instead of testing every event (watchers x events). Without
+ * the index (no memory) select_events tests every event. */
+static void batch_index_keys(struct batch *b)
+{
+	if (b->n < 2 || !(b->by_key = malloc(b->n * sizeof(*b->by_key))))
+		return;
+	for (size_t i = 0; i < b->n; i++)
+		b->by_key[i] = i;
+	qsort_r(b->by_key, b->n, sizeof(*b->by_key), cmp_key_order, b);
+}
+
+/* First position in by_key whose key is >= k (> k when `after`). */
+static size_t key_bound(const struct batch *b, const uint8_t *k, size_t kl, bool after)
+{
+	size_t lo = 0, hi = b->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct store_kv *kv = &b->ev[b->by_key[mid]]->kv;
+		int c = bytes_cmp(kv->key, kv->key_len, k, kl);
+		if (c < 0 || (after && c == 0))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool event_wanted(const struct watcher *w, const struct store_event *e)
+{
+	if (pos_before(e->kv.mod_revision, e->sub_revision, w->pos_rev, w->pos_sub))
+		return false;
+	return e->type == STORE_EVENT_PUT ? !w->no_put : !w->no_delete;
+}
+
 /* Selects w's events of the batch at or after its position (filters
- * applied; the range too when `check_range`) into hub->sel / hub->evp. */
+ * applied; the range too when `check_range`) into hub->sel / hub->evp, in
+ * batch (revision) order. */
 static size_t select_events(struct watcher *w, const struct batch *b, bool check_range)
 {
 	struct srv_watch_hub *hub = w->ws->hub;
 	size_t n = 0;
-	for (size_t i = 0; i < b->n; i++) {
-		const struct store_event *e = b->ev[i];
-		if (pos_before(e->kv.mod_revision, e->sub_revision, w->pos_rev, w->pos_sub))
-			continue;
-		if (e->type == STORE_EVENT_PUT ? w->no_put : w->no_delete)
-			continue;
-		if (check_range && !watcher_matches_key(w, e->kv.key, e->kv.key_len))
-			continue;
-		hub->sel[n] = i;
-		hub->evp[n] = w->prev_kv && b->pb_prev ? &b->pb_prev[i] : &b->pb[i];
-		n++;
+	if (check_range && b->by_key) {
+		size_t lo = key_bound(b, w->key, w->key_len, false);
+		size_t hi = w->kind == RANGE_KEY    ? key_bound(b, w->key, w->key_len, true)
+		            : w->kind == RANGE_FROM ? b->n
+		                                    : key_bound(b, w->end, w->end_len, false);
+		for (size_t j = lo; j < hi; j++)
+			if (event_wanted(w, b->ev[b->by_key[j]]))
+				hub->sel[n++] = b->by_key[j];
+		qsort(hub->sel, n, sizeof(*hub->sel), cmp_index);
+	} else {
+		for (size_t i = 0; i < b->n; i++)
+			if (event_wanted(w, b->ev[i]) &&
+			    (!check_range ||
+			     watcher_matches_key(w, b->ev[i]->kv.key, b->ev[i]->kv.key_len)))
+				hub->sel[n++] = i;
 	}
+	for (size_t k = 0; k < n; k++)
+		hub->evp[k] =
+		    w->prev_kv && b->pb_prev ? &b->pb_prev[hub->sel[k]] : &b->pb[hub->sel[k]];
 	return n;
 }
 
@@ -994,6 +1055,7 @@ void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
 			break;
 		}
 		hub->live_chunk = adapt_chunk(hub, hub->live_chunk, &b);
+		batch_index_keys(&b);
 		int64_t upto = b.more ? b.next_rev - 1 : revision;
 		feed_live(hub, &b, upto);
 		batch_free(&b);

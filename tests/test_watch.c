@@ -7,6 +7,7 @@
  * response), control responses kept in order, bounded control queue, and
  * stream lifecycle. The wire behaviour is in tests/test_watch.py.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -150,8 +151,8 @@ static void create(struct fx *f, const char *key, const char *end, int64_t start
 {
 	Etcdserverpb__WatchCreateRequest c = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
 	c.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
-	if (end)
-		c.range_end = (ProtobufCBinaryData){strlen(end), (uint8_t *)end};
+	if (end) /* "" means "\0": every key from key on */
+		c.range_end = (ProtobufCBinaryData){*end ? strlen(end) : 1, (uint8_t *)end};
 	c.start_revision = start;
 	c.fragment = fragment;
 	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
@@ -387,6 +388,51 @@ static void test_control_queue_bounded(void **state)
 	assert_int_equal(f->st.status, RPC_RESOURCE_EXHAUSTED);
 }
 
+/* The live feed finds each watcher's events through the batch's key index:
+ * one notify covering several revisions and a txn, watchers of every kind. */
+static void test_live_batch_key_index(void **state)
+{
+	struct fx *f = *state;
+	create(f, "b/1", NULL, 0, false); /* 0: one key */
+	create(f, "b/", "b0", 0, false);  /* 1: prefix */
+	create(f, "b/2", "", 0, false);   /* 2: from key */
+	create(f, "", "", 0, false);      /* 3: every key */
+	assert_int_equal(f->st.n, 4);
+	int64_t base = tu_rev(f->s);
+	assert_int_equal(tu_put(f->s, "c", "1"), 0);
+	assert_int_equal(tu_put(f->s, "b/1", "1"), 0);
+	assert_int_equal(tu_put(f->s, "a", "1"), 0);
+	assert_int_equal(tu_put(f->s, "b/1", "2"), 0);
+	txn_puts(f, "b/", 3, 1); /* b/00000..b/00002 in one revision, then notify */
+	/* watcher 0: b/1 twice, in revision order */
+	int64_t want0[] = {base + 2, base + 4};
+	int64_t want1[] = {base + 2, base + 4, base + 5, base + 5, base + 5};
+	int64_t want3[] = {base + 1, base + 2, base + 3, base + 4, base + 5, base + 5, base + 5};
+	for (size_t i = 4; i < f->st.n; i++) {
+		Etcdserverpb__WatchResponse *m = f->st.msgs[i];
+		if (m->watch_id == 0) {
+			assert_int_equal(m->n_events, 2);
+			for (size_t j = 0; j < 2; j++)
+				assert_int_equal(m->events[j]->kv->mod_revision, want0[j]);
+		} else if (m->watch_id == 1) {
+			assert_int_equal(m->n_events, 5);
+			for (size_t j = 0; j < 5; j++)
+				assert_int_equal(m->events[j]->kv->mod_revision, want1[j]);
+			assert_memory_equal(m->events[2]->kv->key.data, "b/00000", 7);
+			assert_memory_equal(m->events[4]->kv->key.data, "b/00002", 7);
+		} else if (m->watch_id == 2) {
+			assert_int_equal(m->n_events, 1); /* "c" only */
+			assert_int_equal(m->events[0]->kv->mod_revision, base + 1);
+		} else {
+			assert_int_equal(m->watch_id, 3);
+			assert_int_equal(m->n_events, 7);
+			for (size_t j = 0; j < 7; j++)
+				assert_int_equal(m->events[j]->kv->mod_revision, want3[j]);
+		}
+	}
+	assert_int_equal(f->st.n, 8);
+}
+
 /* A watcher on a rarely written key catches up in bounded scan windows. */
 static void test_sparse_catch_up(void **state)
 {
@@ -488,6 +534,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_control_order_under_refusal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_live_batch_key_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sparse_catch_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_progress_right_after_create, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),
