@@ -31,6 +31,14 @@
  *     fragment protocol: history reads are extended to whole revisions
  *     (read_batch).
  *
+ * READS
+ * The live feed reads each new range of revisions once for all watchers
+ * (all keys), sorts that batch by key and finds each watcher's events by
+ * binary search. Catch-up reads one watcher's key range from its position.
+ * Every read is bounded: whole revisions of at most about `chunk` events
+ * (adaptive, see FIRST_CHUNK_EVENTS) and, for catch-up, a window of
+ * revisions (CATCHUP_SCAN_FACTOR), because the history scan is linear.
+ *
  * Watchers cancelled by compaction stay in their stream (inert) until the
  * client cancels them, as etcd keeps their ids taken.
  */
