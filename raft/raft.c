@@ -1045,7 +1045,9 @@ static void maybe_send_timeout_now(struct raft *r, const struct progress *pr)
 static void handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
 	struct progress *pr = progress(r, m->from);
-	if (!pr)
+	/* Within a term a follower only holds our entries: an ack beyond our
+	 * log is corrupt input; ignore it rather than trust it. */
+	if (!pr || (!m->reject && m->index > last_index(r)))
 		return;
 	pr->active = true;
 	if (m->reject) {

@@ -31,7 +31,7 @@
 #include "tests/raft_sim.h"
 
 struct totals {
-	unsigned long seeds, steps, live_ok, live_fail, max_live_ticks;
+	unsigned long seeds, steps, live_ok, live_fail, max_live_ticks, partial;
 	unsigned long long raft_steps, msgs, commits, reads, snapshots, confs;
 };
 
@@ -219,6 +219,27 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 		for (unsigned i = 1; i <= s.n_nodes; i++)
 			if (s.nodes[i].state == SIM_DOWN)
 				sim_restart(&s, i);
+		struct raft_status cs = {0};
+		for (unsigned i = 1; i <= s.n_nodes; i++) {
+			struct raft_status st;
+			if (s.nodes[i].state != SIM_UP)
+				continue;
+			raft_get_status(s.nodes[i].r, &st);
+			if (st.applied >= cs.applied)
+				cs = st;
+		}
+		/* With fewer than 3 voters a cut pair may be the whole quorum. */
+		if (((w >> 60) & 1) && cs.conf.n_voters >= 3) {
+			/* Half the seeds heal only partially: one pair of members
+			 * stays unable to talk (PreVote + the leader lease must
+			 * keep that from starving the cluster). */
+			uint64_t a = 1 + sim_rand(&s) % s.n_nodes, b = 1 + sim_rand(&s) % s.n_nodes;
+			if (a != b) {
+				sim_cut(&s, a, b, true);
+				sim_cut(&s, b, a, true);
+				t->partial++;
+			}
+		}
 		unsigned limit = 10 * s.o.election_ticks;
 		for (live_ticks = 0; live_ticks <= limit && rc == 0; live_ticks++) {
 			if (sim_has_stable_leader(&s)) {
@@ -335,8 +356,8 @@ int main(void)
 	       t.seeds, steps, t.steps, el, t.raft_steps, t.msgs, t.commits, t.reads, t.snapshots,
 	       t.confs);
 	printf("liveness: leader within 10 election timeouts after heal in %lu/%lu seeds "
-	       "(%.2f%%), slowest %lu ticks\n",
-	       t.live_ok, lt, 100.0 * ratio, t.max_live_ticks);
+	       "(%.2f%%; %lu of them healed but for one cut pair), slowest %lu ticks\n",
+	       t.live_ok, lt, 100.0 * ratio, t.partial, t.max_live_ticks);
 	if (failures)
 		printf("%d seeds FAILED\n", failures);
 	return failures || ratio < 0.999 ? 1 : 0;
