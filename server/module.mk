@@ -52,3 +52,14 @@ fuzz-apply: $(FUZZ_BUILD)/fuzz_apply
 $(BUILD)/tests/bin/test_watch: $(BUILD)/tests/test_watch.o $(BUILD)/libserver.a \
 	$(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_watch
+
+# make fuzz-requests [FUZZ_SECONDS=N]: every request message cairnd decodes.
+FUZZ_REQ_GEN := $(addprefix $(BUILD)/proto/,internal.pb-c.c rpc.pb-c.c kv.pb-c.c auth.pb-c.c)
+$(FUZZ_BUILD)/fuzz_requests: tests/fuzz/fuzz_requests.c $(FUZZ_REQ_GEN) $(PROTO_GEN_H)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+		-I. -I$(BUILD) $(PKG_CFLAGS) -o $@ tests/fuzz/fuzz_requests.c $(FUZZ_REQ_GEN) $(LIBS)
+.PHONY: fuzz-requests
+fuzz-requests: $(FUZZ_BUILD)/fuzz_requests
+	@mkdir -p $(FUZZ_BUILD)/corpus_requests
+	$< -max_total_time=$(FUZZ_SECONDS) -timeout=10 $(FUZZ_BUILD)/corpus_requests
