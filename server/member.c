@@ -294,6 +294,11 @@ static void role_changed(struct srv_member *m, const struct raft_update *up)
 		        raft_role_name(m->role), "leader", lbuf, "term", tbuf, NULL);
 	}
 	srv_lease_leader_changed(m);
+	if (m->move_call && m->leader == m->move_target) {
+		struct rpc_call *c = m->move_call;
+		m->move_call = NULL;
+		srv_maint_move_done(m, c, m->move_method, 0);
+	}
 }
 
 void srv_member_handle_update(struct srv_member *m, const struct raft_update *up)
@@ -536,6 +541,11 @@ static void on_tick(uv_timer_t *t)
 	srv_cluster_publish(m, now);
 	if (m->ticks % 5 == 0)
 		expire_requests(m, now);
+	if (m->move_call && now >= m->move_deadline_ms) {
+		struct rpc_call *c = m->move_call;
+		m->move_call = NULL;
+		srv_maint_move_done(m, c, m->move_method, CAIRN_ETIMEOUT);
+	}
 	/* Log compaction: keep snapshot_catchup_entries behind the applied
 	 * index once snapshot_count entries have been applied since the last. */
 	uint64_t keep = (uint64_t)m->cfg->snapshot_catchup_entries;
@@ -930,6 +940,11 @@ void srv_member_stop(struct srv_member *m)
 	uv_signal_stop(&m->sigint);
 	/* Stop taking requests; what is in flight gets its answer or ESTOPPED. */
 	fail_all_pending(m);
+	if (m->move_call) {
+		struct rpc_call *c = m->move_call;
+		m->move_call = NULL;
+		srv_maint_move_done(m, c, m->move_method, CAIRN_ESTOPPED);
+	}
 	if (!m->inflight)
 		uv_stop(m->loop);
 }
