@@ -398,6 +398,24 @@ void ctl_fields_header(const Etcdserverpb__ResponseHeader *h)
 	printf("\"RaftTerm\" : %llu\n", (unsigned long long)(h ? h->raft_term : 0));
 }
 
+/* Length of the valid, printable (>= U+00A0) UTF-8 sequence at p, else 1. */
+static size_t utf8_len(const uint8_t *p, size_t len)
+{
+	size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+	if (p[0] >= 0xf5 || n > len)
+		return 1;
+	uint32_t cp = p[0] & (0xffu >> (n + 1));
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 1;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000) || cp < 0xa0)
+		return 1;
+	return n;
+}
+
 static void fields_bytes(const char *name, const ProtobufCBinaryData *b)
 {
 	printf("\"%s\" : ", name);
@@ -413,7 +431,11 @@ static void fields_bytes(const char *name, const ProtobufCBinaryData *b)
 			fputs("\\t", stdout);
 		else if (c == '\r')
 			fputs("\\r", stdout);
-		else if (c < 0x20 || c == 0x7f || c >= 0x80)
+		else if (c >= 0xc2 && utf8_len(b->data + i, b->len - i) > 1) {
+			size_t l = utf8_len(b->data + i, b->len - i);
+			fwrite(b->data + i, 1, l, stdout);
+			i += l - 1;
+		} else if (c < 0x20 || c == 0x7f || c >= 0x80)
 			printf("\\x%02x", c);
 		else
 			putchar((int)c);
@@ -637,12 +659,18 @@ static void table_rule(const size_t *w, size_t ncols)
 
 void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t nrows)
 {
+	ctl_print_table_stride(hdr, ncols, ncols, cells, nrows);
+}
+
+void ctl_print_table_stride(const char *const *hdr, size_t ncols, size_t stride, char **cells,
+                            size_t nrows)
+{
 	size_t w[32] = {0};
 	for (size_t c = 0; c < ncols; c++) {
 		w[c] = strlen(hdr[c]);
 		for (size_t r = 0; r < nrows; r++)
-			if (strlen(cells[r * ncols + c]) > w[c])
-				w[c] = strlen(cells[r * ncols + c]);
+			if (strlen(cells[r * stride + c]) > w[c])
+				w[c] = strlen(cells[r * stride + c]);
 	}
 	table_rule(w, ncols);
 	putchar('|');
@@ -658,7 +686,7 @@ void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t 
 	for (size_t r = 0; r < nrows; r++) {
 		putchar('|');
 		for (size_t c = 0; c < ncols; c++)
-			printf(" %*s |", (int)w[c], cells[r * ncols + c]);
+			printf(" %*s |", (int)w[c], cells[r * stride + c]);
 		putchar('\n');
 	}
 	if (nrows)

@@ -102,6 +102,9 @@ void ctl_go_duration(uint64_t ns, char *buf, size_t len);
 void ctl_humanize_bytes(uint64_t n, char *buf, size_t len);
 /* tablewriter as etcdctl configures it (headers centred, cells right). */
 void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t nrows);
+/* The same with rows `stride` cells apart (extra columns not printed). */
+void ctl_print_table_stride(const char *const *hdr, size_t ncols, size_t stride, char **cells,
+                            size_t nrows);
 /* "fields" printer pieces. */
 void ctl_fields_header(const Etcdserverpb__ResponseHeader *h);
 /* JSON of v3 lease responses: the header's fields promoted into the object. */

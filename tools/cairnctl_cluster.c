@@ -656,9 +656,8 @@ static int cmd_endpoint_health(int argc, char **argv)
 		break;
 	case OUT_FIELDS:
 		for (size_t i = 0; i < n; i++)
-			printf("\"Endpoint\" : \"%s\"\n\"Health\" : %s\n\"Took\" : "
-			       "\"%s\"\n\"Error\" : "
-			       "\"%s\"\n\n",
+			printf("\"Endpoint\" : \"%s\"\n\"Health\" : %s\n\"Took\" : %s\n\"Error\" : "
+			       "%s\n\n",
 			       cells[i * 4], cells[i * 4 + 1], cells[i * 4 + 2], cells[i * 4 + 3]);
 		break;
 	default:
@@ -698,12 +697,12 @@ static int cmd_endpoint_status(int argc, char **argv)
 	                                  "db size",   "is leader",  "is learner",
 	                                  "raft term", "raft index", "raft applied index",
 	                                  "errors"};
-	char **cells = calloc(k * 10 + 1, sizeof(char *));
+	char **cells = calloc(k * 11 + 1, sizeof(char *));
 	for (size_t i = 0; i < k; i++) {
 		const Etcdserverpb__StatusResponse *s = rs[i];
 		uint64_t mid = s->header ? s->header->member_id : 0;
 		char b[256];
-		char **row = cells + i * 10;
+		char **row = cells + i * 11;
 		row[0] = (char *)rep[i];
 		snprintf(b, sizeof(b), "%" PRIx64, mid);
 		row[1] = strdup(b);
@@ -724,12 +723,19 @@ static int cmd_endpoint_status(int argc, char **argv)
 			o += (size_t)snprintf(b + o, sizeof(b) - o, "%s%s", j ? ", " : "",
 			                      s->errors[j]);
 		row[9] = strdup(b);
+		/* fields: Go's %v of a []string */
+		o = 0;
+		b[0] = 0;
+		for (size_t j = 0; j < s->n_errors && o < sizeof(b); j++)
+			o += (size_t)snprintf(b + o, sizeof(b) - o, "%s%s", j ? " " : "",
+			                      s->errors[j]);
+		row[10] = strdup(b);
 	}
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
 		for (size_t i = 0; i < k; i++) {
 			for (size_t c = 0; c < 10; c++)
-				printf("%s%s", cells[i * 10 + c], c < 9 ? ", " : "\n");
+				printf("%s%s", cells[i * 11 + c], c < 9 ? ", " : "\n");
 		}
 		break;
 	case OUT_JSON:
@@ -744,7 +750,7 @@ static int cmd_endpoint_status(int argc, char **argv)
 		puts("]");
 		break;
 	case OUT_TABLE:
-		ctl_print_table(hdr, 10, cells, k);
+		ctl_print_table_stride(hdr, 10, 11, cells, k);
 		break;
 	case OUT_FIELDS:
 		for (size_t i = 0; i < k; i++) {
@@ -757,7 +763,7 @@ static int cmd_endpoint_status(int argc, char **argv)
 			       "\"%s\"\n\n",
 			       s->version, (long long)s->dbsize, s->leader,
 			       s->islearner ? "true" : "false", s->raftindex, s->raftterm,
-			       s->raftappliedindex, cells[i * 10 + 9], rep[i]);
+			       s->raftappliedindex, cells[i * 11 + 10], rep[i]);
 		}
 		break;
 	default:
@@ -823,10 +829,8 @@ static int cmd_endpoint_hashkv(int argc, char **argv)
 		break;
 	case OUT_FIELDS:
 		for (size_t i = 0; i < k; i++) {
-			printf("\"Endpoint\" : \"%s\"\n", rep[i]);
 			ctl_fields_header(rs[i]->header);
-			printf("\"Hash\" : %u\n\"HashRevision\" : %lld\n\n", rs[i]->hash,
-			       (long long)rs[i]->compact_revision);
+			printf("\"Endpoint\" : \"%s\"\n\"Hash\" : %u\n\n", rep[i], rs[i]->hash);
 		}
 		break;
 	default:
@@ -860,7 +864,7 @@ static void print_alarms(const Etcdserverpb__AlarmResponse *r)
 	case OUT_FIELDS:
 		ctl_fields_header(r->header);
 		for (size_t i = 0; i < r->n_alarms; i++)
-			printf("\"MemberID\" : %" PRIu64 "\n\"AlarmType\" : \"%s\"\n",
+			printf("\"MemberID\" : %" PRIu64 "\n\"AlarmType\" : %s\n\n",
 			       r->alarms[i]->memberid, alarm_name(r->alarms[i]->alarm));
 		break;
 	default:
