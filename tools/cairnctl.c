@@ -890,9 +890,12 @@ int main(int argc, char **argv)
 	}
 	if (is_group(name)) {
 		w2 = next_word(argc, argv, w + 1);
-		if (w2 >= 0) {
+		if (w2 >= 0)
 			snprintf(name, sizeof(name), "%s %s", argv[w], argv[w2]);
-		} else if (!strcmp(name, "inspect")) {
+		if (w2 >= 0 && (lookup(name) || strcmp(argv[w], "inspect") != 0)) {
+			/* a subcommand (or an unknown one, reported below) */
+		} else if (!strcmp(argv[w], "inspect")) {
+			w2 = -1;
 			/* `cairnctl inspect --data-dir DIR` is the summary */
 			snprintf(name, sizeof(name), "inspect summary");
 		} else {
