@@ -180,6 +180,24 @@ void ctl_prefix_end(const uint8_t *key, size_t len, uint8_t **out, size_t *out_l
 	*out_len = 1;
 }
 
+void ctl_key_range(ProtobufCBinaryData *key, ProtobufCBinaryData *end, bool prefix, bool from_key)
+{
+	static uint8_t zero[1];
+	if (prefix) {
+		if (key->len == 0) {
+			*key = (ProtobufCBinaryData){1, zero};
+			*end = (ProtobufCBinaryData){1, zero};
+		} else {
+			ctl_prefix_end(key->data, key->len, &end->data, &end->len);
+		}
+	}
+	if (from_key) {
+		if (key->len == 0)
+			*key = (ProtobufCBinaryData){1, zero};
+		*end = (ProtobufCBinaryData){1, zero};
+	}
+}
+
 /* Unquotes a Go %q string literal (the subset fmt.Sscanf accepts). */
 static char *go_unquote(const char *s, size_t len)
 {
@@ -456,8 +474,9 @@ static void fields_kv(const char *pfx, const Mvccpb__KeyValue *kv)
 	printf("\"%sLease\" : %lld\n", pfx, (long long)kv->lease);
 }
 
-static void fields_range(const Etcdserverpb__RangeResponse *r)
+static void fields_range(const void *p)
 {
+	const Etcdserverpb__RangeResponse *r = p;
 	ctl_fields_header(r->header);
 	for (size_t i = 0; i < r->n_kvs; i++)
 		fields_kv("", r->kvs[i]);
@@ -465,78 +484,82 @@ static void fields_range(const Etcdserverpb__RangeResponse *r)
 	printf("\"Count\" : %lld\n", (long long)r->count);
 }
 
-static void fields_put(const Etcdserverpb__PutResponse *r)
+static void fields_put(const void *p)
 {
+	const Etcdserverpb__PutResponse *r = p;
 	ctl_fields_header(r->header);
 	if (r->prev_kv)
 		fields_kv("PrevKV.", r->prev_kv);
 }
 
-static void fields_del(const Etcdserverpb__DeleteRangeResponse *r)
+static void fields_del(const void *p)
 {
+	const Etcdserverpb__DeleteRangeResponse *r = p;
 	ctl_fields_header(r->header);
 	printf("\"Deleted\" : %lld\n", (long long)r->deleted);
 	for (size_t i = 0; i < r->n_prev_kvs; i++)
 		fields_kv("PrevKV.", r->prev_kvs[i]);
 }
 
-void ctl_print_range(const Etcdserverpb__RangeResponse *r, bool value_only)
+/* The json and unsupported cases every KV printer shares; simple and
+ * fields are given as callbacks. */
+static void print_kv_resp(const ProtobufCMessage *m, void (*simple)(const void *, bool),
+                          bool value_only, void (*fields)(const void *))
 {
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < r->n_kvs; i++)
-			ctl_print_kv(r->kvs[i], value_only);
+		simple(m, value_only);
 		break;
 	case OUT_JSON:
-		ctl_json_msg(stdout, &r->base);
+		ctl_json_msg(stdout, m);
 		putchar('\n');
 		break;
 	case OUT_FIELDS:
-		fields_range(r);
+		fields(m);
 		break;
 	default:
 		ctl_unsupported_output();
 	}
+}
+
+static void simple_range(const void *p, bool value_only)
+{
+	const Etcdserverpb__RangeResponse *r = p;
+	for (size_t i = 0; i < r->n_kvs; i++)
+		ctl_print_kv(r->kvs[i], value_only);
+}
+
+static void simple_put(const void *p, bool value_only)
+{
+	const Etcdserverpb__PutResponse *r = p;
+	(void)value_only;
+	puts("OK");
+	if (r->prev_kv)
+		ctl_print_kv(r->prev_kv, false);
+}
+
+static void simple_del(const void *p, bool value_only)
+{
+	const Etcdserverpb__DeleteRangeResponse *r = p;
+	(void)value_only;
+	printf("%lld\n", (long long)r->deleted);
+	for (size_t i = 0; i < r->n_prev_kvs; i++)
+		ctl_print_kv(r->prev_kvs[i], false);
+}
+
+void ctl_print_range(const Etcdserverpb__RangeResponse *r, bool value_only)
+{
+	print_kv_resp(&r->base, simple_range, value_only, fields_range);
 }
 
 void ctl_print_put(const Etcdserverpb__PutResponse *r)
 {
-	switch (ctl_g.out) {
-	case OUT_SIMPLE:
-		puts("OK");
-		if (r->prev_kv)
-			ctl_print_kv(r->prev_kv, false);
-		break;
-	case OUT_JSON:
-		ctl_json_msg(stdout, &r->base);
-		putchar('\n');
-		break;
-	case OUT_FIELDS:
-		fields_put(r);
-		break;
-	default:
-		ctl_unsupported_output();
-	}
+	print_kv_resp(&r->base, simple_put, false, fields_put);
 }
 
 void ctl_print_del(const Etcdserverpb__DeleteRangeResponse *r)
 {
-	switch (ctl_g.out) {
-	case OUT_SIMPLE:
-		printf("%lld\n", (long long)r->deleted);
-		for (size_t i = 0; i < r->n_prev_kvs; i++)
-			ctl_print_kv(r->prev_kvs[i], false);
-		break;
-	case OUT_JSON:
-		ctl_json_msg(stdout, &r->base);
-		putchar('\n');
-		break;
-	case OUT_FIELDS:
-		fields_del(r);
-		break;
-	default:
-		ctl_unsupported_output();
-	}
+	print_kv_resp(&r->base, simple_del, false, fields_del);
 }
 
 void ctl_print_txn(const Etcdserverpb__TxnResponse *r)

@@ -81,6 +81,9 @@ void ctl_endpoints(bool cluster, char ***eps, size_t *n);
 int ctl_parse_duration_ms(const char *s, uint64_t *ms);
 /* clientv3.GetPrefixRangeEnd; *out is malloc'd. */
 void ctl_prefix_end(const uint8_t *key, size_t len, uint8_t **out, size_t *out_len);
+/* --prefix / --from-key as clientv3 applies them (WithPrefix, WithFromKey):
+ * an empty key means every key ("\0"); end may become a malloc'd buffer. */
+void ctl_key_range(ProtobufCBinaryData *key, ProtobufCBinaryData *end, bool prefix, bool from_key);
 /* etcdctl's argify: split a line into arguments honouring quotes. */
 int ctl_argify(const char *line, char ***argv, int *argc);
 /* Parses args against `flags` (plus the globals); positional arguments are

@@ -487,50 +487,48 @@ static int cmd_member_add(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_member_remove(int argc, char **argv)
+/* remove, update, promote: one hex id argument parsed into *id_field (the
+ * request's id), one call, then "Member %16x <verb> cluster %16x". */
+static int member_change(int argc, char **argv, const char *path, ProtobufCMessage *req,
+                         uint64_t *id_field, const ProtobufCMessageDescriptor *rd, const char *verb)
 {
 	if (argc != 1)
 		ctl_bad_args("member ID is not provided");
-	Etcdserverpb__MemberRemoveRequest req = ETCDSERVERPB__MEMBER_REMOVE_REQUEST__INIT;
-	req.id = parse_member_id(argv[0]);
-	Etcdserverpb__MemberRemoveResponse *r = (Etcdserverpb__MemberRemoveResponse *)ctl_must_call(
-	    "/etcdserverpb.Cluster/MemberRemove", &req.base,
-	    &etcdserverpb__member_remove_response__descriptor, EXIT_ERROR);
-	print_member_change("removed from", req.id, &r->base, r->header);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
+	*id_field = parse_member_id(argv[0]);
+	if (!strcmp(verb, "updated in")) {
+		Etcdserverpb__MemberUpdateRequest *u = (Etcdserverpb__MemberUpdateRequest *)req;
+		if (!*peer_urls)
+			ctl_bad_args("member peer urls not provided");
+		split_urls(peer_urls, &u->peerurls, &u->n_peerurls);
+	}
+	ProtobufCMessage *r = ctl_must_call(path, req, rd, EXIT_ERROR);
+	/* every member response starts with its header (field 1) */
+	const Etcdserverpb__ResponseHeader *h =
+	    *(Etcdserverpb__ResponseHeader *const *)((const char *)r + rd->fields[0].offset);
+	print_member_change(verb, *id_field, r, h);
+	protobuf_c_message_free_unpacked(r, NULL);
 	return 0;
+}
+
+static int cmd_member_remove(int argc, char **argv)
+{
+	Etcdserverpb__MemberRemoveRequest req = ETCDSERVERPB__MEMBER_REMOVE_REQUEST__INIT;
+	return member_change(argc, argv, "/etcdserverpb.Cluster/MemberRemove", &req.base, &req.id,
+	                     &etcdserverpb__member_remove_response__descriptor, "removed from");
 }
 
 static int cmd_member_update(int argc, char **argv)
 {
-	if (argc != 1)
-		ctl_bad_args("member ID is not provided");
 	Etcdserverpb__MemberUpdateRequest req = ETCDSERVERPB__MEMBER_UPDATE_REQUEST__INIT;
-	req.id = parse_member_id(argv[0]);
-	if (!*peer_urls)
-		ctl_bad_args("member peer urls not provided");
-	split_urls(peer_urls, &req.peerurls, &req.n_peerurls);
-	Etcdserverpb__MemberUpdateResponse *r = (Etcdserverpb__MemberUpdateResponse *)ctl_must_call(
-	    "/etcdserverpb.Cluster/MemberUpdate", &req.base,
-	    &etcdserverpb__member_update_response__descriptor, EXIT_ERROR);
-	print_member_change("updated in", req.id, &r->base, r->header);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return 0;
+	return member_change(argc, argv, "/etcdserverpb.Cluster/MemberUpdate", &req.base, &req.id,
+	                     &etcdserverpb__member_update_response__descriptor, "updated in");
 }
 
 static int cmd_member_promote(int argc, char **argv)
 {
-	if (argc != 1)
-		ctl_bad_args("member ID is not provided");
 	Etcdserverpb__MemberPromoteRequest req = ETCDSERVERPB__MEMBER_PROMOTE_REQUEST__INIT;
-	req.id = parse_member_id(argv[0]);
-	Etcdserverpb__MemberPromoteResponse *r =
-	    (Etcdserverpb__MemberPromoteResponse *)ctl_must_call(
-	        "/etcdserverpb.Cluster/MemberPromote", &req.base,
-	        &etcdserverpb__member_promote_response__descriptor, EXIT_ERROR);
-	print_member_change("promoted in", req.id, &r->base, r->header);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return 0;
+	return member_change(argc, argv, "/etcdserverpb.Cluster/MemberPromote", &req.base, &req.id,
+	                     &etcdserverpb__member_promote_response__descriptor, "promoted in");
 }
 
 static const char *const member_hdr[] = {"ID",         "Status",       "Name",

@@ -94,20 +94,7 @@ static void get_op(int argc, char **argv, Etcdserverpb__RangeRequest *r)
 	if (r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&
 	    r->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE)
 		r->sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
-	if (get_o.prefix) {
-		if (r->key.len == 0) {
-			r->key = BIN("\0", 1);
-			r->range_end = BIN("\0", 1);
-		} else {
-			ctl_prefix_end(r->key.data, r->key.len, &r->range_end.data,
-			               &r->range_end.len);
-		}
-	}
-	if (get_o.from_key) {
-		if (r->key.len == 0)
-			r->key = BIN("\0", 1);
-		r->range_end = BIN("\0", 1);
-	}
+	ctl_key_range(&r->key, &r->range_end, get_o.prefix, get_o.from_key);
 	r->keys_only = get_o.keys_only;
 	r->count_only = get_o.count_only;
 }
@@ -235,20 +222,7 @@ static void del_op(int argc, char **argv, Etcdserverpb__DeleteRangeRequest *r)
 			    "`--from-key` is set");
 		r->range_end = BIN(argv[1], strlen(argv[1]));
 	}
-	if (del_o.prefix) {
-		if (r->key.len == 0) {
-			r->key = BIN("\0", 1);
-			r->range_end = BIN("\0", 1);
-		} else {
-			ctl_prefix_end(r->key.data, r->key.len, &r->range_end.data,
-			               &r->range_end.len);
-		}
-	}
-	if (del_o.from_key) {
-		if (r->key.len == 0)
-			r->key = BIN("\0", 1);
-		r->range_end = BIN("\0", 1);
-	}
+	ctl_key_range(&r->key, &r->range_end, del_o.prefix, del_o.from_key);
 	r->prev_kv = del_o.prev_kv;
 }
 
@@ -650,15 +624,7 @@ static int cmd_watch(int argc, char **argv)
 	cr.key = BIN(key, strlen(key));
 	if (end)
 		cr.range_end = BIN(end, strlen(end));
-	if (watch_o.prefix) {
-		if (cr.key.len == 0) {
-			cr.key = BIN("\0", 1);
-			cr.range_end = BIN("\0", 1);
-		} else {
-			ctl_prefix_end(cr.key.data, cr.key.len, &cr.range_end.data,
-			               &cr.range_end.len);
-		}
-	}
+	ctl_key_range(&cr.key, &cr.range_end, watch_o.prefix, false);
 	cr.start_revision = watch_o.rev;
 	cr.prev_kv = watch_o.prev_kv;
 	cr.progress_notify = watch_o.progress_notify;
@@ -697,13 +663,8 @@ static int cmd_watch(int argc, char **argv)
 	ctl_die(EXIT_INTERRUPTED, "watch is canceled by the server");
 }
 
-static int run_get(int argc, char **argv)
-{
-	return cmd_get(argc, argv);
-}
-
 const struct ctl_cmd ctl_kv_cmds[] = {
-    {"get", run_get, "get [options] <key> [range_end]", "Gets the key or a range of keys",
+    {"get", cmd_get, "get [options] <key> [range_end]", "Gets the key or a range of keys",
      get_flags},
     {"put", cmd_put, "put [options] <key> <value> (<value> can also be given from stdin)",
      "Puts the given key into the store", put_flags},
