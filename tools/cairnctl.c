@@ -49,28 +49,27 @@ static const struct ctl_flag global_flags[] = {
 
 /* ------------------------------------------------------------------ errors */
 
+static _Noreturn void vdie(int code, const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fputs("Error: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
 void ctl_die(int code, const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("Error: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(code);
+	vdie(code, fmt, ap);
 }
 
 void ctl_bad_args(const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("Error: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(EXIT_BAD_ARGS);
+	vdie(EXIT_BAD_ARGS, fmt, ap);
 }
 
 void ctl_unsupported_output(void)

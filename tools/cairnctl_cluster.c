@@ -666,31 +666,48 @@ static int cmd_endpoint_health(int argc, char **argv)
 	return 0;
 }
 
+/* Calls every endpoint (--cluster: every member's client URLs); the
+ * responses that came back and their endpoints go to *outs / *eps_ok (both
+ * malloc'd), their count is returned. A failure is reported as etcdctl does
+ * ("Failed to get the <what> of endpoint ...") and the last one is kept in
+ * last_err ("" if none). */
+static size_t call_each(const char *path, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *rd, const char *what,
+                        ProtobufCMessage ***outs, const char ***eps_ok, char *last_err)
+{
+	char **eps;
+	size_t n, k = 0;
+	ctl_endpoints(ep_cluster, &eps, &n);
+	*outs = calloc(n + 1, sizeof(**outs));
+	*eps_ok = calloc(n + 1, sizeof(**eps_ok));
+	last_err[0] = 0;
+	for (size_t i = 0; i < n; i++) {
+		char err[CTL_ERR_LEN];
+		ProtobufCMessage *out;
+		if (call_ep(eps[i], path, req, rd, &out, err) != 0) {
+			fprintf(stderr, "Failed to get the %s of endpoint %s (%s)\n", what, eps[i],
+			        err);
+			snprintf(last_err, CTL_ERR_LEN, "%s", err);
+			continue;
+		}
+		(*eps_ok)[k] = eps[i];
+		(*outs)[k++] = out;
+	}
+	return k;
+}
+
 static int cmd_endpoint_status(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	char **eps;
-	size_t n;
-	ctl_endpoints(ep_cluster, &eps, &n);
-	Etcdserverpb__StatusResponse **rs = calloc(n + 1, sizeof(*rs));
-	const char **rep = calloc(n + 1, sizeof(*rep));
-	size_t k = 0;
-	bool failed = false;
-	for (size_t i = 0; i < n; i++) {
-		Etcdserverpb__StatusRequest req = ETCDSERVERPB__STATUS_REQUEST__INIT;
-		char err[CTL_ERR_LEN];
-		ProtobufCMessage *out;
-		if (call_ep(eps[i], "/etcdserverpb.Maintenance/Status", &req.base,
-		            &etcdserverpb__status_response__descriptor, &out, err) != 0) {
-			fprintf(stderr, "Failed to get the status of endpoint %s (%s)\n", eps[i],
-			        err);
-			failed = true;
-			continue;
-		}
-		rep[k] = eps[i];
-		rs[k++] = (Etcdserverpb__StatusResponse *)out;
-	}
+	Etcdserverpb__StatusRequest req = ETCDSERVERPB__STATUS_REQUEST__INIT;
+	Etcdserverpb__StatusResponse **rs;
+	const char **rep;
+	char last_err[CTL_ERR_LEN];
+	size_t k = call_each("/etcdserverpb.Maintenance/Status", &req.base,
+	                     &etcdserverpb__status_response__descriptor, "status",
+	                     (ProtobufCMessage ***)&rs, &rep, last_err);
+	bool failed = *last_err != 0;
 	static const char *const hdr[] = {"endpoint",  "ID",         "version",
 	                                  "db size",   "is leader",  "is learner",
 	                                  "raft term", "raft index", "raft applied index",
@@ -776,28 +793,14 @@ static int cmd_endpoint_hashkv(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	char **eps;
-	size_t n;
-	ctl_endpoints(ep_cluster, &eps, &n);
-	Etcdserverpb__HashKVResponse **rs = calloc(n + 1, sizeof(*rs));
-	const char **rep = calloc(n + 1, sizeof(*rep));
-	size_t k = 0;
-	char last_err[CTL_ERR_LEN] = "";
-	for (size_t i = 0; i < n; i++) {
-		Etcdserverpb__HashKVRequest req = ETCDSERVERPB__HASH_KVREQUEST__INIT;
-		req.revision = hashkv_rev;
-		char err[CTL_ERR_LEN];
-		ProtobufCMessage *out;
-		if (call_ep(eps[i], "/etcdserverpb.Maintenance/HashKV", &req.base,
-		            &etcdserverpb__hash_kvresponse__descriptor, &out, err) != 0) {
-			fprintf(stderr, "Failed to get the hash of endpoint %s (%s)\n", eps[i],
-			        err);
-			snprintf(last_err, sizeof(last_err), "%s", err);
-			continue;
-		}
-		rep[k] = eps[i];
-		rs[k++] = (Etcdserverpb__HashKVResponse *)out;
-	}
+	Etcdserverpb__HashKVRequest req = ETCDSERVERPB__HASH_KVREQUEST__INIT;
+	req.revision = hashkv_rev;
+	Etcdserverpb__HashKVResponse **rs;
+	const char **rep;
+	char last_err[CTL_ERR_LEN];
+	size_t k = call_each("/etcdserverpb.Maintenance/HashKV", &req.base,
+	                     &etcdserverpb__hash_kvresponse__descriptor, "hash",
+	                     (ProtobufCMessage ***)&rs, &rep, last_err);
 	static const char *const hdr[] = {"endpoint", "hash"};
 	char **cells = calloc(k * 2 + 1, sizeof(char *));
 	for (size_t i = 0; i < k; i++) {
