@@ -52,12 +52,19 @@ static void flush_conn(struct rpc_conn *conn);
 static void check_cb(uv_check_t *h)
 {
 	struct rpc_ioctx *ctx = h->data;
-	/* Flushing may make other connections dirty (a reply produced in a
-	 * write callback): loop until the list stays empty. */
-	while (ctx->dirty != NULL) {
-		struct rpc_conn *conn = ctx->dirty;
-		ctx->dirty = conn->dirty_next;
+	/* One pass over what is dirty now. A connection made dirty again while
+	 * flushing (a producer woken by on_writable) waits for the next loop
+	 * turn, so one busy connection cannot starve reads and timers. A
+	 * connection closed meanwhile is skipped by flush_conn (its memory
+	 * goes in the close phase, after this callback). */
+	struct rpc_conn *list = ctx->dirty;
+	ctx->dirty = NULL;
+	while (list != NULL) {
+		struct rpc_conn *conn = list;
+		list = conn->dirty_next;
 		conn->dirty_next = NULL;
+		if (!conn->dirty)
+			continue; /* unlinked by conn_close while waiting here */
 		conn->dirty = false;
 		flush_conn(conn);
 	}
@@ -140,6 +147,9 @@ void conn_mark_dirty(struct rpc_conn *conn)
 	}
 }
 
+/* Takes conn off the dirty list before it closes. If check_cb has already
+ * taken the list it is on, it stays linked there (clearing dirty makes
+ * check_cb skip it; its memory outlives that pass). */
 static void unlink_dirty(struct rpc_conn *conn)
 {
 	if (!conn->dirty)
@@ -147,11 +157,11 @@ static void unlink_dirty(struct rpc_conn *conn)
 	for (struct rpc_conn **pp = &conn->ctx->dirty; *pp != NULL; pp = &(*pp)->dirty_next) {
 		if (*pp == conn) {
 			*pp = conn->dirty_next;
+			conn->dirty_next = NULL;
 			break;
 		}
 	}
 	conn->dirty = false;
-	conn->dirty_next = NULL;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -332,34 +342,58 @@ void conn_close(struct rpc_conn *conn, int reason)
 
 /* ---- outbound queue ---- */
 
-int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg)
+/* Queues `len` bytes (or the packed pmsg) after an optional gRPC prefix. */
+static int push(struct h2out *o, bool prefix, const void *msg, size_t len,
+                const ProtobufCMessage *pmsg)
 {
 	if (pmsg != NULL)
 		len = protobuf_c_message_get_packed_size(pmsg);
 	if (len > UINT32_MAX)
 		return CAIRN_ETOOBIG;
-	struct out_chunk *c = malloc(sizeof(*c) + GRPC_FRAME_HDR + len);
+	size_t hdr = prefix ? GRPC_FRAME_HDR : 0;
+	struct out_chunk *c = malloc(sizeof(*c) + hdr + len);
 	if (c == NULL)
 		return CAIRN_ENOMEM;
 	c->next = NULL;
 	c->off = 0;
-	c->len = GRPC_FRAME_HDR + len;
-	grpc_frame_header(c->data, (uint32_t)len);
+	c->len = hdr + len;
+	if (prefix)
+		grpc_frame_header(c->data, (uint32_t)len);
 	if (pmsg != NULL)
-		protobuf_c_message_pack(pmsg, c->data + GRPC_FRAME_HDR);
+		protobuf_c_message_pack(pmsg, c->data + hdr);
 	else if (len > 0)
-		memcpy(c->data + GRPC_FRAME_HDR, msg, len);
+		memcpy(c->data + hdr, msg, len);
 	if (o->tail != NULL)
 		o->tail->next = c;
 	else
 		o->head = c;
 	o->tail = c;
 	o->bytes += c->len;
+	if (o->acct != NULL)
+		*o->acct += c->len;
 	return 0;
+}
+
+int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg)
+{
+	return push(o, true, msg, len, pmsg);
+}
+
+int h2out_push_raw(struct h2out *o, const void *data, size_t len)
+{
+	return push(o, false, data, len, NULL);
+}
+
+void h2out_detach(struct h2out *o)
+{
+	if (o->acct != NULL)
+		*o->acct -= o->bytes;
+	o->acct = NULL;
 }
 
 void h2out_free(struct h2out *o)
 {
+	h2out_detach(o);
 	struct out_chunk *c = o->head;
 	while (c != NULL) {
 		struct out_chunk *n = c->next;
@@ -417,6 +451,8 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 		}
 	}
 	o->bytes -= n;
+	if (o->acct != NULL)
+		*o->acct -= n;
 	if (o->head == NULL && o->fin) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (o->trailers) {

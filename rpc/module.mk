@@ -23,15 +23,24 @@ FUZZ_SECONDS ?= 60
 .PHONY: fuzz fuzz-short fuzz-rpc fuzz-rpc-short
 fuzz: fuzz-rpc
 fuzz-short: fuzz-rpc-short
-fuzz-rpc: $(FUZZ_BUILD)/fuzz_grpc_frame
+fuzz-rpc: $(FUZZ_BUILD)/fuzz_grpc_frame $(FUZZ_BUILD)/fuzz_rpc_server
 $(FUZZ_BUILD)/fuzz_grpc_frame: tests/fuzz/fuzz_grpc_frame.c rpc/grpc_wire.c rpc/http1.c \
 	common/cairn_error.c
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
 		-o $@ $^
-fuzz-rpc-short: $(FUZZ_BUILD)/fuzz_grpc_frame
-	@mkdir -p $(FUZZ_BUILD)/corpus_grpc_frame
-	$< -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus_grpc_frame
+# The whole server (sniffing, HTTP/1.1, HTTP/2 callbacks, calls, streams) fed
+# one client connection per input over a unix socket.
+$(FUZZ_BUILD)/fuzz_rpc_server: tests/fuzz/fuzz_rpc_server.c $(RPC_SRCS) common/cairn_error.c
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
+		-o $@ $^ $(PKG_LIBS)
+fuzz-rpc-short: $(FUZZ_BUILD)/fuzz_grpc_frame $(FUZZ_BUILD)/fuzz_rpc_server
+	@mkdir -p $(FUZZ_BUILD)/corpus_grpc_frame $(FUZZ_BUILD)/corpus_rpc_server
+	$(FUZZ_BUILD)/fuzz_grpc_frame -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		$(FUZZ_BUILD)/corpus_grpc_frame
+	$(FUZZ_BUILD)/fuzz_rpc_server -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		-timeout=10 $(FUZZ_BUILD)/corpus_rpc_server tests/fuzz/seeds_rpc_server
 
 $(BUILD)/tests/bin/test_rpc_client: $(BUILD)/tests/test_rpc_client.o $(BUILD)/librpc.a \
 	$(BUILD)/libcommon.a

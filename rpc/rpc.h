@@ -65,7 +65,7 @@
  *
  * HTTP/2 flow control is honoured both ways. Each server stream has a bounded
  * outbound queue: rpc_stream_send() refuses with CAIRN_EAGAIN (queueing
- * nothing) while the queue holds more than stream_high_water bytes, and
+ * nothing) while the queue holds stream_high_water bytes or more, and
  * on_writable runs once the queue has drained below half of it. A client that
  * stops reading fills its TCP window; rpc then stops reading from that
  * connection and stops producing frames for it, so its queues stop draining
@@ -73,7 +73,11 @@
  * without bound nor slow other connections. Inbound, a message larger than
  * max_recv_msg_size is answered with RESOURCE_EXHAUSTED ("grpc: received
  * message larger than max (N vs. M)", as grpc-go/etcd say) and the rest of it
- * discarded. Concurrent streams per connection are capped via SETTINGS.
+ * discarded. Concurrent streams per connection are capped via SETTINGS; a
+ * connection whose queued replies pass conn_outbound_limit (its client grants
+ * no HTTP/2 window) gets REFUSED_STREAM for new streams until they drain.
+ * Keepalive PINGs are answered by nghttp2. Not done: TLS, idle timeouts,
+ * compression (compressed messages are refused with UNIMPLEMENTED).
  */
 #ifndef CAIRN_RPC_H
 #define CAIRN_RPC_H
@@ -133,6 +137,10 @@ struct rpc_server_config {
 	size_t conn_inbound_limit;
 	/* Open connections; further accepts are closed at once. 0 = 10000. */
 	uint32_t max_connections;
+	/* Reply bytes one connection may have queued (a client that does not
+	 * grant HTTP/2 window); beyond it new streams are refused with
+	 * REFUSED_STREAM, which gRPC clients retry. 0 = 16 MiB. */
+	size_t conn_outbound_limit;
 };
 
 /* Metrics of the whole server (monotonic counters and current gauges). */
@@ -144,9 +152,10 @@ struct rpc_server_stats {
 	uint64_t streams_current; /* open now */
 	uint64_t bytes_received;
 	uint64_t bytes_sent;
-	uint64_t http1_requests;  /* HTTP/1.1 requests answered */
+	uint64_t http1_requests;  /* plain HTTP requests answered (1.1 or 2) */
 	uint64_t protocol_errors; /* connections closed on a protocol error */
 	uint64_t unknown_method;  /* calls answered UNIMPLEMENTED */
+	uint64_t streams_refused; /* over conn_outbound_limit */
 };
 
 /* Per registered method, for grpc_server_started_total/handled_total and
@@ -160,9 +169,10 @@ struct rpc_method_stats {
 	uint64_t msg_sent;
 };
 
-/* Called with the request of a unary method. `req` is valid until the
- * callback returns. The owner ends `call` exactly once, now or later (see
- * OWNERSHIP above). */
+/* Called with the request of a unary method, as soon as its one message is
+ * complete (possibly before the client's END_STREAM). `req` is valid until
+ * the callback returns. The owner ends `call` exactly once, now or later
+ * (see OWNERSHIP above). */
 typedef void (*rpc_unary_cb)(struct rpc_call *call, const uint8_t *req, size_t len, void *userdata);
 
 /* Callbacks of a streaming method (client-, server- or bidi-streaming: the
@@ -182,12 +192,16 @@ struct rpc_stream_cbs {
 	/* Last event; the stream is freed when this returns. `reason` is 0 when
 	 * the owner's rpc_stream_close() was delivered, CAIRN_ECANCELED when the
 	 * client reset or cancelled, CAIRN_ETIMEOUT when its grpc-timeout
-	 * passed (DEADLINE_EXCEEDED was sent), CAIRN_ECONNRESET when the
-	 * connection was lost, CAIRN_ECLOSED when the server closed it. */
+	 * passed (DEADLINE_EXCEEDED was sent), CAIRN_EPROTO when the client
+	 * broke the protocol on it (oversized or compressed message: the status
+	 * was sent), CAIRN_ECONNRESET when the connection was lost or was
+	 * closed on an HTTP/2 error, CAIRN_ECLOSED when the server closed it. */
 	void (*on_close)(struct rpc_stream *stream, int reason);
 };
 
-/* Answers an HTTP/1.1 GET or HEAD (path includes any query string). Fill
+/* Answers a plain HTTP GET or HEAD, over HTTP/1.1 or over HTTP/2 (curl
+ * --http2-prior-knowledge); `method` is "GET" or "HEAD" (others get 405
+ * without a call), `path` includes any query string. Fill
  * `reply`; `body` must stay valid until the next call of this callback or
  * the server is closed (rpc copies it before the callback is called again).
  * Return 0; a non-zero return answers 500. */
@@ -243,7 +257,8 @@ void rpc_server_foreach_method(const struct rpc_server *srv,
  * ends the call. Returns 0 also when the call was cancelled (nothing is sent);
  * the call is freed in every case, even on error. */
 int rpc_call_reply(struct rpc_call *call, const void *msg, size_t len);
-/* The same, packing a protobuf-c message straight into the outbound buffer. */
+/* The same, packing a protobuf-c message straight into the queued frame
+ * buffer (one allocation, no intermediate copy). */
 int rpc_call_reply_msg(struct rpc_call *call, const ProtobufCMessage *msg);
 /* Ends the call with a non-OK status and a message (UTF-8, may be NULL;
  * percent-encoded on the wire). Frees the call. */
@@ -335,13 +350,16 @@ int rpc_client_call_msg(struct rpc_client *c, const char *path, const ProtobufCM
 int rpc_client_stream_open(struct rpc_client *c, const char *path,
                            const struct rpc_client_stream_cbs *cbs, void *arg,
                            struct rpc_client_stream **out);
-/* Queues a message (no high-water limit on the client: the caller paces). */
+/* Queues a message. No high-water limit on the client: the caller paces
+ * itself with rpc_client_stream_queued() (bytes not yet handed to HTTP/2,
+ * which shrinks as the server grants window). */
 int rpc_client_stream_send(struct rpc_client_stream *s, const void *msg, size_t len);
 int rpc_client_stream_send_msg(struct rpc_client_stream *s, const ProtobufCMessage *msg);
 /* Half-closes: no more messages from this side. */
 int rpc_client_stream_half_close(struct rpc_client_stream *s);
 /* Resets the stream; on_close(CANCELLED) follows from the loop. */
 int rpc_client_stream_cancel(struct rpc_client_stream *s);
+size_t rpc_client_stream_queued(const struct rpc_client_stream *s);
 void *rpc_client_stream_data(const struct rpc_client_stream *s);
 
 /* Fails every pending call and stream with CANCELLED (their callbacks run

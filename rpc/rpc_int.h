@@ -72,6 +72,7 @@ struct h2out {
 	char *message; /* grpc-message (raw, encoded when sent), may be NULL */
 	bool deferred; /* the read callback returned NGHTTP2_ERR_DEFERRED */
 	bool attached; /* a data provider for it was submitted */
+	size_t *acct;  /* the connection's total of queued bytes, or NULL */
 };
 
 /* A TCP or unix-socket handle, seen as whatever libuv needs. */
@@ -119,6 +120,7 @@ struct rpc_conn {
 	void *streams;                /* owner's list of live streams */
 	size_t inbound;               /* bytes held by partial inbound messages */
 	unsigned nwaiting;            /* streams waiting for on_writable */
+	size_t queued;                /* bytes queued in its streams' h2out */
 };
 
 /* ---- conn.c ---- */
@@ -144,7 +146,11 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 /* Queues a message (5-byte prefix + msg, or a packed protobuf-c message when
  * pmsg != NULL). */
 int h2out_push(struct h2out *o, const void *msg, size_t len, const ProtobufCMessage *pmsg);
+/* Queues bytes as they are (a plain HTTP/2 response body). */
+int h2out_push_raw(struct h2out *o, const void *data, size_t len);
 void h2out_free(struct h2out *o);
+/* Stops counting o in its connection's total (the connection goes away). */
+void h2out_detach(struct h2out *o);
 /* Wakes a deferred data provider. */
 void h2out_resume(struct h2out *o, nghttp2_session *h2, int32_t id);
 

@@ -30,14 +30,15 @@
 #include "rpc/http1.h"
 #include "rpc/rpc_int.h"
 
-#define DEFAULT_MAX_RECV     (1536 * 1024 + 512 * 1024)
-#define DEFAULT_MAX_STREAMS  1000
-#define DEFAULT_HIGH_WATER   (256 * 1024)
-#define DEFAULT_CONN_INBOUND (64u * 1024 * 1024)
-#define DEFAULT_MAX_CONNS    10000
-#define STREAM_WINDOW        (1024 * 1024)
-#define CONN_WINDOW          (16 * 1024 * 1024)
-#define MAX_HEADER_BYTES     (64 * 1024)
+#define DEFAULT_MAX_RECV      (1536 * 1024 + 512 * 1024)
+#define DEFAULT_MAX_STREAMS   1000
+#define DEFAULT_HIGH_WATER    (256 * 1024)
+#define DEFAULT_CONN_INBOUND  (64u * 1024 * 1024)
+#define DEFAULT_MAX_CONNS     10000
+#define DEFAULT_CONN_OUTBOUND (16u * 1024 * 1024)
+#define STREAM_WINDOW         (1024 * 1024)
+#define CONN_WINDOW           (16 * 1024 * 1024)
+#define MAX_HEADER_BYTES      (64 * 1024)
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
@@ -82,10 +83,11 @@ struct h2s {
 	struct grpc_deframer df;
 	char *path;
 	char *hdrs; /* "name\0value\0" ... */
-	size_t hdrs_len;
+	size_t hdrs_len, hdrs_cap;
 	uv_timer_t timer;
 	uint64_t timeout_ms;
 	int http_error;
+	bool http_get, http_head; /* a plain HTTP GET/HEAD over HTTP/2 */
 	int close_reason;
 	bool has_timeout, timer_inited;
 	bool h2_open, owner_holds, dispatched, ended, final_sent, cancelled;
@@ -199,6 +201,7 @@ static void stream_gone(struct h2s *s, int reason)
 	if (conn != NULL) {
 		struct rpc_server *srv = conn_srv(conn);
 		RPC_DLIST_UNLINK(conn->streams, s);
+		h2out_detach(&s->out);
 		if (s->want_writable)
 			conn->nwaiting--;
 		if (conn->h2 != NULL && !conn->closing)
@@ -327,6 +330,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	s->conn = conn;
 	s->id = frame->hd.stream_id;
 	s->h2_open = true;
+	s->out.acct = &conn->queued;
 	grpc_deframer_init(&s->df, srv->cfg.max_recv_msg_size);
 	RPC_DLIST_PUSH(conn->streams, s);
 	nghttp2_session_set_stream_user_data(session, s->id, s);
@@ -356,6 +360,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		if (s->path == NULL)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	} else if (name_is(name, namelen, ":method")) {
+		s->http_get = valuelen == 3 && memcmp(value, "GET", 3) == 0;
+		s->http_head = valuelen == 4 && memcmp(value, "HEAD", 4) == 0;
 		if (!(valuelen == 4 && memcmp(value, "POST", 4) == 0))
 			s->http_error = 405;
 	} else if (name_is(name, namelen, "content-type")) {
@@ -370,10 +376,18 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		}
 	} else if (namelen > 0 && name[0] != ':' &&
 	           s->hdrs_len + namelen + valuelen + 2 <= MAX_HEADER_BYTES) {
-		char *nh = realloc(s->hdrs, s->hdrs_len + namelen + valuelen + 2);
-		if (nh == NULL)
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		s->hdrs = nh;
+		size_t need = s->hdrs_len + namelen + valuelen + 2;
+		if (need > s->hdrs_cap) {
+			size_t cap = s->hdrs_cap ? s->hdrs_cap : 256;
+			while (cap < need)
+				cap *= 2;
+			char *nb = realloc(s->hdrs, cap);
+			if (nb == NULL)
+				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+			s->hdrs = nb;
+			s->hdrs_cap = cap;
+		}
+		char *nh = s->hdrs;
 		memcpy(nh + s->hdrs_len, name, namelen);
 		nh[s->hdrs_len + namelen] = '\0';
 		memcpy(nh + s->hdrs_len + namelen + 1, value, valuelen);
@@ -423,13 +437,60 @@ static void deadline_cb(uv_timer_t *t)
 		mark_cancelled(s);
 }
 
+static void http_answer(struct rpc_server *srv, bool get, bool head, const char *path,
+                        struct rpc_http_reply *reply);
+
+/* A plain GET/HEAD over HTTP/2 (curl --http2-prior-knowledge /health): the
+ * same handler as HTTP/1.1, the body as DATA. */
+static void http2_plain(struct h2s *s)
+{
+	struct rpc_server *srv = conn_srv(s->conn);
+	struct rpc_http_reply reply;
+	http_answer(srv, s->http_get, s->http_head, s->path, &reply);
+	char st[12], clen[24];
+	snprintf(st, sizeof(st), "%d", reply.status > 0 ? reply.status : 200);
+	snprintf(clen, sizeof(clen), "%zu", reply.body_len);
+	nghttp2_nv nv[3] = {rpc_nv(":status", st),
+	                    rpc_nv("content-type", reply.content_type != NULL
+	                                               ? reply.content_type
+	                                               : "text/plain; charset=utf-8"),
+	                    rpc_nv("content-length", clen)};
+	s->bad = true;
+	s->ended = true;
+	s->headers_sent = true;
+	nghttp2_data_provider prd = {.source.ptr = &s->out, .read_callback = h2out_read_cb};
+	if (s->http_head || reply.body_len == 0 ||
+	    h2out_push_raw(&s->out, reply.body, reply.body_len) != 0) {
+		nghttp2_submit_response(s->conn->h2, s->id, nv, 3, NULL);
+	} else {
+		s->out.fin = true;
+		s->out.attached = true;
+		nghttp2_submit_response(s->conn->h2, s->id, nv, 3, &prd);
+	}
+	conn_mark_dirty(s->conn);
+}
+
 static void request_ready(struct h2s *s)
 {
 	struct rpc_conn *conn = s->conn;
 	struct rpc_server *srv = conn_srv(conn);
+	if ((s->http_get || s->http_head) && s->path != NULL) {
+		http2_plain(s);
+		return;
+	}
 	if (s->http_error != 0 || s->path == NULL) {
 		s->bad = true;
 		send_http_error(s, s->http_error != 0 ? s->http_error : 400);
+		return;
+	}
+	if (conn->queued > srv->cfg.conn_outbound_limit) {
+		/* The client is not taking its replies: take no new work. */
+		srv->stats.streams_refused++;
+		s->bad = true;
+		s->ended = true;
+		nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, s->id,
+		                          NGHTTP2_REFUSED_STREAM);
+		conn_mark_dirty(conn);
 		return;
 	}
 	struct method *m = find_method(srv, s->path);
@@ -666,6 +727,20 @@ static void srv_conn_read(struct rpc_conn *conn, const uint8_t *data, size_t len
 	http1_serve(conn);
 }
 
+/* Asks the owner's HTTP handler, or answers 405/404/500 itself. */
+static void http_answer(struct rpc_server *srv, bool get, bool head, const char *path,
+                        struct rpc_http_reply *reply)
+{
+	srv->stats.http1_requests++;
+	*reply = (struct rpc_http_reply){200, NULL, NULL, 0};
+	if (!get && !head)
+		*reply = (struct rpc_http_reply){405, NULL, "method not allowed\n", 19};
+	else if (srv->http_cb == NULL)
+		*reply = (struct rpc_http_reply){404, NULL, "not found\n", 10};
+	else if (srv->http_cb(get ? "GET" : "HEAD", path, reply, srv->http_ud) != 0)
+		*reply = (struct rpc_http_reply){500, NULL, "internal error\n", 15};
+}
+
 /* Answers the HTTP/1.1 requests in conn->in, one at a time: the next is
  * parsed when the previous response has been written (srv_conn_flushed). */
 static void http1_serve(struct rpc_conn *conn)
@@ -676,27 +751,16 @@ static void http1_serve(struct rpc_conn *conn)
 		int n = http1_parse((const char *)conn->in, conn->in_len, &req);
 		if (n == 0)
 			return;
-		struct rpc_http_reply reply = {200, NULL, NULL, 0};
+		struct rpc_http_reply reply = {400, NULL, "bad request\n", 12};
 		if (n < 0) {
-			reply.status = n == CAIRN_ETOOBIG ? 431 : 400;
-			reply.body = "bad request\n";
-			reply.body_len = 12;
+			if (n == CAIRN_ETOOBIG)
+				reply.status = 431;
 			req.keep_alive = false;
 			req.head = false;
 			n = (int)conn->in_len;
-		} else if (!req.get && !req.head) {
-			reply.status = 405;
-			reply.body = "method not allowed\n";
-			reply.body_len = 19;
-		} else if (srv->http_cb == NULL) {
-			reply.status = 404;
-			reply.body = "not found\n";
-			reply.body_len = 10;
-		} else if (srv->http_cb(req.get ? "GET" : "HEAD", req.path, &reply, srv->http_ud) !=
-		           0) {
-			reply = (struct rpc_http_reply){500, NULL, "internal error\n", 15};
+		} else {
+			http_answer(srv, req.get, req.head, req.path, &reply);
 		}
-		srv->stats.http1_requests++;
 		uint8_t *out;
 		size_t outlen;
 		if (http1_format_response(&reply, req.keep_alive, req.head, &out, &outlen) != 0) {
@@ -744,14 +808,12 @@ static void srv_conn_flushed(struct rpc_conn *conn)
 static void srv_conn_teardown(struct rpc_conn *conn, int reason)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	if (srv->closing && reason != CAIRN_EHTTP2)
-		reason = CAIRN_ECLOSED;
-	else if (reason == CAIRN_ECLOSED)
-		reason = CAIRN_ECONNRESET; /* the peer went away */
-	while (conn->streams != NULL) {
-		struct h2s *s = conn->streams;
-		stream_gone(s, reason);
-	}
+	/* What the owner hears (rpc.h, on_close): we closed it, or it was lost
+	 * (peer gone, I/O or HTTP/2 error; `reason` tells which, for logs). */
+	(void)reason;
+	int why = srv->closing ? CAIRN_ECLOSED : CAIRN_ECONNRESET;
+	while (conn->streams != NULL)
+		stream_gone(conn->streams, why);
 	conn->inbound = 0;
 }
 
@@ -822,6 +884,8 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 		srv->cfg.conn_inbound_limit = DEFAULT_CONN_INBOUND;
 	if (srv->cfg.max_connections == 0)
 		srv->cfg.max_connections = DEFAULT_MAX_CONNS;
+	if (srv->cfg.conn_outbound_limit == 0)
+		srv->cfg.conn_outbound_limit = DEFAULT_CONN_OUTBOUND;
 	if (srv->cfg.max_recv_msg_size > UINT32_MAX)
 		srv->cfg.max_recv_msg_size = UINT32_MAX;
 	int rv = ioctx_init(&srv->ctx, loop);
@@ -848,6 +912,11 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 	return 0;
 }
 
+static void listener_free(uv_handle_t *h)
+{
+	free(h->data);
+}
+
 int rpc_server_listen(struct rpc_server *srv, const char *url, int *port_out)
 {
 	struct rpc_addr addr;
@@ -872,7 +941,7 @@ int rpc_server_listen(struct rpc_server *srv, const char *url, int *port_out)
 		rv = uv_listen(&l->io.s, 1024, on_connection);
 	if (rv != 0) {
 		rpc_log("listen on %s: %s", url, uv_strerror(rv));
-		uv_close(&l->io.h, (uv_close_cb)free);
+		uv_close(&l->io.h, listener_free);
 		return CAIRN_EIO;
 	}
 	if (port_out != NULL) {

@@ -12,6 +12,7 @@
  *   /test.Echo/Flood    stream: first message "<size>": sends messages of that
  *                       size for as long as the stream is writable (then
  *                       waits for on_writable), until the client goes away
+ *   /test.Echo/Big      unary: request "<n>": replies with n bytes
  *   /test.Echo/Stats    unary: "rss_kb=N flood_sent=N flood_eagain=N ..."
  *   /etcdserverpb.Maintenance/Status  a fixed StatusResponse (for etcdctl)
  * HTTP/1.1: /health -> {"health":"true"}, /metrics -> counters; others 404.
@@ -86,6 +87,21 @@ static void fail_cb(struct rpc_call *call, const uint8_t *req, size_t len, void 
 	rpc_call_fail(call, atoi(buf), sp != NULL ? sp + 1 : NULL);
 }
 
+static void big_cb(struct rpc_call *call, const uint8_t *req, size_t len, void *ud)
+{
+	(void)ud;
+	char buf[32];
+	if (len >= sizeof(buf))
+		len = sizeof(buf) - 1;
+	memcpy(buf, req, len);
+	buf[len] = '\0';
+	size_t n = strtoull(buf, NULL, 10);
+	uint8_t *body = malloc(n + 1);
+	memset(body, 'z', n);
+	rpc_call_reply(call, body, n);
+	free(body);
+}
+
 static long rss_kb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -109,9 +125,10 @@ static void stats_cb(struct rpc_call *call, const uint8_t *req, size_t len, void
 	char buf[512];
 	int n = snprintf(buf, sizeof(buf),
 	                 "rss_kb=%ld flood_sent=%" PRIu64 " flood_eagain=%" PRIu64 " conns=%" PRIu64
-	                 " streams=%" PRIu64 " slow_cancelled=%" PRIu64 " protocol_errors=%" PRIu64,
+	                 " streams=%" PRIu64 " slow_cancelled=%" PRIu64 " protocol_errors=%" PRIu64
+	                 " refused=%" PRIu64,
 	                 rss_kb(), flood_sent, flood_eagain, st.conns_current, st.streams_current,
-	                 slow_cancelled, st.protocol_errors);
+	                 slow_cancelled, st.protocol_errors, st.streams_refused);
 	rpc_call_reply(call, buf, (size_t)n);
 }
 
@@ -285,6 +302,7 @@ int main(int argc, char **argv)
 	    rpc_server_register_unary(srv, "/test.Echo/Slow", slow_cb, NULL) != 0 ||
 	    rpc_server_register_unary(srv, "/test.Echo/Fail", fail_cb, NULL) != 0 ||
 	    rpc_server_register_unary(srv, "/test.Echo/Stats", stats_cb, NULL) != 0 ||
+	    rpc_server_register_unary(srv, "/test.Echo/Big", big_cb, NULL) != 0 ||
 	    rpc_server_register_stream(srv, "/test.Echo/Bidi", &bidi, NULL) != 0 ||
 	    rpc_server_register_stream(srv, "/test.Echo/Flood", &flood, NULL) != 0 ||
 	    rpc_server_register_unary(srv, "/etcdserverpb.Maintenance/Status", status_cb, NULL) !=

@@ -346,8 +346,10 @@ static void test_bidi(void **state)
 		int n = snprintf(b, sizeof(b), "n%d", i);
 		assert_int_equal(rpc_client_stream_send(s, b, (size_t)n), 0);
 	}
+	assert_true(rpc_client_stream_queued(s) > 0);
 	run_until(&cs.msgs, 500);
 	assert_string_equal(cs.last, "n499");
+	assert_int_equal(rpc_client_stream_queued(s), 0);
 	assert_int_equal(rpc_client_stream_half_close(s), 0);
 	run_until(&cs.closed, 1);
 	assert_int_equal(cs.status, RPC_OK);
@@ -393,6 +395,40 @@ static void test_refused(void **state)
 	assert_int_equal(rpc_client_new(&loop, "https://127.0.0.1:1", NULL, &c2), CAIRN_EADDR);
 }
 
+/* Other listeners: a unix socket and IPv6 loopback on the same server. */
+static void test_unix_and_ipv6(void **state)
+{
+	(void)state;
+	char path[64], u[80];
+	snprintf(path, sizeof(path), "/tmp/cairn-rpc-test-%d.sock", (int)uv_os_getpid());
+	snprintf(u, sizeof(u), "unix://%s", path);
+	remove(path);
+	int port = -1;
+	assert_int_equal(rpc_server_listen(srv, u, &port), 0);
+	assert_int_equal(port, 0);
+	assert_int_equal(rpc_server_listen(srv, "http://nonsense", NULL), CAIRN_EADDR);
+	assert_int_equal(rpc_server_listen(srv, url, NULL), CAIRN_EIO); /* in use */
+	const char *urls[2] = {u, NULL};
+	char v6[64];
+	if (rpc_server_listen(srv, "http://[::1]:0", &port) == 0) {
+		snprintf(v6, sizeof(v6), "http://[::1]:%d", port);
+		urls[1] = v6;
+	}
+	for (int i = 0; i < 2 && urls[i] != NULL; i++) {
+		struct rpc_client *c2;
+		assert_int_equal(rpc_client_new(&loop, urls[i], NULL, &c2), 0);
+		struct result r = {0};
+		assert_int_equal(rpc_client_call(c2, "/t.S/Echo", "via", 3, 0, unary_done, &r), 0);
+		run_until(&r.done, 1);
+		assert_int_equal(r.status, RPC_OK);
+		assert_memory_equal(r.resp, "via", 3);
+		closed_flag = 0;
+		assert_int_equal(rpc_client_close(c2, set_flag, NULL), 0);
+		run_until(&closed_flag, 1);
+	}
+	remove(path);
+}
+
 static void test_server_close_with_open_stream(void **state)
 {
 	(void)state;
@@ -430,6 +466,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_end_call_inside_cancel_cb, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bidi, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unix_and_ipv6, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_close_with_open_stream, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

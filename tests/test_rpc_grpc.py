@@ -277,6 +277,40 @@ def main():
         check("raw h2 client gets its echo", b"".join(datas) == grpc_msg(b"ok"), datas)
         s.close()
 
+        s = raw_h2(port)
+        get = b"".join(hpack_literal(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/health"), (b":authority", b"x")])
+        s.sendall(frame(H2_HEADERS, END_HEADERS | END_STREAM, 1, get))
+        frames, eof = read_frames(s, stream_ended(1))
+        body = b"".join(f[3] for f in frames if f[0] == H2_DATA and f[2] == 1)
+        check("plain GET /health over HTTP/2", body == b'{"health":"true"}', body)
+        s.close()
+
+        # Random frame soup (fixed seed): each connection may die, the server may not.
+        import random
+
+        rng = random.Random(20261126)
+        for i in range(300):
+            s = raw_h2(port)
+            out = b""
+            for j in range(rng.randint(1, 12)):
+                kind = rng.random()
+                sid = rng.choice([0, 1, 3, 5, 2, 0x7FFFFFFF])
+                if kind < 0.3:
+                    out += frame(H2_HEADERS, rng.choice([4, 5, 0, 1, 0x24]), sid, request_headers(port, rng.choice([b"/test.Echo/Echo", b"/test.Echo/Bidi", b"/x"])))
+                elif kind < 0.6:
+                    body = grpc_msg(rng.randbytes(rng.randint(0, 40))) if rng.random() < 0.5 else rng.randbytes(rng.randint(0, 40))
+                    out += frame(H2_DATA, rng.choice([0, 1, 8]), sid, body)
+                else:
+                    out += frame(rng.randint(0, 12), rng.randint(0, 255), sid, rng.randbytes(rng.randint(0, 20)))
+            try:
+                s.sendall(out)
+                s.settimeout(0.05)
+                s.recv(65536)
+            except OSError:
+                pass
+            s.close()
+        check("server survives 300 connections of random frames", echo(b"alive", timeout=5) == b"alive" and proc.poll() is None)
+
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(PREFACE[:10])  # half a preface, then nothing
         check("served while a client sits on half a preface", echo(b"p", timeout=3) == b"p")
@@ -321,6 +355,28 @@ def main():
         time.sleep(0.5)
         st3 = dict(kv.split("=") for kv in stats(b"", timeout=5).decode().split())
         check("non-reading clients' streams released", int(st3["streams"]) <= 1, st3)
+
+        # A client that grants no HTTP/2 window but keeps asking: replies
+        # queue up to the connection's limit, then new streams are refused.
+        before = rss_kb(proc.pid)
+        s = raw_h2(port)
+        s.sendall(frame(H2_SETTINGS, 0, 0, struct.pack(">HI", 4, 0)))  # INITIAL_WINDOW_SIZE 0
+        for i in range(100):
+            sid = 1 + 2 * i
+            s.sendall(frame(H2_HEADERS, END_HEADERS, sid, request_headers(port, b"/test.Echo/Big")))
+            s.sendall(frame(H2_DATA, END_STREAM, sid, grpc_msg(b"1048576")))
+        s.sendall(frame(6, 0, 0, b"12345678"))  # PING
+        frames, eof = read_frames(
+            s, lambda fr: any(f[0] == 6 and f[1] & 1 for f in fr) and sum(1 for f in fr if f[0] == H2_RST) >= 50, timeout=5
+        )
+        refused = sum(1 for f in frames if f[0] == H2_RST and f[3] == struct.pack(">I", 7))
+        after = rss_kb(proc.pid)
+        check("non-granting client: new streams REFUSED_STREAM past the limit", refused >= 50 and not eof, (refused, eof))
+        check("non-granting client: PING still answered", any(f[0] == 6 and f[1] & 1 for f in frames))
+        limit = 256 * 1024 if os.environ.get("SAN") == "1" else 48 * 1024
+        check("non-granting client: RSS bounded", after - before < limit, (before, after))
+        print("     refused %d of 100 1-MiB replies; rss +%d kB" % (refused, after - before))
+        s.close()
 
         # Thousands of idle HTTP/2 connections: accepted, cheap, others served.
         nconn = 3000 if resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 8192 else 500
