@@ -117,4 +117,9 @@ for cmd in get put del txn watch compaction "lease grant" "lease keep-alive" "me
 	# shellcheck disable=SC2086
 	check "help $cmd" "0" "$(rc "$CTL" $cmd --help)"
 done
+# bash completion (tools/cairnctl.bash) reads commands and flags from --help
+comp() { bash -c 'source tools/cairnctl.bash; PATH=$PWD/'"$BUILD"':$PATH; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _cairnctl; echo "${COMPREPLY[*]}"' _ "$@"; }
+check "completion commands" "lease" "$(comp cairnctl le)"
+check "completion subcommands" "grant revoke timetolive list keep-alive" "$(comp cairnctl lease '')"
+check "completion flags" "--prefix --print-value-only" "$(comp cairnctl get --pr)"
 finish
