@@ -103,6 +103,13 @@ check "watch compacted exit" "5" "$(rc timeout 5 "$CTL" --endpoints="$ep" watch 
 check "defrag" "Finished defragmenting etcd member[$ep]" "$(c defrag 2>&1)"
 check "snapshot save" "Snapshot saved at $tmp/snap.db" "$(c snapshot save "$tmp/snap.db" 2>&1)"
 check "snapshot file" "1" "$([ -s "$tmp/snap.db" ] && echo 1)"
+srev=$(c get foo -w json | json 'd["header"]["revision"]')
+skeys=$(c get "" --prefix --count-only -w json | json 'd["count"]')
+check "snapshot status" "$srev, $skeys" "$("$CTL" snapshot status "$tmp/snap.db" | cut -d, -f2,3 | sed 's/^ //')"
+check "snapshot status json" "$srev" "$("$CTL" snapshot status "$tmp/snap.db" -w json | json 'd["revision"]')"
+check "snapshot restore" "1" "$("$CTL" snapshot restore "$tmp/snap.db" --data-dir "$tmp/restored" 2>/dev/null | grep -c '^restored snapshot')"
+check "restored data" "$skeys keys at revision $srev" "$("$CTL" inspect keys --data-dir "$tmp/restored" | tail -1)"
+check "restore refuses existing dir" "1" "$(rc "$CTL" snapshot restore "$tmp/snap.db" --data-dir "$tmp/restored")"
 
 # globals: environment, timeouts, unreachable endpoint, help
 check "CAIRNCTL_ENDPOINTS" $'foo\nbar3' "$(CAIRNCTL_ENDPOINTS=$ep "$CTL" get foo 2>&1)"
