@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,84 @@ static const struct ctl_flag global_flags[] = {
     {"password", 0, FLAG_STR, &g_password, "", "password for authentication (not supported)"},
     {0},
 };
+
+/* ------------------------------------------------------------------ memory */
+
+/* A CLI runs one command and exits: everything it allocates lives until
+ * then. The blocks are chained from a global and freed at exit, so nothing
+ * needs a matching free and LeakSanitizer sees no leak on any exit path. */
+struct arena_blk {
+	struct arena_blk *next;
+	size_t size;
+	max_align_t data[];
+};
+static struct arena_blk *arena;
+
+static void arena_free(void)
+{
+	while (arena) {
+		struct arena_blk *b = arena;
+		arena = b->next;
+		free(b);
+	}
+}
+
+void *ctl_alloc(size_t n)
+{
+	struct arena_blk *b = calloc(1, sizeof(*b) + (n ? n : 1));
+	if (!b) {
+		fputs("Error: out of memory\n", stderr);
+		exit(EXIT_ERROR);
+	}
+	b->size = n;
+	b->next = arena;
+	arena = b;
+	return b->data;
+}
+
+void *ctl_realloc(void *old, size_t n)
+{
+	void *p = ctl_alloc(n);
+	if (old) {
+		const struct arena_blk *b =
+		    (const struct arena_blk *)((char *)old - offsetof(struct arena_blk, data));
+		memcpy(p, old, b->size < n ? b->size : n);
+	}
+	return p;
+}
+
+static void *pb_alloc(void *data, size_t size)
+{
+	(void)data;
+	return ctl_alloc(size);
+}
+
+static void pb_free(void *data, void *p)
+{
+	(void)data;
+	(void)p;
+}
+
+/* protobuf-c unpacks the responses into the arena too. */
+static ProtobufCAllocator arena_pb = {.alloc = pb_alloc, .free = pb_free};
+
+ProtobufCAllocator *ctl_pb_allocator(void)
+{
+	return &arena_pb;
+}
+
+char *ctl_strndup(const char *s, size_t n)
+{
+	size_t l = strnlen(s, n);
+	char *p = ctl_alloc(l + 1);
+	memcpy(p, s, l);
+	return p;
+}
+
+char *ctl_strdup(const char *s)
+{
+	return ctl_strndup(s, strlen(s));
+}
 
 /* ------------------------------------------------------------------ errors */
 
@@ -89,6 +168,7 @@ struct ctl_conn *ctl_conn(void)
 		if (ctl_conn_open(&g_conn, ctl_g.endpoints[0], ctl_g.dial_timeout_ms,
 		                  ctl_g.command_timeout_ms) != 0)
 			ctl_die(EXIT_BAD_CONNECTION, "bad endpoint %s", ctl_g.endpoints[0]);
+		g_conn.alloc = &arena_pb;
 		g_conn_open = true;
 	}
 	return &g_conn;
@@ -161,7 +241,7 @@ int ctl_parse_duration_ms(const char *s, uint64_t *ms)
 
 void ctl_prefix_end(const uint8_t *key, size_t len, uint8_t **out, size_t *out_len)
 {
-	uint8_t *end = malloc(len ? len : 1);
+	uint8_t *end = ctl_alloc(len ? len : 1);
 	if (!end)
 		abort();
 	memcpy(end, key, len);
@@ -200,7 +280,7 @@ void ctl_key_range(ProtobufCBinaryData *key, ProtobufCBinaryData *end, bool pref
 /* Unquotes a Go %q string literal (the subset fmt.Sscanf accepts). */
 static char *go_unquote(const char *s, size_t len)
 {
-	char *out = malloc(len + 1);
+	char *out = ctl_alloc(len + 1);
 	size_t o = 0;
 	if (!out)
 		abort();
@@ -242,7 +322,7 @@ int ctl_argify(const char *line, char ***argv, int *argc)
 {
 	/* etcdctl's regexp: "(?:[^"\\]|\\.)*" | '[^']*' | [^'"\s]\S*[^'"\s]? */
 	size_t cap = 8;
-	char **v = malloc(cap * sizeof(*v));
+	char **v = ctl_alloc(cap * sizeof(*v));
 	int n = 0;
 	const char *p = line;
 	while (*p) {
@@ -270,14 +350,14 @@ int ctl_argify(const char *line, char ***argv, int *argc)
 			if (*p != '\'')
 				return -1;
 			p++;
-			arg = strndup(start + 1, (size_t)(p - start - 2));
+			arg = ctl_strndup(start + 1, (size_t)(p - start - 2));
 		} else {
 			while (*p && !isspace((unsigned char)*p))
 				p++;
-			arg = strndup(start, (size_t)(p - start));
+			arg = ctl_strndup(start, (size_t)(p - start));
 		}
 		if ((size_t)n + 1 >= cap)
-			v = realloc(v, (cap *= 2) * sizeof(*v));
+			v = ctl_realloc(v, (cap *= 2) * sizeof(*v));
 		v[n++] = arg;
 	}
 	v[n] = NULL;
@@ -341,7 +421,7 @@ static void set_flag(const struct ctl_flag *f, const char *val, const char *show
 
 void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos)
 {
-	char **out = calloc((size_t)argc + 1, sizeof(*out));
+	char **out = ctl_alloc(((size_t)argc + 1) * sizeof(*out));
 	int n = 0;
 	bool only_pos = false;
 	for (int i = 0; i < argc; i++) {
@@ -394,7 +474,7 @@ static void print_bytes_line(const uint8_t *p, size_t len)
 	if (ctl_g.hex) {
 		for (size_t i = 0; i < len; i++)
 			printf("\\x%02x", p[i]);
-	} else {
+	} else if (len) {
 		fwrite(p, 1, len, stdout);
 	}
 	putchar('\n');
@@ -729,15 +809,14 @@ void ctl_endpoints(bool cluster, char ***eps, size_t *n)
 	    "/etcdserverpb.Cluster/MemberList", &req.base,
 	    &etcdserverpb__member_list_response__descriptor, EXIT_ERROR);
 	size_t cap = 4, k = 0;
-	char **out = malloc(cap * sizeof(*out));
+	char **out = ctl_alloc(cap * sizeof(*out));
 	for (size_t i = 0; i < r->n_members; i++) {
 		for (size_t j = 0; j < r->members[i]->n_clienturls; j++) {
 			if (k == cap)
-				out = realloc(out, (cap *= 2) * sizeof(*out));
-			out[k++] = strdup(r->members[i]->clienturls[j]);
+				out = ctl_realloc(out, (cap *= 2) * sizeof(*out));
+			out[k++] = ctl_strdup(r->members[i]->clienturls[j]);
 		}
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	*eps = out;
 	*n = k;
 }
@@ -856,13 +935,13 @@ static void env_flags(void)
 
 static void split_endpoints(void)
 {
-	char *s = strdup(g_endpoints);
+	char *s = ctl_strdup(g_endpoints);
 	size_t cap = 4;
-	ctl_g.endpoints = malloc(cap * sizeof(char *));
+	ctl_g.endpoints = ctl_alloc(cap * sizeof(char *));
 	ctl_g.n_endpoints = 0;
 	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
 		if (ctl_g.n_endpoints == cap)
-			ctl_g.endpoints = realloc(ctl_g.endpoints, (cap *= 2) * sizeof(char *));
+			ctl_g.endpoints = ctl_realloc(ctl_g.endpoints, (cap *= 2) * sizeof(char *));
 		ctl_g.endpoints[ctl_g.n_endpoints++] = tok;
 	}
 	if (ctl_g.n_endpoints == 0)
@@ -891,6 +970,7 @@ static int next_word(int argc, char **argv, int i)
 
 int main(int argc, char **argv)
 {
+	atexit(arena_free);
 	env_flags();
 	bool help = false;
 	for (int i = 1; i < argc; i++) {
@@ -936,7 +1016,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	/* Everything but the command words goes to the flag parser. */
-	char **rest = calloc((size_t)argc, sizeof(*rest));
+	char **rest = ctl_alloc((size_t)argc * sizeof(*rest));
 	int nrest = 0;
 	for (int i = 1; i < argc; i++)
 		if (i != w && i != w2)
@@ -964,7 +1044,5 @@ int main(int argc, char **argv)
 	int rc = c->run(npos, pos);
 	fflush(stdout);
 	close_conn();
-	free(pos);
-	free(rest);
 	return rc;
 }

@@ -77,6 +77,14 @@ ProtobufCMessage *ctl_must_call(const char *path, const ProtobufCMessage *req,
 /* The endpoints of every member (--cluster) or the given ones. */
 void ctl_endpoints(bool cluster, char ***eps, size_t *n);
 
+/* ---- memory: freed at exit (see cairnctl.c), never free() these ---- */
+void *ctl_alloc(size_t n); /* zeroed */
+void *ctl_realloc(void *old, size_t n);
+char *ctl_strdup(const char *s);
+char *ctl_strndup(const char *s, size_t n);
+/* For protobuf_c_message_unpack: the arena (nothing to free). */
+ProtobufCAllocator *ctl_pb_allocator(void);
+
 /* ---- parsing ---- */
 int ctl_parse_duration_ms(const char *s, uint64_t *ms);
 /* clientv3.GetPrefixRangeEnd; *out is malloc'd. */

@@ -195,7 +195,6 @@ static int cmd_inspect_keys(int argc, char **argv)
 	store_range_resp_free(&resp);
 	store_rtxn_end(r);
 	store_close(s);
-	free(end);
 	return 0;
 }
 
