@@ -22,6 +22,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -44,6 +45,7 @@ static struct {
 	int64_t streams, watchers_per_stream, put_total, put_rate, txn_ops;
 	const char *cmd;
 	const char *range_key, *range_end;
+	const char *dir;
 	char **eps;
 	size_t n_eps;
 	bool quiet;
@@ -65,7 +67,7 @@ static struct {
 static void usage(void)
 {
 	printf("Usage: cairn-bench [flags] <put|range KEY [END]|txn-put|watch|watch-latency|"
-	       "lease-keepalive> [flags]\n\n"
+	       "lease-keepalive|fsync --dir DIR> [flags]\n\n"
 	       "  --endpoints LIST        comma-separated endpoints (default 127.0.0.1:2379)\n"
 	       "  --conns N               gRPC connections (default 1)\n"
 	       "  --clients N             concurrent clients (default 1)\n"
@@ -82,6 +84,7 @@ static void usage(void)
 	       "  --put-total N           watch-latency: puts (default 1000)\n"
 	       "  --put-rate N            watch-latency: puts per second (default 100)\n"
 	       "  --server-pid PID        server to measure (default: found by port)\n"
+	       "  --dir DIR               fsync: directory on the filesystem to test\n"
 	       "  --quiet                 summary line only\n");
 }
 
@@ -141,6 +144,10 @@ static int parse_args(int argc, char **argv)
 		}
 		if (IS("endpoints")) {
 			o.endpoints = val;
+			continue;
+		}
+		if (IS("dir")) {
+			o.dir = val;
 			continue;
 		}
 		if (IS("consistency")) {
@@ -751,6 +758,38 @@ static void report(double secs, long pid, const struct proc_sample *p0,
 	       p1->ok ? (double)p1->rss_kb / 1024.0 : -1);
 }
 
+/* ---------------------------------------------------------------- fsync */
+
+/* The disk's durable-write latency: --total rounds of a 4 KiB overwrite
+ * plus fdatasync in a scratch file under --dir (what one raft batch costs
+ * at least, whatever the server). */
+static int run_fsync(void)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/cairn-bench-fsync.%ld", o.dir ? o.dir : ".",
+	         (long)getpid());
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "cannot create %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	char page[4096];
+	memset(page, 'f', sizeof(page));
+	for (int64_t i = 0; i < o.total; i++) {
+		uint64_t t0 = uv_hrtime();
+		if (pwrite(fd, page, sizeof(page), (off_t)((i % 16) * 4096)) !=
+		        (ssize_t)sizeof(page) ||
+		    fdatasync(fd) != 0) {
+			record(0, RPC_UNKNOWN, strerror(errno));
+			continue;
+		}
+		record(uv_hrtime() - t0, RPC_OK, "");
+	}
+	close(fd);
+	unlink(path);
+	return 0;
+}
+
 /* --------------------------------------------------------------- main */
 
 static void run_until(bool (*done)(void))
@@ -807,7 +846,12 @@ int main(int argc, char **argv)
 	struct proc_sample p0, p1;
 	proc_sample(pid, &p0);
 	t_start = uv_hrtime();
-	if (!strcmp(o.cmd, "put") || !strcmp(o.cmd, "range") || !strcmp(o.cmd, "txn-put")) {
+	if (!strcmp(o.cmd, "fsync")) {
+		pid = 0;
+		if (run_fsync() != 0)
+			return 2;
+		t_end = uv_hrtime();
+	} else if (!strcmp(o.cmd, "put") || !strcmp(o.cmd, "range") || !strcmp(o.cmd, "txn-put")) {
 		if (o.txn_ops < 1 || o.txn_ops > 64 || o.key_size > 255) {
 			fprintf(stderr, "--txn-ops must be 1..64 and --key-size <= 255\n");
 			return 2;

@@ -148,7 +148,7 @@ int ctl_call(struct ctl_conn *c, const char *path, const ProtobufCMessage *req,
 		}
 		int rc = p.status;
 		if (rc == RPC_OK) {
-			*out = protobuf_c_message_unpack(rd, NULL, p.len, p.resp);
+			*out = protobuf_c_message_unpack(rd, c->alloc, p.len, p.resp);
 			if (!*out) {
 				snprintf(
 				    err, CTL_ERR_LEN,

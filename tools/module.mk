@@ -5,7 +5,7 @@
 #   BENCH_QUICK=1         a shorter run
 
 CTL_SRCS := tools/cairnctl.c tools/cairnctl_kv.c tools/cairnctl_cluster.c \
-	tools/cairnctl_inspect.c tools/ctl_client.c tools/ctl_json.c
+	tools/cairnctl_inspect.c tools/cairnctl_snapshot.c tools/ctl_client.c tools/ctl_json.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 $(CTL_OBJS): $(BUILD)/proto/internal.pb-c.h
 
