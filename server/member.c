@@ -553,10 +553,10 @@ static void on_tick(uv_timer_t *t)
 	raft_get_status(m->raft, &st);
 	uint64_t idx = 0;
 	if (st.snap_index == 0 && m->applied_index >= 1)
-		/* The bootstrap configuration is not in the log: compact the
-		 * first entries at once so that a member joining later starts
-		 * from a snapshot, which carries it. */
-		idx = m->applied_index;
+		/* The bootstrap configuration is not in the log: compact its
+		 * first entry at once so that a member joining later (whose log
+		 * is empty) starts from a snapshot, which carries it. */
+		idx = 1;
 	else if (m->applied_index > m->last_log_compact + (uint64_t)m->cfg->snapshot_count &&
 	         m->applied_index > keep)
 		idx = m->applied_index - keep;
