@@ -79,7 +79,7 @@ check "lease revoke" "lease $lid revoked" "$(c lease revoke "$lid" 2>&1)"
 check "lease key gone" "" "$(c get lk 2>&1)"
 check "lease timetolive expired" "lease $lid already expired" "$(c lease timetolive "$lid" 2>&1)"
 check "lease revoke missing" "Error: failed to revoke lease (etcdserver: requested lease not found)" "$(c lease revoke "$lid" 2>&1)"
-check "lease keep-alive missing" "Error: etcdserver: requested lease not found" "$(c lease keep-alive --once "$lid" 2>&1)"
+check "lease keep-alive missing" "Error: etcdserver: requested lease not found" "$(c lease keep-alive --once 1234 2>&1)"
 check "lease bad id" "128" "$(rc c lease revoke zz)"
 
 # cluster and maintenance
