@@ -379,6 +379,28 @@ static const struct ctl_flag member_update_flags[] = {
     {0},
 };
 
+/* The simple printer's rows: cells joined by ", ". */
+static void print_rows(char **cells, size_t ncols, size_t stride, size_t nrows)
+{
+	for (size_t i = 0; i < nrows; i++)
+		for (size_t c = 0; c < ncols; c++)
+			printf("%s%s", cells[i * stride + c], c + 1 < ncols ? ", " : "\n");
+}
+
+/* [{"Endpoint":"...","<key>":{...}}, ...] as etcdctl's epStatus/epHashKV. */
+static void json_ep_list(const char *key, const char **eps, ProtobufCMessage **msgs, size_t n)
+{
+	putchar('[');
+	for (size_t i = 0; i < n; i++) {
+		printf("%s{\"Endpoint\":", i ? "," : "");
+		ctl_json_str(stdout, eps[i], strlen(eps[i]));
+		printf(",\"%s\":", key);
+		ctl_json_msg(stdout, msgs[i]);
+		putchar('}');
+	}
+	puts("]");
+}
+
 static void member_table_row(const Etcdserverpb__Member *m, char **row)
 {
 	char buf[1024];
@@ -542,10 +564,7 @@ static int cmd_member_list(int argc, char **argv)
 		member_table_row(r->members[i], cells + i * 6);
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < r->n_members; i++)
-			printf("%s, %s, %s, %s, %s, %s\n", cells[i * 6], cells[i * 6 + 1],
-			       cells[i * 6 + 2], cells[i * 6 + 3], cells[i * 6 + 4],
-			       cells[i * 6 + 5]);
+		print_rows(cells, 6, 6, r->n_members);
 		break;
 	case OUT_JSON:
 		json_line(&r->base);
@@ -740,21 +759,10 @@ static int cmd_endpoint_status(int argc, char **argv)
 	}
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < k; i++) {
-			for (size_t c = 0; c < 10; c++)
-				printf("%s%s", cells[i * 11 + c], c < 9 ? ", " : "\n");
-		}
+		print_rows(cells, 10, 11, k);
 		break;
 	case OUT_JSON:
-		putchar('[');
-		for (size_t i = 0; i < k; i++) {
-			printf("%s{\"Endpoint\":", i ? "," : "");
-			ctl_json_str(stdout, rep[i], strlen(rep[i]));
-			fputs(",\"Status\":", stdout);
-			ctl_json_msg(stdout, &rs[i]->base);
-			putchar('}');
-		}
-		puts("]");
+		json_ep_list("Status", rep, (ProtobufCMessage **)rs, k);
 		break;
 	case OUT_TABLE:
 		ctl_print_table_stride(hdr, 10, 11, cells, k);
@@ -803,19 +811,10 @@ static int cmd_endpoint_hashkv(int argc, char **argv)
 	}
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < k; i++)
-			printf("%s, %s\n", cells[i * 2], cells[i * 2 + 1]);
+		print_rows(cells, 2, 2, k);
 		break;
 	case OUT_JSON:
-		putchar('[');
-		for (size_t i = 0; i < k; i++) {
-			printf("%s{\"Endpoint\":", i ? "," : "");
-			ctl_json_str(stdout, rep[i], strlen(rep[i]));
-			fputs(",\"HashKV\":", stdout);
-			ctl_json_msg(stdout, &rs[i]->base);
-			putchar('}');
-		}
-		puts("]");
+		json_ep_list("HashKV", rep, (ProtobufCMessage **)rs, k);
 		break;
 	case OUT_TABLE:
 		ctl_print_table(hdr, 2, cells, k);
