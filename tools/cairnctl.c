@@ -830,6 +830,7 @@ static const struct {
     {ctl_kv_cmds, &ctl_n_kv_cmds},
     {ctl_cluster_cmds, &ctl_n_cluster_cmds},
     {ctl_snapshot_cmds, &ctl_n_snapshot_cmds},
+    {ctl_check_cmds, &ctl_n_check_cmds},
     {ctl_inspect_cmds, &ctl_n_inspect_cmds},
 };
 

@@ -129,6 +129,8 @@ extern const struct ctl_cmd ctl_kv_cmds[];
 extern const size_t ctl_n_kv_cmds;
 extern const struct ctl_cmd ctl_cluster_cmds[];
 extern const size_t ctl_n_cluster_cmds;
+extern const struct ctl_cmd ctl_check_cmds[];
+extern const size_t ctl_n_check_cmds;
 extern const struct ctl_cmd ctl_snapshot_cmds[];
 extern const size_t ctl_n_snapshot_cmds;
 extern const struct ctl_cmd ctl_inspect_cmds[];
