@@ -117,6 +117,9 @@ static int cmd_lease_revoke(int argc, char **argv)
 	case OUT_SIMPLE:
 		printf("lease %016" PRIx64 " revoked\n", (uint64_t)req.id);
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
+		break;
 	case OUT_JSON:
 		json_line(&r->base);
 		break;
@@ -451,6 +454,9 @@ static void print_member_change(const char *verb, uint64_t id, const ProtobufCMe
 		printf("Member %16" PRIx64 " %s cluster %16" PRIx64 "\n", id, verb,
 		       h ? h->cluster_id : 0);
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(r);
+		break;
 	case OUT_JSON:
 		json_line(r);
 		break;
@@ -565,6 +571,9 @@ static int cmd_member_list(int argc, char **argv)
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
 		print_rows(cells, 6, 6, r->n_members);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
 		break;
 	case OUT_JSON:
 		json_line(&r->base);
@@ -850,6 +859,9 @@ static void print_alarms(const Etcdserverpb__AlarmResponse *r)
 			printf("memberID:%" PRIu64 " alarm:%s \n", r->alarms[i]->memberid,
 			       alarm_name(r->alarms[i]->alarm));
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
+		break;
 	case OUT_JSON:
 		json_line(&r->base);
 		break;
@@ -1075,6 +1087,9 @@ static int cmd_move_leader(int argc, char **argv)
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
 		printf("Leadership transferred from %" PRIx64 " to %llx\n", leader_id, target);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(out);
 		break;
 	case OUT_JSON:
 		json_line(out);
