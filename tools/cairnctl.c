@@ -596,9 +596,20 @@ static void print_kv_resp(const ProtobufCMessage *m, void (*simple)(const void *
 	case OUT_FIELDS:
 		fields(m);
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(m);
+		break;
 	default:
 		ctl_unsupported_output();
 	}
+}
+
+void ctl_print_pb(const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = ctl_alloc(n);
+	protobuf_c_message_pack(m, buf);
+	fwrite(buf, 1, n, stdout);
 }
 
 static void simple_range(const void *p, bool value_only)
@@ -663,6 +674,9 @@ void ctl_print_txn(const Etcdserverpb__TxnResponse *r)
 				printf("unexpected response %d\n", (int)op->response_case);
 			}
 		}
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
 		break;
 	case OUT_JSON:
 		ctl_json_msg(stdout, &r->base);
@@ -830,6 +844,7 @@ static const struct {
     {ctl_kv_cmds, &ctl_n_kv_cmds},
     {ctl_cluster_cmds, &ctl_n_cluster_cmds},
     {ctl_snapshot_cmds, &ctl_n_snapshot_cmds},
+    {ctl_check_cmds, &ctl_n_check_cmds},
     {ctl_inspect_cmds, &ctl_n_inspect_cmds},
 };
 

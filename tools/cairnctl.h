@@ -107,6 +107,8 @@ void ctl_print_range(const Etcdserverpb__RangeResponse *r, bool value_only);
 void ctl_print_put(const Etcdserverpb__PutResponse *r);
 void ctl_print_del(const Etcdserverpb__DeleteRangeResponse *r);
 void ctl_print_txn(const Etcdserverpb__TxnResponse *r);
+/* -w protobuf: the response's wire bytes, as etcdctl's printPB. */
+void ctl_print_pb(const ProtobufCMessage *m);
 /* Go's "%v" of a time.Duration given in nanoseconds. */
 void ctl_go_duration(uint64_t ns, char *buf, size_t len);
 /* go-humanize Bytes(): "20 kB". */
@@ -129,6 +131,8 @@ extern const struct ctl_cmd ctl_kv_cmds[];
 extern const size_t ctl_n_kv_cmds;
 extern const struct ctl_cmd ctl_cluster_cmds[];
 extern const size_t ctl_n_cluster_cmds;
+extern const struct ctl_cmd ctl_check_cmds[];
+extern const size_t ctl_n_check_cmds;
 extern const struct ctl_cmd ctl_snapshot_cmds[];
 extern const size_t ctl_n_snapshot_cmds;
 extern const struct ctl_cmd ctl_inspect_cmds[];

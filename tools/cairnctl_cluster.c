@@ -117,6 +117,9 @@ static int cmd_lease_revoke(int argc, char **argv)
 	case OUT_SIMPLE:
 		printf("lease %016" PRIx64 " revoked\n", (uint64_t)req.id);
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
+		break;
 	case OUT_JSON:
 		json_line(&r->base);
 		break;
@@ -379,6 +382,28 @@ static const struct ctl_flag member_update_flags[] = {
     {0},
 };
 
+/* The simple printer's rows: cells joined by ", ". */
+static void print_rows(char **cells, size_t ncols, size_t stride, size_t nrows)
+{
+	for (size_t i = 0; i < nrows; i++)
+		for (size_t c = 0; c < ncols; c++)
+			printf("%s%s", cells[i * stride + c], c + 1 < ncols ? ", " : "\n");
+}
+
+/* [{"Endpoint":"...","<key>":{...}}, ...] as etcdctl's epStatus/epHashKV. */
+static void json_ep_list(const char *key, const char **eps, ProtobufCMessage **msgs, size_t n)
+{
+	putchar('[');
+	for (size_t i = 0; i < n; i++) {
+		printf("%s{\"Endpoint\":", i ? "," : "");
+		ctl_json_str(stdout, eps[i], strlen(eps[i]));
+		printf(",\"%s\":", key);
+		ctl_json_msg(stdout, msgs[i]);
+		putchar('}');
+	}
+	puts("]");
+}
+
 static void member_table_row(const Etcdserverpb__Member *m, char **row)
 {
 	char buf[1024];
@@ -428,6 +453,9 @@ static void print_member_change(const char *verb, uint64_t id, const ProtobufCMe
 	case OUT_SIMPLE:
 		printf("Member %16" PRIx64 " %s cluster %16" PRIx64 "\n", id, verb,
 		       h ? h->cluster_id : 0);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(r);
 		break;
 	case OUT_JSON:
 		json_line(r);
@@ -542,10 +570,10 @@ static int cmd_member_list(int argc, char **argv)
 		member_table_row(r->members[i], cells + i * 6);
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < r->n_members; i++)
-			printf("%s, %s, %s, %s, %s, %s\n", cells[i * 6], cells[i * 6 + 1],
-			       cells[i * 6 + 2], cells[i * 6 + 3], cells[i * 6 + 4],
-			       cells[i * 6 + 5]);
+		print_rows(cells, 6, 6, r->n_members);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
 		break;
 	case OUT_JSON:
 		json_line(&r->base);
@@ -740,21 +768,10 @@ static int cmd_endpoint_status(int argc, char **argv)
 	}
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < k; i++) {
-			for (size_t c = 0; c < 10; c++)
-				printf("%s%s", cells[i * 11 + c], c < 9 ? ", " : "\n");
-		}
+		print_rows(cells, 10, 11, k);
 		break;
 	case OUT_JSON:
-		putchar('[');
-		for (size_t i = 0; i < k; i++) {
-			printf("%s{\"Endpoint\":", i ? "," : "");
-			ctl_json_str(stdout, rep[i], strlen(rep[i]));
-			fputs(",\"Status\":", stdout);
-			ctl_json_msg(stdout, &rs[i]->base);
-			putchar('}');
-		}
-		puts("]");
+		json_ep_list("Status", rep, (ProtobufCMessage **)rs, k);
 		break;
 	case OUT_TABLE:
 		ctl_print_table_stride(hdr, 10, 11, cells, k);
@@ -803,19 +820,10 @@ static int cmd_endpoint_hashkv(int argc, char **argv)
 	}
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < k; i++)
-			printf("%s, %s\n", cells[i * 2], cells[i * 2 + 1]);
+		print_rows(cells, 2, 2, k);
 		break;
 	case OUT_JSON:
-		putchar('[');
-		for (size_t i = 0; i < k; i++) {
-			printf("%s{\"Endpoint\":", i ? "," : "");
-			ctl_json_str(stdout, rep[i], strlen(rep[i]));
-			fputs(",\"HashKV\":", stdout);
-			ctl_json_msg(stdout, &rs[i]->base);
-			putchar('}');
-		}
-		puts("]");
+		json_ep_list("HashKV", rep, (ProtobufCMessage **)rs, k);
 		break;
 	case OUT_TABLE:
 		ctl_print_table(hdr, 2, cells, k);
@@ -850,6 +858,9 @@ static void print_alarms(const Etcdserverpb__AlarmResponse *r)
 		for (size_t i = 0; i < r->n_alarms; i++)
 			printf("memberID:%" PRIu64 " alarm:%s \n", r->alarms[i]->memberid,
 			       alarm_name(r->alarms[i]->alarm));
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
 		break;
 	case OUT_JSON:
 		json_line(&r->base);
@@ -1076,6 +1087,9 @@ static int cmd_move_leader(int argc, char **argv)
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
 		printf("Leadership transferred from %" PRIx64 " to %llx\n", leader_id, target);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(out);
 		break;
 	case OUT_JSON:
 		json_line(out);

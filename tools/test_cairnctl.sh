@@ -79,7 +79,7 @@ check "lease revoke" "lease $lid revoked" "$(c lease revoke "$lid" 2>&1)"
 check "lease key gone" "" "$(c get lk 2>&1)"
 check "lease timetolive expired" "lease $lid already expired" "$(c lease timetolive "$lid" 2>&1)"
 check "lease revoke missing" "Error: failed to revoke lease (etcdserver: requested lease not found)" "$(c lease revoke "$lid" 2>&1)"
-check "lease keep-alive missing" "Error: etcdserver: requested lease not found" "$(c lease keep-alive --once "$lid" 2>&1)"
+check "lease keep-alive missing" "Error: etcdserver: requested lease not found" "$(c lease keep-alive --once 1234 2>&1)"
 check "lease bad id" "128" "$(rc c lease revoke zz)"
 
 # cluster and maintenance
@@ -110,6 +110,17 @@ check "snapshot status json" "$srev" "$("$CTL" snapshot status "$tmp/snap.db" -w
 check "snapshot restore" "1" "$("$CTL" snapshot restore "$tmp/snap.db" --data-dir "$tmp/restored" 2>/dev/null | grep -c '^restored snapshot')"
 check "restored data" "$skeys keys at revision $srev" "$("$CTL" inspect keys --data-dir "$tmp/restored" | tail -1)"
 check "restore refuses existing dir" "1" "$(rc "$CTL" snapshot restore "$tmp/snap.db" --data-dir "$tmp/restored")"
+
+# check perf (short): its verdict depends on the machine, its shape and
+# clean-up do not
+perf=$(c check perf --duration 2 2>&1)
+check "check perf lines" "1" "$(grep -cE '^(PASS|FAIL): Throughput' <<<"$perf")"
+check "check perf verdict" "1" "$(tail -1 <<<"$perf" | grep -cxE 'PASS|FAIL')"
+check "check perf cleans up" "0" "$(c get /etcdctl-check-perf/ --prefix --count-only -w json | json 'd.get("count", 0)')"
+c put /etcdctl-check-perf/x y >/dev/null
+check "check perf busy prefix" "3" "$(rc c check perf --duration 1)"
+c del /etcdctl-check-perf/x >/dev/null
+check "check perf bad load" "4" "$(rc c check perf --load huge)"
 
 # globals: environment, timeouts, unreachable endpoint, help
 check "CAIRNCTL_ENDPOINTS" $'foo\nbar3' "$(CAIRNCTL_ENDPOINTS=$ep "$CTL" get foo 2>&1)"
