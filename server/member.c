@@ -830,6 +830,28 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	rc.pre_vote = true;
 	rc.check_quorum = true;
 	rc.initial_conf = fresh && !joining ? &conf : NULL;
+	if (fresh && !joining && m->applied_index > 0) {
+		/* A data directory made by `cairnctl snapshot restore`: the store
+		 * holds data applied up to some index of an old log, and no
+		 * membership. The new cluster's log starts after that index, as
+		 * if a snapshot at it had been installed, so nothing is skipped. */
+		struct raft_snapshot_meta meta = {0};
+		meta.index = m->applied_index;
+		meta.term = 1;
+		meta.conf = conf;
+		struct raft_update up = {0};
+		up.snapshot = &meta;
+		up.hard_state.term = 1;
+		up.hard_state.commit = m->applied_index;
+		up.hard_state_changed = true;
+		if ((rv = raft_lmdb_write_own(m->rl, &up))) {
+			free(boot);
+			return rv;
+		}
+		char idx[24];
+		snprintf(idx, sizeof(idx), "%" PRIu64, m->applied_index);
+		srv_log(log, SRV_LOG_INFO, "starting from a restored snapshot", "index", idx, NULL);
+	}
 	struct raft_storage rs = raft_lmdb_storage(m->rl);
 	if ((rv = raft_new(&rc, &rs, &m->raft))) {
 		free(boot);

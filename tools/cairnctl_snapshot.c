@@ -13,11 +13,9 @@
  * --initial-cluster flags on first start, keeping the data and revisions.
  * The SHA-256 trailer is stripped, not verified (no SHA-256 in tools/ yet).
  *
- * LIMITATION: the store's applied raft index is kept (the store API cannot
- * move it back), while the restored member starts a new raft log at 1; until
- * cairnd treats "no membership record, applied index > 0" as a restored
- * member (and starts its log after that index), a restored member serves
- * reads but its writes are not applied. restore says so on stderr.
+ * The store keeps its applied raft index; cairnd sees "no membership record,
+ * applied index > 0" as a restored member and starts the new cluster's raft
+ * log after that index (server/member.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -218,9 +216,6 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	store_close(s);
 	if (rc != 0)
 		ctl_die(EXIT_ERROR, "restore: %s", cairn_strerror(rc));
-	fprintf(stderr, "warning: cairnd does not yet restart its raft log after the restored "
-	                "applied index: the restored member serves reads, writes need "
-	                "server support\n");
 	printf("restored snapshot %s into %s; start cairnd with --data-dir %s --name %s "
 	       "--initial-cluster %s --initial-advertise-peer-urls %s\n",
 	       argv[0], top, top, ro.name, ro.initial_cluster, ro.peer_urls);
