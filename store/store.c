@@ -319,12 +319,14 @@ int meta_put_i64(MDB_txn *t, MDB_dbi meta, const char *name, int64_t v)
 	return store_lmdb_err(mdb_put(t, meta, &k, &d, 0));
 }
 
-/* Reads rev, compact, applied and keys; a fresh store has none of them. */
+/* Reads rev, compact, applied and keys. A fresh store has none of them and
+ * is at revision 1, as etcd's empty store is (its first write is revision
+ * 2); "rev" is written by the first mutation. */
 static int meta_load(MDB_txn *t, MDB_dbi meta, int64_t *rev, int64_t *compact, uint64_t *applied,
                      uint64_t *keys)
 {
 	const char *names[4] = {"rev", "compact", "applied", "keys"};
-	int64_t vals[4] = {0, 0, 0, 0};
+	int64_t vals[4] = {1, 0, 0, 0};
 	for (int i = 0; i < 4; i++) {
 		int rc = meta_get_i64(t, meta, names[i], &vals[i]);
 		if (rc && rc != CAIRN_ENOTFOUND)
