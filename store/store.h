@@ -171,6 +171,15 @@ int store_wtxn_set_applied(struct store_wtxn *w, uint64_t index);
  * data NULL deletes it. */
 int store_wtxn_set_meta(struct store_wtxn *w, const char *name, const void *data, size_t len);
 
+/* Reads the blob stored under `name` as the batch sees it: committed state
+ * plus this batch's own store_wtxn_set_meta calls. *data points into the
+ * map, read-only: valid until the next write in this wtxn (any mutation,
+ * set_* or compaction call, or a write through store_wtxn_mdb) or its
+ * commit/abort, whichever comes first; copy it to keep it longer.
+ * CAIRN_ENOTFOUND if unset (never set, or deleted), CAIRN_EINVAL for a bad
+ * name, the wtxn's error if it has failed. */
+int store_wtxn_get_meta(struct store_wtxn *w, const char *name, const void **data, size_t *len);
+
 /* ------------------------------------------------------------------------ */
 /* Read transactions                                                          */
 

@@ -675,6 +675,67 @@ static void test_batch_with_failing_op(void **state)
 	assert_int_equal(tu_rev(S), 3);
 }
 
+/* store_wtxn_get_meta sees the batch's own writes and deletes; what it
+ * sees is what store_rtxn_get_meta sees after the commit. */
+static void test_wtxn_meta(void **state)
+{
+	struct store_wtxn *w;
+	const void *m;
+	size_t ml;
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), CAIRN_ENOTFOUND);
+	assert_int_equal(store_wtxn_set_meta(w, "cluster", "one", 3), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_int_equal(ml, 3);
+	assert_memory_equal(m, "one", 3);
+	assert_int_equal(store_wtxn_set_meta(w, "cluster", "second", 6), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_int_equal(ml, 6);
+	assert_memory_equal(m, "second", 6);
+	assert_int_equal(store_wtxn_set_meta(w, "gone", "x", 1), 0);
+	assert_int_equal(store_wtxn_set_meta(w, "gone", NULL, 0), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "gone", &m, &ml), CAIRN_ENOTFOUND);
+	/* an empty blob is set, not missing */
+	assert_int_equal(store_wtxn_set_meta(w, "empty", "", 0), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "empty", &m, &ml), 0);
+	assert_int_equal(ml, 0);
+	/* names as store_wtxn_set_meta takes them */
+	char name[66];
+	memset(name, 'n', 65);
+	name[65] = 0;
+	assert_int_equal(store_wtxn_get_meta(w, name, &m, &ml), CAIRN_EINVAL);
+	assert_int_equal(store_wtxn_get_meta(w, "", &m, &ml), CAIRN_EINVAL);
+	assert_int_equal(store_wtxn_get_meta(w, NULL, &m, &ml), CAIRN_EINVAL);
+	name[64] = 0;
+	assert_int_equal(store_wtxn_set_meta(w, name, "64", 2), 0);
+	assert_int_equal(store_wtxn_get_meta(w, name, &m, &ml), 0);
+	assert_memory_equal(m, "64", 2);
+	/* not the store's own meta records */
+	assert_int_equal(store_wtxn_get_meta(w, "rev", &m, &ml), CAIRN_ENOTFOUND);
+	assert_int_equal(store_wtxn_commit(w), 0);
+
+	struct store_rtxn *r;
+	assert_int_equal(store_rtxn_begin(S, &r), 0);
+	assert_int_equal(store_rtxn_get_meta(r, "cluster", &m, &ml), 0);
+	assert_int_equal(ml, 6);
+	assert_memory_equal(m, "second", 6);
+	assert_int_equal(store_rtxn_get_meta(r, "gone", &m, &ml), CAIRN_ENOTFOUND);
+	assert_int_equal(store_rtxn_get_meta(r, name, &m, &ml), 0);
+	store_rtxn_end(r);
+
+	/* a later batch starts from the committed state; an abort keeps it */
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_memory_equal(m, "second", 6);
+	assert_int_equal(store_wtxn_set_meta(w, "cluster", NULL, 0), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), CAIRN_ENOTFOUND);
+	store_wtxn_abort(w);
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_memory_equal(m, "second", 6);
+	store_wtxn_abort(w);
+}
+
 /* ---- leases ----------------------------------------------------------------- */
 
 static void test_leases(void **state)
@@ -1104,6 +1165,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_txn_nested_and_subrevs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_txn_dupkeys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_with_failing_op, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wtxn_meta, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	    cmocka_unit_test(test_quota_and_map_full),
