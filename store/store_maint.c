@@ -332,8 +332,9 @@ static int check_kv(struct chk *c, const struct view *v, MDB_cursor *kc, MDB_cur
 		if (rec_decode(&k, &d, &r))
 			return bad(c, "kv: undecodable record");
 		(*records)++;
-		if (r.main < 1 || r.main > v->rev)
-			return bad(c, "kv: record at %lld outside [1, rev %lld]", (long long)r.main,
+		/* Revision 1 is the empty store: the first write is revision 2. */
+		if (r.main < 2 || r.main > v->rev)
+			return bad(c, "kv: record at %lld outside [2, rev %lld]", (long long)r.main,
 			           (long long)v->rev);
 		if (r.main > v->compact) {
 			bool ok = r.main == pm ? r.sub == ps + 1 : r.sub == 0;
@@ -475,7 +476,7 @@ int store_check(struct store *s, char *msg, size_t msg_len)
 		rc = bad(&c, "meta: bad schema");
 		goto out;
 	}
-	if (v.rev < 0 || v.compact < 0 || v.compact > v.rev) {
+	if (v.rev < 1 || v.compact < 0 || v.compact > v.rev) {
 		rc = bad(&c, "meta: rev %lld compact %lld", (long long)v.rev, (long long)v.compact);
 		goto out;
 	}

@@ -6,8 +6,9 @@
  * batches, then kills it with SIGKILL at a random moment (0-3 ms later),
  * reopens the store and checks that it holds exactly the first A batches,
  * where A is the last reported batch or the one after it (killed between
- * commit and report): revision = 2A, every key as a replay of batches 1..A
- * says, store_check() clean. The next child continues from A.
+ * commit and report): revision = 1 + 2A (an empty store is at revision
+ * 1), every key as a replay of batches 1..A says, store_check() clean.
+ * The next child continues from A.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -80,14 +81,15 @@ static void mk_put(struct mk *e, uint64_t i, char tag, int64_t rev)
 	e->mod = rev;
 }
 
-/* Applies batch i to the model: revisions 2i-1 (put) and 2i (txn). */
+/* Applies batch i to the model: revisions 2i (put) and 2i+1 (txn), the
+ * empty store being at revision 1. */
 static void model_apply(struct mk *m, uint64_t i)
 {
-	mk_put(&m[(i * 7) % NKEYS], i, 'v', (int64_t)(2 * i - 1));
+	mk_put(&m[(i * 7) % NKEYS], i, 'v', (int64_t)(2 * i));
 	int puts[3];
 	int n = txn_puts(i, puts);
 	for (int x = 0; x < n; x++)
-		mk_put(&m[puts[x]], i, 'w', (int64_t)(2 * i));
+		mk_put(&m[puts[x]], i, 'w', (int64_t)(2 * i + 1));
 	int d = txn_del(i, puts, n);
 	if (d >= 0)
 		m[d].live = false;
@@ -130,7 +132,7 @@ static int child_batch(struct store *s, uint64_t i)
 	if (rc == 0)
 		store_txn_resp_free(&tr);
 	if (rc == 0 && i % 20 == 0 && i > 10)
-		rc = store_compact(w, (int64_t)(2 * i - 10));
+		rc = store_compact(w, (int64_t)(2 * i - 9)); /* batch i-5's txn */
 	if (rc == CAIRN_ECOMPACTED)
 		rc = 0;
 	bool done;
@@ -172,7 +174,7 @@ static void verify(struct store *s, const struct mk *m, uint64_t a)
 	struct store_rtxn *r;
 	assert_int_equal(store_rtxn_begin(s, &r), 0);
 	assert_int_equal(store_rtxn_applied(r), a);
-	assert_int_equal(store_rtxn_revision(r), (int64_t)(2 * a));
+	assert_int_equal(store_rtxn_revision(r), (int64_t)(1 + 2 * a));
 	struct store_range_req req = {
 	    .key = B("c"), .key_len = 1, .range_end = B("d"), .range_end_len = 1};
 	struct store_range_resp resp;
