@@ -427,7 +427,7 @@ class Netns:
             sh("ip", "addr", "add", "10.77.%d.1/24" % self.subnet, "dev", self.bridge)
             sh("ip", "link", "set", self.bridge, "up")
             for i in range(n):
-                ns, host, peer = "cairn-%s-%d" % (self.tag, i), "cv%s%da" % (self.tag, i), \
+                ns, host, peer = "cairnct-%s-%d" % (self.tag, i), "cv%s%da" % (self.tag, i), \
                     "cv%s%db" % (self.tag, i)
                 sh("ip", "netns", "add", ns)
                 self.ns.append(ns)
