@@ -8,6 +8,7 @@ converge. Writer: a thread that writes through several members and records
 what was acknowledged. Netns: a bridge, veth pairs and one network namespace
 per member, with blackhole-route partitions. Checks: ok/FAIL lines, timings,
 exit status. Run with /usr/bin/python3."""
+import ctypes
 import os
 import secrets
 import shutil
@@ -69,9 +70,13 @@ def run_test(title, body):
     checks = Checks(title)
     cleanup = []
     members = []
+
+    def on_term(signum, frame):  # the runner's time limit: clean up all the same
+        raise SystemExit("killed by signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_term)
     try:
         body(checks, cleanup)
-    except Exception as e:  # a broken step is a failure, not a crash without output
+    except BaseException as e:  # a broken step (or SIGTERM) is a failure with output
         import traceback
         traceback.print_exc()
         checks.check("no exception", False, repr(e))
@@ -122,7 +127,8 @@ class Member:
             args = ["ip", "netns", "exec", self.netns] + args
         if self.log is None:
             self.log = open(os.path.join(self.dir, "log"), "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         if wait:
             self.wait_serving()
 
@@ -222,6 +228,11 @@ class Member:
         return self.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=timeout).members
 
 
+def _die_with_parent():
+    """In the child: SIGKILL when the test process dies (no stray members)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _b(s):
     return s.encode() if isinstance(s, str) else s
 
@@ -306,6 +317,24 @@ class Cluster:
     def wait_leader(self, members=None, timeout=10.0):
         """(leader member, seconds waited)."""
         return wait_for("a leader", lambda: self.leader(members), timeout)
+
+    def wait_new_leader(self, survivors, old, timeout=10.0):
+        """(leader other than old that the survivors agree on, seconds),
+        polling Status with short timeouts."""
+        def new_leader():
+            m = self.leader(survivors, timeout=0.2)
+            return m if m is not None and m.id != old.id else None
+        return wait_for("a new leader among the survivors", new_leader, timeout, 0.02)
+
+    def restart_all(self, state="existing"):
+        """SIGKILLs every member, then starts them all again."""
+        for m in self.members:
+            m.kill()
+        initial = self.initial_cluster(self.members)
+        for m in self.members:
+            m.start(initial, state=state, wait=False)
+        for m in self.members:
+            m.wait_serving()
 
     def wait_converged(self, members=None, timeout=20.0):
         """Polls until every member has applied the same index at the same
