@@ -55,11 +55,7 @@ class Checks:
     def timing(self, name, secs):
         print("time %s: %.3fs" % (name, secs), flush=True)
 
-    def finish(self, members=()):
-        if self.failures:
-            for m in members:
-                print("--- log of %s (last 15 lines)" % m.name)
-                print("\n".join(m.log_text().splitlines()[-15:]))
+    def finish(self):
         print("%s: %d failed (%.1fs)" % (self.title, len(self.failures), time.time() - self.t0))
         return 1 if self.failures else 0
 
@@ -83,14 +79,20 @@ def run_test(title, body):
     finally:
         for obj in cleanup:
             if isinstance(obj, Cluster):
-                members.extend(obj.members)
-        code = checks.finish(members if checks.failures else ())
+                members.extend(obj.members + obj.removed)
+        if checks.failures:
+            for m in members:
+                print("--- log of %s (last 15 lines)" % m.name)
+                print("\n".join(m.log_text().splitlines()[-15:]))
         for obj in reversed(cleanup):
             try:
                 obj.close()
             except Exception as e:  # keep closing the rest
                 print("cleanup: %r" % e)
-    sys.exit(code)
+        for m in members:  # SAN=1: what the sanitizers reported, at any time
+            checks.check("no sanitizer report in the log of %s" % m.name,
+                         not m.sanitizer_report, m.sanitizer_report)
+    sys.exit(checks.finish())
 
 
 class Member:
@@ -112,6 +114,7 @@ class Member:
         self.channel = None
         self.id = None
         self.log = None
+        self.sanitizer_report = ""
 
     # ---- process
     def start(self, initial_cluster, state="new", wait=True):
@@ -192,7 +195,17 @@ class Member:
             return ""
 
     def close(self):
-        self.kill()
+        """Stops the member (SIGTERM, so that a sanitizer build reports
+        leaks; SIGKILL after 5 s), keeps any sanitizer report from its
+        log in sanitizer_report, removes its directory."""
+        if self.alive():
+            self.proc.terminate()
+            if self.wait_exit(5.0) is None:
+                self.kill()
+        text = self.log_text()
+        at = min((i for i in (text.find("Sanitizer"), text.find("runtime error:")) if i >= 0),
+                 default=-1)
+        self.sanitizer_report = text[max(0, at - 200):at + 3000] if at >= 0 else ""
         if self.channel:
             self.channel.close()
         if self.log:
@@ -414,6 +427,10 @@ def check_acked(checks, name, members, writer):
                      not lost, "lost %d, e.g. %s" % (len(lost), lost[:5]))
     print("info %s: %d acknowledged, %d indeterminate %s" % (name, len(writer.acked),
                                                              writer.indeterminate, writer.errors))
+    odd = {k: n for k, n in writer.errors.items()
+           if not k.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED"))}
+    checks.check("%s: failed writes failed as etcd's do (UNAVAILABLE or a client timeout)" % name,
+                 not odd, odd)
 
 
 def check_converged(checks, name, cluster, members=None, timeout=20.0):
