@@ -12,4 +12,4 @@ TEST_SCRIPTS += tests/compat/test_etcdctl.sh tests/compat/test_etcd3.py
 # Process-level cluster tests: real cairnd members (tests/cluster/cluster.py).
 TEST_SCRIPTS += tests/cluster/test_three.py tests/cluster/test_failover.py \
 	tests/cluster/test_snapshot.py tests/cluster/test_membership.py \
-	tests/cluster/test_partition.py
+	tests/cluster/test_partition.py tests/cluster/test_lease.py

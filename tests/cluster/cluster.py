@@ -143,6 +143,7 @@ class Member:
         self.maint = Stub(self.channel, "Maintenance")
         self.cluster = Stub(self.channel, "Cluster")
         self.watch = Stub(self.channel, "Watch")
+        self.lease = Stub(self.channel, "Lease")
 
     def wait_serving(self, timeout=15.0):
         """Until Status answers (the member listens and serves). The channel
