@@ -10,19 +10,21 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grpc  # noqa: E402
 
-from cluster import Cluster, rpc_pb2, run_test, wait_for  # noqa: E402
+from cluster import Cluster, error_text, rpc_pb2, run_test, wait_for  # noqa: E402
 
 TTL = 5
 
 
 def keep_alive(m, lease_id):
-    """One keep-alive through m: the TTL it answers, or None on an error."""
+    """One keep-alive through m: the TTL it answers, or the error."""
     try:
         stream = m.lease.LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)]),
                                         timeout=1.0)
         return next(stream).TTL
-    except (grpc.RpcError, StopIteration):
-        return None
+    except grpc.RpcError as e:
+        return error_text(e)
+    except StopIteration:
+        return "no answer"
 
 
 def body(checks, cleanup):
@@ -34,8 +36,8 @@ def body(checks, cleanup):
     lease_id = r.ID
     checks.check("LeaseGrant through the follower %s" % f1.name, r.ID != 0 and r.TTL == TTL, r)
     f2.kv.Put(rpc_pb2.PutRequest(key=b"/lease/k", value=b"v", lease=lease_id), timeout=5.0)
-    checks.check("keep-alive through the follower %s answers the TTL" % f1.name,
-                 keep_alive(f1, lease_id) == TTL)
+    got = keep_alive(f1, lease_id)
+    checks.check("keep-alive through the follower %s answers the TTL" % f1.name, got == TTL, got)
 
     # keep it alive through the followers while the leader is killed
     leader.kill()
