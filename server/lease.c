@@ -389,18 +389,14 @@ int64_t srv_lease_renew(struct srv_member *m, int64_t lease_id)
 {
 	uint64_t now = uv_now(m->loop);
 	struct srv_lease_entry *e = table_get(m, lease_id);
-	/* The table follows the store only every 500 ms (reconcile): the
-	 * store says whether the lease exists, granted or revoked since. */
-	struct store_rtxn *r;
-	struct store_lease l;
-	if (store_rtxn_begin(m->store, &r) == 0) {
-		bool exists = store_lease_lookup(r, lease_id, &l) == 0;
-		store_rtxn_end(r);
-		if (!exists && e) {
-			free(srv_idmap_del(&m->leases, (uint64_t)lease_id));
-			e = NULL;
-		} else if (exists && !e) {
-			e = table_add(m, l.id, l.ttl, now);
+	if (!e) {
+		/* Granted since the last reconcile? Look in the store. */
+		struct store_rtxn *r;
+		struct store_lease l;
+		if (store_rtxn_begin(m->store, &r) == 0) {
+			if (store_lease_lookup(r, lease_id, &l) == 0)
+				e = table_add(m, l.id, l.ttl, now);
+			store_rtxn_end(r);
 		}
 	}
 	if (!e || e->revoke_sent_ms)
