@@ -544,6 +544,11 @@ int rpc_client_stream_cancel(struct rpc_client_stream *s)
 	return 0;
 }
 
+size_t rpc_client_stream_queued(const struct rpc_client_stream *s)
+{
+	return s->out.bytes;
+}
+
 void *rpc_client_stream_data(const struct rpc_client_stream *s)
 {
 	return s->arg;

@@ -350,13 +350,16 @@ int rpc_client_call_msg(struct rpc_client *c, const char *path, const ProtobufCM
 int rpc_client_stream_open(struct rpc_client *c, const char *path,
                            const struct rpc_client_stream_cbs *cbs, void *arg,
                            struct rpc_client_stream **out);
-/* Queues a message (no high-water limit on the client: the caller paces). */
+/* Queues a message. No high-water limit on the client: the caller paces
+ * itself with rpc_client_stream_queued() (bytes not yet handed to HTTP/2,
+ * which shrinks as the server grants window). */
 int rpc_client_stream_send(struct rpc_client_stream *s, const void *msg, size_t len);
 int rpc_client_stream_send_msg(struct rpc_client_stream *s, const ProtobufCMessage *msg);
 /* Half-closes: no more messages from this side. */
 int rpc_client_stream_half_close(struct rpc_client_stream *s);
 /* Resets the stream; on_close(CANCELLED) follows from the loop. */
 int rpc_client_stream_cancel(struct rpc_client_stream *s);
+size_t rpc_client_stream_queued(const struct rpc_client_stream *s);
 void *rpc_client_stream_data(const struct rpc_client_stream *s);
 
 /* Fails every pending call and stream with CANCELLED (their callbacks run

@@ -188,14 +188,17 @@ static int check_txn_shape(const Etcdserverpb__TxnRequest *req, long max_ops)
  *      EARLIER nested txn (a later nested txn's deletes are merged only after
  *      the check, so they are not compared: etcd's quirk, kept);
  *   3. a put of this level falls in any delete of this level or below.
- * Deletes are intervals [key, range_end) compared as bytes, where an empty
- * end is +infinity; a single-key delete is [key, key\0). A "from key" delete
- * (range_end "\0") is therefore the empty interval [key, "\0") and collides
- * with nothing — etcd's behaviour, kept so the same txns succeed here.
+ * Deletes are intervals [key, range_end) compared as bytes; a single-key
+ * delete is [key, key\0). A "from key" delete (range_end "\0") is therefore
+ * the empty interval [key, "\0") and collides with nothing — etcd's
+ * behaviour (checked against etcd 3.4.23), kept so the same txns succeed.
  *
- * Puts are checked for duplicates by sorting (tagged with their origin);
- * put-vs-delete is a scan of the deletes, O(puts x deletes) — fine for the
- * op counts max-txn-ops allows per level.
+ * WHY SORTED SETS
+ * These checks run on the loop thread before proposing, and one request of
+ * --max-request-bytes can nest ~10^5 ops. Puts are checked for duplicates by
+ * sorting them (tagged with their origin); deletes are kept sorted by start
+ * with a running maximum of their ends, so "is k in any delete" is a binary
+ * search, and a nested txn's (sorted) deletes are merged in linear time.
  */
 
 struct put_ent {
@@ -208,15 +211,16 @@ struct put_ent {
 struct del_ent {
 	const uint8_t *key;
 	size_t len;
-	const uint8_t *end; /* ignored for a point */
+	const uint8_t *end; /* the key itself for a point */
 	size_t end_len;
-	bool point; /* single-key delete: [key, key\0) */
+	bool point; /* single-key delete: the end is key\0 */
 };
 
 struct ivals {
 	struct put_ent *puts;
 	size_t n_puts, cap_puts;
-	struct del_ent *dels;
+	struct del_ent *dels;          /* sorted by key */
+	const struct del_ent **maxend; /* [i]: the largest end among dels[0..i] */
 	size_t n_dels, cap_dels;
 };
 
@@ -228,13 +232,50 @@ static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 	return al < bl ? -1 : al > bl;
 }
 
-/* Point k intersects [b, e) iff b <= k < e. (etcd's +infinity for an empty
- * end cannot occur: a delete with an empty range_end is a point.) */
-static bool del_covers(const struct del_ent *d, const uint8_t *k, size_t kl)
+/* Compares byte strings where a flagged one has an extra trailing 0x00
+ * (a point delete's end, key\0). */
+static int ext_cmp(const uint8_t *a, size_t al, bool ax, const uint8_t *b, size_t bl, bool bx)
 {
-	if (d->point)
-		return bytes_cmp(d->key, d->len, k, kl) == 0;
-	return bytes_cmp(d->key, d->len, k, kl) <= 0 && bytes_cmp(k, kl, d->end, d->end_len) < 0;
+	size_t an = al + ax, bn = bl + bx;
+	size_t m = al < bl ? al : bl;
+	int c = memcmp(a, b, m);
+	if (c)
+		return c;
+	for (size_t i = m; i < an && i < bn; i++) {
+		uint8_t ca = i < al ? a[i] : 0, cb = i < bl ? b[i] : 0;
+		if (ca != cb)
+			return ca < cb ? -1 : 1;
+	}
+	return an < bn ? -1 : an > bn;
+}
+
+static int end_cmp(const struct del_ent *x, const struct del_ent *y)
+{
+	return ext_cmp(x->end, x->end_len, x->point, y->end, y->end_len, y->point);
+}
+
+static int del_ent_cmp(const void *a, const void *b)
+{
+	const struct del_ent *x = a, *y = b;
+	return bytes_cmp(x->key, x->len, y->key, y->len);
+}
+
+/* Is k in some delete of v? The last delete starting at or before k is
+ * found by binary search; the largest end up to it decides. */
+static bool dels_cover(const struct ivals *v, const uint8_t *k, size_t kl)
+{
+	size_t lo = 0, hi = v->n_dels;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (bytes_cmp(v->dels[mid].key, v->dels[mid].len, k, kl) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return false;
+	const struct del_ent *e = v->maxend[lo - 1];
+	return ext_cmp(k, kl, false, e->end, e->end_len, e->point) < 0;
 }
 
 static int grow(void **arr, size_t *cap, size_t need, size_t size)
@@ -261,12 +302,40 @@ static int add_put(struct ivals *v, const uint8_t *k, size_t kl, long owner, int
 	return 0;
 }
 
-static int add_del(struct ivals *v, const struct del_ent *d)
+static void fix_maxend(struct ivals *v, size_t from)
 {
-	int rc = grow((void **)&v->dels, &v->cap_dels, v->n_dels + 1, sizeof(*v->dels));
+	for (size_t i = from; i < v->n_dels; i++) {
+		const struct del_ent *prev = i ? v->maxend[i - 1] : NULL;
+		v->maxend[i] = prev && end_cmp(prev, &v->dels[i]) >= 0 ? prev : &v->dels[i];
+	}
+}
+
+/* Merges the sorted dels[0..n) into v's sorted deletes. */
+static int merge_dels(struct ivals *v, const struct del_ent *dels, size_t n)
+{
+	if (n == 0)
+		return 0;
+	size_t cap = v->cap_dels, total = v->n_dels + n;
+	int rc = grow((void **)&v->dels, &v->cap_dels, total, sizeof(*v->dels));
+	if (!rc && v->cap_dels != cap) {
+		/* maxend holds pointers into dels: rebuilt below anyway. */
+		void *p = realloc(v->maxend, v->cap_dels * sizeof(*v->maxend));
+		rc = p ? 0 : CAIRN_ENOMEM;
+		if (p)
+			v->maxend = p;
+	}
 	if (rc)
 		return rc;
-	v->dels[v->n_dels++] = *d;
+	/* Merge from the back so it works in place. */
+	size_t i = v->n_dels, j = n, k = total;
+	while (j > 0) {
+		if (i > 0 && del_ent_cmp(&v->dels[i - 1], &dels[j - 1]) > 0)
+			v->dels[--k] = v->dels[--i];
+		else
+			v->dels[--k] = dels[--j];
+	}
+	v->n_dels = total;
+	fix_maxend(v, 0);
 	return 0;
 }
 
@@ -274,6 +343,7 @@ static void ivals_free(struct ivals *v)
 {
 	free(v->puts);
 	free(v->dels);
+	free(v->maxend);
 	*v = (struct ivals){0};
 }
 
@@ -313,30 +383,38 @@ static int dedup_puts(struct ivals *v)
 	return 0;
 }
 
-static int check_intervals(Etcdserverpb__RequestOp *const *ops, size_t n, struct ivals *out);
-
-static int merge_child(struct ivals *v, const struct ivals *child, long idx, int branch)
+/* This level's own deletes, sorted. */
+static int level_dels(Etcdserverpb__RequestOp *const *ops, size_t n, struct ivals *v)
 {
-	for (size_t i = 0; i < child->n_puts; i++) {
-		int rc = add_put(v, child->puts[i].key, child->puts[i].len, idx, branch);
-		if (rc)
-			return rc;
+	size_t cnt = 0;
+	for (size_t i = 0; i < n; i++)
+		cnt +=
+		    ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+	if (cnt == 0)
+		return 0;
+	struct del_ent *d = malloc(cnt * sizeof(*d));
+	if (!d)
+		return CAIRN_ENOMEM;
+	cnt = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE)
+			continue;
+		const Etcdserverpb__DeleteRangeRequest *r = ops[i]->request_delete_range;
+		bool point = r->range_end.len == 0;
+		d[cnt++] = (struct del_ent){r->key.data, r->key.len,
+		                            point ? r->key.data : r->range_end.data,
+		                            point ? r->key.len : r->range_end.len, point};
 	}
-	return 0;
+	qsort(d, cnt, sizeof(*d), del_ent_cmp);
+	int rc = merge_dels(v, d, cnt);
+	free(d);
+	return rc;
 }
 
 static int check_intervals(Etcdserverpb__RequestOp *const *ops, size_t n, struct ivals *out)
 {
 	struct ivals v = {0};
-	int rc = 0;
-	for (size_t i = 0; i < n && !rc; i++) {
-		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE)
-			continue;
-		const Etcdserverpb__DeleteRangeRequest *d = ops[i]->request_delete_range;
-		struct del_ent e = {d->key.data, d->key.len, d->range_end.data, d->range_end.len,
-		                    d->range_end.len == 0};
-		rc = add_del(&v, &e);
-	}
+	int rc = level_dels(ops, n, &v);
 	for (size_t i = 0; i < n && !rc; i++) {
 		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
 			continue;
@@ -348,14 +426,13 @@ static int check_intervals(Etcdserverpb__RequestOp *const *ops, size_t n, struct
 		/* Rule 2: this nested txn's puts against the deletes so far. */
 		for (int b = 0; b < 2 && !rc; b++)
 			for (size_t p = 0; p < br[b].n_puts && !rc; p++)
-				for (size_t d = 0; d < v.n_dels && !rc; d++)
-					if (del_covers(&v.dels[d], br[b].puts[p].key,
-					               br[b].puts[p].len))
-						rc = CAIRN_EDUPKEY;
+				if (dels_cover(&v, br[b].puts[p].key, br[b].puts[p].len))
+					rc = CAIRN_EDUPKEY;
 		for (int b = 0; b < 2 && !rc; b++) {
-			rc = merge_child(&v, &br[b], (long)i, b);
-			for (size_t d = 0; d < br[b].n_dels && !rc; d++)
-				rc = add_del(&v, &br[b].dels[d]);
+			for (size_t p = 0; p < br[b].n_puts && !rc; p++)
+				rc = add_put(&v, br[b].puts[p].key, br[b].puts[p].len, (long)i, b);
+			if (!rc)
+				rc = merge_dels(&v, br[b].dels, br[b].n_dels);
 		}
 		ivals_free(&br[0]);
 		ivals_free(&br[1]);
@@ -365,11 +442,9 @@ static int check_intervals(Etcdserverpb__RequestOp *const *ops, size_t n, struct
 		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
 			continue;
 		const Etcdserverpb__PutRequest *p = ops[i]->request_put;
-		for (size_t d = 0; d < v.n_dels && !rc; d++)
-			if (del_covers(&v.dels[d], p->key.data, p->key.len))
-				rc = CAIRN_EDUPKEY;
-		if (!rc)
-			rc = add_put(&v, p->key.data, p->key.len, -1, 0);
+		rc = dels_cover(&v, p->key.data, p->key.len)
+		         ? CAIRN_EDUPKEY
+		         : add_put(&v, p->key.data, p->key.len, -1, 0);
 	}
 	if (!rc)
 		rc = dedup_puts(&v);

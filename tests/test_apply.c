@@ -530,6 +530,221 @@ static void test_check_txn_duplicate_keys(void **state)
 	assert_int_equal(srv_check_txn(&t, &lim), CAIRN_EDUPKEY);
 }
 
+/* A literal transcription of etcd's checkIntervals (maps and lists, linear
+ * scans) as the reference for random txns. */
+struct ref_key {
+	const uint8_t *k;
+	size_t l;
+};
+struct ref_del {
+	struct ref_key b, e;
+	bool point;
+};
+struct ref_set {
+	struct ref_key puts[512];
+	size_t np;
+	struct ref_del dels[512];
+	size_t nd;
+};
+
+static bool ref_eq(struct ref_key a, const uint8_t *k, size_t l)
+{
+	return a.l == l && memcmp(a.k, k, l) == 0;
+}
+
+static int ref_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : (al < bl ? -1 : al > bl);
+}
+
+static bool ref_has(const struct ref_set *s, const uint8_t *k, size_t l)
+{
+	for (size_t i = 0; i < s->np; i++)
+		if (ref_eq(s->puts[i], k, l))
+			return true;
+	return false;
+}
+
+static bool ref_intersects(const struct ref_set *s, const uint8_t *k, size_t l)
+{
+	for (size_t i = 0; i < s->nd; i++) {
+		const struct ref_del *d = &s->dels[i];
+		if (d->point
+		        ? ref_eq(d->b, k, l)
+		        : ref_cmp(d->b.k, d->b.l, k, l) <= 0 && ref_cmp(k, l, d->e.k, d->e.l) < 0)
+			return true;
+	}
+	return false;
+}
+
+static bool ref_check(Etcdserverpb__RequestOp **ops, size_t n, struct ref_set *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE)
+			continue;
+		Etcdserverpb__DeleteRangeRequest *d = ops[i]->request_delete_range;
+		out->dels[out->nd++] = (struct ref_del){{d->key.data, d->key.len},
+		                                        {d->range_end.data, d->range_end.len},
+		                                        d->range_end.len == 0};
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
+			continue;
+		Etcdserverpb__TxnRequest *t = ops[i]->request_txn;
+		struct ref_set *th = malloc(sizeof(*th)), *el = malloc(sizeof(*el));
+		bool ok = ref_check(t->success, t->n_success, th) &&
+		          ref_check(t->failure, t->n_failure, el);
+		for (size_t j = 0; ok && j < th->np; j++) {
+			struct ref_key k = th->puts[j];
+			if (ref_has(out, k.k, k.l) || ref_intersects(out, k.k, k.l))
+				ok = false;
+			else
+				out->puts[out->np++] = k;
+		}
+		for (size_t j = 0; ok && j < el->np; j++) {
+			struct ref_key k = el->puts[j];
+			bool in = ref_has(out, k.k, k.l);
+			if ((in && !ref_has(th, k.k, k.l)) || ref_intersects(out, k.k, k.l))
+				ok = false;
+			else if (!in)
+				out->puts[out->np++] = k;
+		}
+		for (size_t j = 0; ok && j < th->nd; j++)
+			out->dels[out->nd++] = th->dels[j];
+		for (size_t j = 0; ok && j < el->nd; j++)
+			out->dels[out->nd++] = el->dels[j];
+		free(th);
+		free(el);
+		if (!ok)
+			return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+			continue;
+		ProtobufCBinaryData k = ops[i]->request_put->key;
+		if (ref_has(out, k.data, k.len) || ref_intersects(out, k.data, k.len))
+			return false;
+		out->puts[out->np++] = (struct ref_key){k.data, k.len};
+	}
+	return true;
+}
+
+/* Random txns over a tiny key space, so collisions are common. */
+struct gen {
+	unsigned seed;
+	Etcdserverpb__RequestOp ops[64], *opp[64];
+	Etcdserverpb__PutRequest puts[64];
+	Etcdserverpb__DeleteRangeRequest dels[64];
+	Etcdserverpb__TxnRequest txns[64];
+	size_t n_ops, n_txns;
+};
+
+static const char *const gen_keys[] = {"a", "a\x01", "b", "ba", "c", "\x00"};
+#define GEN_KEY(g, i)                                                                              \
+	((ProtobufCBinaryData){(i) == 5 ? 1 : strlen(gen_keys[i]), (uint8_t *)gen_keys[i]})
+
+static unsigned gen_next(struct gen *g, unsigned n)
+{
+	g->seed = g->seed * 1103515245u + 12345u;
+	return (g->seed >> 16) % n;
+}
+
+static void gen_branch(struct gen *g, int depth, Etcdserverpb__RequestOp ***out, size_t *n_out)
+{
+	size_t n = gen_next(g, 4);
+	if (g->n_ops + n > 64)
+		n = 64 - g->n_ops;
+	*out = &g->opp[g->n_ops];
+	*n_out = n;
+	size_t base = g->n_ops;
+	g->n_ops += n;
+	for (size_t i = base; i < base + n; i++) {
+		unsigned kind = gen_next(g, depth > 0 && g->n_txns < 64 ? 3 : 2);
+		g->opp[i] = &g->ops[i];
+		if (kind == 0) {
+			g->ops[i] = op_put(&g->puts[i], "", "v");
+			g->puts[i].key = GEN_KEY(g, gen_next(g, 5));
+		} else if (kind == 1) {
+			unsigned r = gen_next(g, 3);
+			g->ops[i] = op_del(&g->dels[i], "", BIN(""));
+			g->dels[i].key = GEN_KEY(g, gen_next(g, 5));
+			if (r == 1)
+				g->dels[i].range_end = GEN_KEY(g, gen_next(g, 6));
+			else if (r == 2)
+				g->dels[i].range_end = FROM_KEY;
+		} else {
+			Etcdserverpb__TxnRequest *t = &g->txns[g->n_txns++];
+			*t = (Etcdserverpb__TxnRequest)ETCDSERVERPB__TXN_REQUEST__INIT;
+			gen_branch(g, depth - 1, &t->success, &t->n_success);
+			gen_branch(g, depth - 1, &t->failure, &t->n_failure);
+			g->ops[i] = op_txn(t);
+		}
+	}
+}
+
+static void test_check_txn_matches_etcd_reference(void **state)
+{
+	(void)state;
+	struct srv_limits lim = {.max_txn_ops = 1000};
+	int dups = 0;
+	for (unsigned seed = 1; seed <= 5000; seed++) {
+		struct gen *g = calloc(1, sizeof(*g));
+		g->seed = seed;
+		Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+		gen_branch(g, 3, &t.success, &t.n_success);
+		gen_branch(g, 3, &t.failure, &t.n_failure);
+		struct ref_set *r = malloc(sizeof(*r));
+		bool ok =
+		    ref_check(t.success, t.n_success, r) && ref_check(t.failure, t.n_failure, r);
+		free(r);
+		int rc = srv_check_txn(&t, &lim);
+		if (rc != (ok ? 0 : CAIRN_EDUPKEY))
+			fail_msg("seed %u: srv_check_txn %d, etcd's algorithm says %s", seed, rc,
+			         ok ? "ok" : "duplicate");
+		dups += !ok;
+		free(g);
+	}
+	assert_true(dups > 250 && dups < 4750); /* both outcomes well exercised */
+}
+
+/* 10^5 ops in one request (what --max-request-bytes allows with nesting):
+ * the check must stay O(n log n), not puts x deletes. */
+static void test_check_txn_large_is_fast(void **state)
+{
+	(void)state;
+	enum { N = 60000 };
+	struct srv_limits lim = {.max_request_bytes = 64u << 20, .max_txn_ops = 2 * N + 1};
+	char(*keys)[16] = malloc(2 * N * sizeof(*keys));
+	char(*ends)[16] = malloc(N * sizeof(*ends));
+	Etcdserverpb__PutRequest *p = malloc(N * sizeof(*p));
+	Etcdserverpb__DeleteRangeRequest *d = malloc(N * sizeof(*d));
+	Etcdserverpb__RequestOp *ops = malloc(2 * N * sizeof(*ops)),
+	                        **opp = malloc(2 * N * sizeof(*opp));
+	for (int i = 0; i < N; i++) {
+		snprintf(keys[2 * i], 16, "p%06d", i);
+		snprintf(keys[2 * i + 1], 16, "d%06d", i);
+		snprintf(ends[i], 16, "d%06d0", i);
+		ops[2 * i] = op_put(&p[i], keys[2 * i], "v");
+		ops[2 * i + 1] = op_del(&d[i], keys[2 * i + 1], BIN(ends[i]));
+		opp[2 * i] = &ops[2 * i];
+		opp[2 * i + 1] = &ops[2 * i + 1];
+	}
+	Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+	t.success = opp;
+	t.n_success = 2 * N;
+	assert_int_equal(srv_check_txn(&t, &lim), 0);
+	p[N - 1].key = BIN("d000123"); /* inside [d000123, d0001230) */
+	assert_int_equal(srv_check_txn(&t, &lim), CAIRN_EDUPKEY);
+	free(keys);
+	free(ends);
+	free(p);
+	free(d);
+	free(ops);
+	free(opp);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Put / Range / Delete                                                       */
 
@@ -541,18 +756,19 @@ static void test_put_prev_kv_and_range(void **state)
 	p.value = BIN("1");
 	p.prev_kv = true;
 	assert_int_equal(put_full(S, &p, &m), 0);
-	assert_int_equal(m->header->revision, 1);
+	/* the first write: the empty store is at revision 1 */
+	assert_int_equal(m->header->revision, 2);
 	assert_null(m->prev_kv); /* key did not exist */
 	etcdserverpb__put_response__free_unpacked(m, NULL);
 
 	p.value = BIN("2");
 	assert_int_equal(put_full(S, &p, &m), 0);
-	assert_int_equal(m->header->revision, 2);
+	assert_int_equal(m->header->revision, 3);
 	assert_non_null(m->prev_kv);
 	assert_bytes(m->prev_kv->key, "a");
 	assert_bytes(m->prev_kv->value, "1");
-	assert_int_equal(m->prev_kv->create_revision, 1);
-	assert_int_equal(m->prev_kv->mod_revision, 1);
+	assert_int_equal(m->prev_kv->create_revision, 2);
+	assert_int_equal(m->prev_kv->mod_revision, 2);
 	assert_int_equal(m->prev_kv->version, 1);
 	etcdserverpb__put_response__free_unpacked(m, NULL);
 
@@ -564,15 +780,16 @@ static void test_put_prev_kv_and_range(void **state)
 	assert_int_equal(r->n_kvs, 1);
 	assert_false(r->more);
 	assert_bytes(r->kvs[0]->value, "2");
-	assert_int_equal(r->kvs[0]->create_revision, 1);
-	assert_int_equal(r->kvs[0]->mod_revision, 2);
+	assert_int_equal(r->kvs[0]->create_revision, 2);
+	assert_int_equal(r->kvs[0]->mod_revision, 3);
 	assert_int_equal(r->kvs[0]->version, 2);
 	etcdserverpb__range_response__free_unpacked(r, NULL);
 
 	char buf[16];
-	assert_int_equal(get(S, "a", 1, buf, sizeof(buf)), 0);
+	assert_int_equal(get(S, "a", 1, buf, sizeof(buf)), CAIRN_ENOTFOUND);
+	assert_int_equal(get(S, "a", 2, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "1");
-	assert_int_equal(get(S, "a", 3, buf, sizeof(buf)), CAIRN_EFUTUREREV);
+	assert_int_equal(get(S, "a", 4, buf, sizeof(buf)), CAIRN_EFUTUREREV);
 	Etcdserverpb__RangeRequest empty = ETCDSERVERPB__RANGE_REQUEST__INIT;
 	uint8_t *out = (uint8_t *)&empty;
 	size_t len = 1;
@@ -618,7 +835,7 @@ static void test_range_options(void **state)
 	etcdserverpb__range_response__free_unpacked(r, NULL);
 
 	q.count_only = false;
-	q.min_mod_revision = 4;
+	q.min_mod_revision = 5;
 	assert_int_equal(range_full(S, &q, &r), 0);
 	assert_int_equal(r->count, 5);
 	assert_int_equal(r->n_kvs, 2);
@@ -631,7 +848,7 @@ static void test_put_ignore_value_lease(void **state)
 	p.key = BIN("a");
 	p.ignore_value = true;
 	assert_int_equal(put_full(S, &p, NULL), CAIRN_EKEYNOTFOUND);
-	assert_int_equal(cur_rev(S), 0);
+	assert_int_equal(cur_rev(S), 1);
 	assert_int_equal(put(S, "a", "keep"), 0);
 	assert_int_equal(put_full(S, &p, NULL), 0);
 	expect_val(S, "a", "keep");
@@ -646,10 +863,10 @@ static void test_put_ignore_value_lease(void **state)
 	p.value = BIN("new");
 	assert_int_equal(put_full(S, &p, NULL), 0);
 	expect_val(S, "a", "new");
-	assert_int_equal(cur_rev(S), 3);
+	assert_int_equal(cur_rev(S), 4);
 	p.key = BIN("");
 	assert_int_equal(put_full(S, &p, NULL), CAIRN_EKEYEMPTY);
-	assert_int_equal(cur_rev(S), 3);
+	assert_int_equal(cur_rev(S), 4);
 }
 
 static void test_delete_prev_kv(void **state)
@@ -666,12 +883,12 @@ static void test_delete_prev_kv(void **state)
 	req.id = 7;
 	struct srv_apply_result r = apply(S, &req);
 	assert_int_equal(r.err, 0);
-	assert_int_equal(r.revision, 4);
+	assert_int_equal(r.revision, 5);
 	Etcdserverpb__DeleteRangeResponse *m =
 	    etcdserverpb__delete_range_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
 	assert_non_null(m);
-	check_header(m->header, 4);
+	check_header(m->header, 5);
 	assert_int_equal(m->deleted, 2);
 	assert_int_equal(m->n_prev_kvs, 2);
 	assert_bytes(m->prev_kvs[0]->key, "a");
@@ -686,7 +903,7 @@ static void test_delete_prev_kv(void **state)
 	m = etcdserverpb__delete_range_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
 	assert_int_equal(m->deleted, 0);
-	check_header(m->header, 4);
+	check_header(m->header, 5);
 	etcdserverpb__delete_range_response__free_unpacked(m, NULL);
 }
 
@@ -695,7 +912,7 @@ static void test_delete_prev_kv(void **state)
 
 static void test_txn_branches_nested(void **state)
 {
-	assert_int_equal(put(S, "a", "1"), 0); /* rev 1 */
+	assert_int_equal(put(S, "a", "1"), 0); /* rev 2 */
 	Etcdserverpb__Compare c = ETCDSERVERPB__COMPARE__INIT, *cp = &c;
 	c.key = BIN("a");
 	c.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE;
@@ -734,11 +951,11 @@ static void test_txn_branches_nested(void **state)
 	Etcdserverpb__TxnResponse *m;
 	assert_int_equal(apply_txn(S, &t, &m), 0);
 	assert_true(m->succeeded);
-	assert_int_equal(m->header->revision, 2);
+	assert_int_equal(m->header->revision, 3);
 	assert_int_equal(m->n_responses, 3);
 	assert_int_equal(m->responses[0]->response_case,
 	                 ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT);
-	assert_int_equal(m->responses[0]->response_put->header->revision, 2);
+	assert_int_equal(m->responses[0]->response_put->header->revision, 3);
 	assert_int_equal(m->responses[0]->response_put->header->member_id, 0);
 	assert_int_equal(m->responses[1]->response_case,
 	                 ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE);
@@ -751,13 +968,13 @@ static void test_txn_branches_nested(void **state)
 	assert_true(in->succeeded);
 	assert_non_null(in->header); /* present but empty, as etcd sends it */
 	assert_int_equal(in->header->revision, 0);
-	assert_int_equal(in->responses[0]->response_put->header->revision, 2);
+	assert_int_equal(in->responses[0]->response_put->header->revision, 3);
 	assert_int_equal(in->n_responses, 2);
 	/* The nested range sees the txn's earlier put of b. */
 	Etcdserverpb__RangeResponse *rb = in->responses[1]->response_range;
 	assert_int_equal(rb->n_kvs, 1);
 	assert_bytes(rb->kvs[0]->value, "2");
-	assert_int_equal(rb->kvs[0]->mod_revision, 2);
+	assert_int_equal(rb->kvs[0]->mod_revision, 3);
 	etcdserverpb__txn_response__free_unpacked(m, NULL);
 	expect_val(S, "c", "3");
 	expect_val(S, "f", NULL);
@@ -767,14 +984,14 @@ static void test_txn_branches_nested(void **state)
 	assert_int_equal(apply_txn(S, &t, &m), 0);
 	assert_false(m->succeeded);
 	assert_int_equal(m->n_responses, 1);
-	assert_int_equal(m->header->revision, 3);
+	assert_int_equal(m->header->revision, 4);
 	etcdserverpb__txn_response__free_unpacked(m, NULL);
 	expect_val(S, "f", "failed");
 
 	/* A read-only txn takes no revision. */
 	t.n_failure = 0;
 	assert_int_equal(apply_txn(S, &t, &m), 0);
-	assert_int_equal(m->header->revision, 3);
+	assert_int_equal(m->header->revision, 4);
 	etcdserverpb__txn_response__free_unpacked(m, NULL);
 }
 
@@ -802,7 +1019,7 @@ static void test_txn_apply_errors_change_nothing(void **state)
 	assert_int_equal(apply_txn(S, &t, &m), CAIRN_EKEYNOTFOUND);
 	expect_val(S, "x", NULL);
 	expect_val(S, "y", NULL);
-	assert_int_equal(cur_rev(S), 1);
+	assert_int_equal(cur_rev(S), 2);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -815,7 +1032,7 @@ static void test_compaction(void **state)
 	assert_int_equal(put(S, "a", "3"), 0);
 	Etcdserverpb__CompactionRequest cr = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
 	Cairnpb__InternalRequest req = CAIRNPB__INTERNAL_REQUEST__INIT;
-	cr.revision = 2;
+	cr.revision = 3;
 	req.compaction = &cr;
 	struct srv_apply_result r = apply(S, &req);
 	assert_int_equal(r.err, 0);
@@ -823,14 +1040,14 @@ static void test_compaction(void **state)
 	    etcdserverpb__compaction_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
 	assert_non_null(m);
-	check_header(m->header, 3);
+	check_header(m->header, 4);
 	etcdserverpb__compaction_response__free_unpacked(m, NULL);
 
 	char buf[16];
-	int rc = get(S, "a", 1, buf, sizeof(buf));
+	int rc = get(S, "a", 2, buf, sizeof(buf));
 	assert_int_equal(rc, CAIRN_ECOMPACTED);
 	expect_grpc(rc, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted");
-	assert_int_equal(get(S, "a", 2, buf, sizeof(buf)), 0);
+	assert_int_equal(get(S, "a", 3, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "2");
 
 	r = apply(S, &req);
@@ -856,7 +1073,7 @@ static void test_lease_grant_revoke(void **state)
 	assert_non_null(gm);
 	assert_int_equal(gm->id, 5);
 	assert_int_equal(gm->ttl, 60);
-	check_header(gm->header, 0);
+	check_header(gm->header, 1); /* no revision taken: the empty store's */
 	etcdserverpb__lease_grant_response__free_unpacked(gm, NULL);
 
 	assert_int_equal(apply_err(S, &req), CAIRN_ELEASEEXIST);
@@ -876,7 +1093,7 @@ static void test_lease_grant_revoke(void **state)
 	p.lease = 99;
 	assert_int_equal(put_full(S, &p, NULL), CAIRN_ELEASENOTFOUND);
 	assert_int_equal(put(S, "free", "v"), 0);
-	assert_int_equal(cur_rev(S), 3);
+	assert_int_equal(cur_rev(S), 4);
 
 	Etcdserverpb__LeaseRevokeRequest rv = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
 	req = (Cairnpb__InternalRequest)CAIRNPB__INTERNAL_REQUEST__INIT;
@@ -887,7 +1104,7 @@ static void test_lease_grant_revoke(void **state)
 	Etcdserverpb__LeaseRevokeResponse *rm =
 	    etcdserverpb__lease_revoke_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
-	check_header(rm->header, 4); /* both keys in one revision */
+	check_header(rm->header, 5); /* both keys in one revision */
 	etcdserverpb__lease_revoke_response__free_unpacked(rm, NULL);
 	expect_val(S, "held", NULL);
 	expect_val(S, "held2", NULL);
@@ -1017,7 +1234,7 @@ static void test_alarm_nospace_caps_writes(void **state)
 	free(r.resp);
 	expect_val(S, "a", NULL);
 	Etcdserverpb__CompactionRequest cr = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
-	cr.revision = 2;
+	cr.revision = 3;
 	req = (Cairnpb__InternalRequest)CAIRNPB__INTERNAL_REQUEST__INIT;
 	req.compaction = &cr;
 	r = apply(S, &req);
@@ -1077,7 +1294,7 @@ static void test_store_quota_sets_nospace(void **state)
 	free(v);
 	assert_int_equal(r.err, CAIRN_ENOSPACE);
 	assert_true(r.nospace);
-	assert_int_equal(cur_rev(S), i);
+	assert_int_equal(cur_rev(S), 1 + i);
 	/* Deletes still work with the quota full. */
 	Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
 	Cairnpb__InternalRequest req = CAIRNPB__INTERNAL_REQUEST__INIT;
@@ -1101,7 +1318,7 @@ static void test_undecodable_and_malformed(void **state)
 	assert_int_equal(srv_apply_entry(w, &H, junk, sizeof(junk), true, &r), 0);
 	assert_int_equal(r.err, CAIRN_EPROTO);
 	assert_null(r.resp);
-	assert_int_equal(r.revision, 1);
+	assert_int_equal(r.revision, 2);
 	/* Empty: no request at all. */
 	assert_int_equal(srv_apply_entry(w, &H, junk, 0, true, &r), 0);
 	assert_int_equal(r.err, CAIRN_EPROTO);
@@ -1129,7 +1346,7 @@ static void test_undecodable_and_malformed(void **state)
 	r = apply_in(w, &req, false);
 	assert_int_equal(r.err, 0);
 	store_wtxn_commit(w);
-	assert_int_equal(cur_rev(S), 1);
+	assert_int_equal(cur_rev(S), 2);
 }
 
 static void test_no_response_when_not_wanted(void **state)
@@ -1143,7 +1360,7 @@ static void test_no_response_when_not_wanted(void **state)
 	assert_int_equal(store_wtxn_begin(S, &w), 0);
 	struct srv_apply_result r = apply_in(w, &req, false);
 	assert_int_equal(r.err, 0);
-	assert_int_equal(r.revision, 1);
+	assert_int_equal(r.revision, 2);
 	assert_int_equal(r.resp_len, 0);
 	/* Errors are still reported. */
 	p.key = BIN("");
@@ -1161,6 +1378,8 @@ int main(void)
 	    cmocka_unit_test(test_check_single_requests),
 	    cmocka_unit_test(test_check_txn_ops),
 	    cmocka_unit_test(test_check_txn_duplicate_keys),
+	    cmocka_unit_test(test_check_txn_matches_etcd_reference),
+	    cmocka_unit_test(test_check_txn_large_is_fast),
 	    cmocka_unit_test_setup_teardown(test_put_prev_kv_and_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_range_options, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_put_ignore_value_lease, setup, teardown),

