@@ -208,6 +208,9 @@ int srv_cluster_start(struct srv_member *m)
 
 void srv_cluster_stop(struct srv_member *m)
 {
+	if (m->relay)
+		rpc_client_close(m->relay, NULL, NULL);
+	m->relay = NULL;
 	if (m->peers)
 		rpc_peer_net_close(m->peers, NULL, NULL);
 	m->peers = NULL;
@@ -323,4 +326,62 @@ void srv_cluster_on_snapshot(void *ud, uint64_t from, const uint8_t *meta, size_
 	raft_msg_decoded_free(d);
 	if (!taken)
 		unlink(path); /* refused (stale): nothing installed */
+}
+
+/* ------------------------------------------------------------ relaying */
+
+/* Some calls only the leader can judge (MemberPromote needs its replication
+ * progress). A follower relays such a call as it is to the leader's client
+ * URL and hands the answer back, as etcd forwards them. */
+struct relay {
+	struct srv_member *m;
+	struct rpc_call *call;
+	int method;
+};
+
+static void relay_done(int status, const char *message, const uint8_t *resp, size_t len, void *arg)
+{
+	struct relay *r = arg;
+	struct srv_member *m = r->m;
+	if (r->method >= 0 && r->method < m->metrics.n_methods && status >= 0 &&
+	    status < SRV_GRPC_CODES)
+		m->metrics.methods[r->method].handled[status]++;
+	if (status == RPC_OK)
+		rpc_call_reply(r->call, resp, len);
+	else
+		rpc_call_fail(r->call, status, message);
+	free(r);
+}
+
+void srv_cluster_relay_to_leader(struct srv_member *m, struct rpc_call *call, int method,
+                                 const uint8_t *req, size_t len)
+{
+	struct srv_mb *leader = srv_membership_find(&m->members, m->leader);
+	if (m->leader == RAFT_NONE || !leader || leader->n_client == 0) {
+		srv_member_fail(m, call, method, CAIRN_ENOLEADER);
+		return;
+	}
+	if (m->relay && m->relay_to != m->leader) {
+		rpc_client_close(m->relay, NULL, NULL);
+		m->relay = NULL;
+	}
+	if (!m->relay && rpc_client_new(m->loop, leader->client[0], NULL, &m->relay)) {
+		m->relay = NULL;
+		srv_member_fail(m, call, method, CAIRN_ENOLEADER);
+		return;
+	}
+	m->relay_to = m->leader;
+	struct relay *r = malloc(sizeof(*r));
+	if (!r) {
+		srv_member_fail(m, call, method, CAIRN_ENOMEM);
+		return;
+	}
+	r->m = m;
+	r->call = call;
+	r->method = method;
+	if (rpc_client_call(m->relay, rpc_call_path(call), req, len, m->request_timeout_ms,
+	                    relay_done, r)) {
+		free(r);
+		srv_member_fail(m, call, method, CAIRN_ENOLEADER);
+	}
 }

@@ -266,6 +266,11 @@ static void on_update(struct rpc_call *call, const uint8_t *buf, size_t len, voi
 static void on_promote(struct rpc_call *call, const uint8_t *buf, size_t len, void *ud)
 {
 	START(C_PROMOTE);
+	if (m->role != RAFT_LEADER) {
+		/* Only the leader knows whether the learner is in sync. */
+		srv_cluster_relay_to_leader(m, call, method, buf, len);
+		return;
+	}
 	Etcdserverpb__MemberPromoteRequest *req =
 	    etcdserverpb__member_promote_request__unpack(NULL, len, buf);
 	if (!req) {

@@ -152,6 +152,8 @@ struct srv_member {
 	struct rpc_server *rpc;
 	struct srv_watch_hub *hub;
 	struct rpc_peer_net *peers;
+	struct rpc_client *relay; /* to the leader's client URL (follower) */
+	uint64_t relay_to;
 	struct srv_idmap snaps_out;  /* follower id → snapshot being sent */
 	struct srv_idmap ka_pending; /* keep-alive ctx → rpc_stream (followers) */
 
@@ -284,6 +286,9 @@ void srv_cluster_send_msgs(struct srv_member *m, const struct raft_msg *msgs, si
 void srv_cluster_send_snapshot(struct srv_member *m, const struct raft_msg *msg);
 void srv_cluster_on_snapshot(void *ud, uint64_t from, const uint8_t *meta, size_t meta_len,
                              const char *path);
+/* Follower: sends a unary call as it is to the leader and relays its answer. */
+void srv_cluster_relay_to_leader(struct srv_member *m, struct rpc_call *call, int method,
+                                 const uint8_t *req, size_t len);
 /* Sends a proposal to the leader (follower side). */
 int srv_cluster_forward(struct srv_member *m, uint8_t entry_type, const void *data, size_t len);
 /* Sends a keep-alive for lease_id to the leader; the answer comes back
