@@ -10,3 +10,4 @@ TEST_SCRIPTS += tests/check_layering.sh
 # End-to-end: real cairnd driven by the real etcdctl and python3-etcd3.
 TEST_SCRIPTS += tests/compat/test_etcdctl.sh tests/compat/test_etcd3.py
 TEST_SCRIPTS += tests/compat/differential.py
+include tests/faults/module.mk
