@@ -1,5 +1,6 @@
-"""A small etcd v3 client over our own protos (tests/compat/etcdpb.py) that
-records every call as a checker.Op with invoke/complete times.
+"""etcd v3 calls over our own protos (tests/compat/etcdpb.py) on a KV stub
+(cluster.Member.kv), a Recorder that records every call as a checker.Op
+with invoke/complete times, and a watcher that records what it sees.
 
 A call that times out or loses its connection is indeterminate (ok=None);
 a definite gRPC error that cannot have taken effect (e.g. NOSPACE refused
@@ -21,7 +22,10 @@ from checker import NOVALUE, Event, Op  # noqa: E402
 
 pb = etcdpb.rpc_pb2
 kvpb = etcdpb.kv_pb2
-OPTS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.enable_retries", 0)]
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
+from cluster import CHANNEL_OPTS  # noqa: E402
+
+OPTS = CHANNEL_OPTS + [("grpc.max_receive_message_length", 64 << 20), ("grpc.enable_retries", 0)]
 
 
 def b(s):
@@ -32,66 +36,42 @@ def s(x):
     return x.decode() if isinstance(x, bytes) else x
 
 
-class Client:
-    def __init__(self, endpoint, timeout=2.0):
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.ch = grpc.insecure_channel(endpoint, options=OPTS)
-        self.kv = etcdpb.Stub(self.ch, "KV")
-        self.maint = etcdpb.Stub(self.ch, "Maintenance")
-        self.watch_stub = etcdpb.Stub(self.ch, "Watch")
+def put(kv, key, value, timeout):
+    """-> header revision"""
+    return kv.Put(pb.PutRequest(key=b(key), value=b(value)), timeout=timeout).header.revision
 
-    def close(self):
-        self.ch.close()
 
-    def put(self, key, value, timeout=None):
-        r = self.kv.Put(pb.PutRequest(key=b(key), value=b(value)), timeout=timeout or self.timeout)
-        return r.header.revision
+def get(kv, key, timeout, serializable=False):
+    """-> (value or None, mod_revision, header revision)"""
+    r = kv.Range(pb.RangeRequest(key=b(key), serializable=serializable), timeout=timeout)
+    if r.kvs:
+        return s(r.kvs[0].value), r.kvs[0].mod_revision, r.header.revision
+    return None, 0, r.header.revision
 
-    def get(self, key, serializable=False, timeout=None):
-        """(value or None, mod_revision, header revision)"""
-        r = self.kv.Range(pb.RangeRequest(key=b(key), serializable=serializable),
-                          timeout=timeout or self.timeout)
-        if r.kvs:
-            return s(r.kvs[0].value), r.kvs[0].mod_revision, r.header.revision
-        return None, 0, r.header.revision
 
-    def range_prefix(self, prefix, serializable=False, revision=0, timeout=None):
-        """(dict key -> value, header revision)"""
-        end = b(prefix)[:-1] + bytes([b(prefix)[-1] + 1])
-        r = self.kv.Range(pb.RangeRequest(key=b(prefix), range_end=end, serializable=serializable,
-                                          revision=revision), timeout=timeout or 10.0)
-        return {s(kv.key): s(kv.value) for kv in r.kvs}, r.header.revision
+def cas(kv, key, expect, new, timeout, mod_revision=None):
+    """Txn: if value == expect (or mod_revision == mod_revision when given;
+    expect None = key absent) then put new, else range key.
+    -> (succeeded, observed value or None (NOVALUE on success), header revision)"""
+    C = pb.Compare
+    if mod_revision is not None:
+        cmp = C(result=C.EQUAL, target=C.MOD, key=b(key), mod_revision=mod_revision)
+    elif expect is None:
+        cmp = C(result=C.EQUAL, target=C.VERSION, key=b(key), version=0)
+    else:
+        cmp = C(result=C.EQUAL, target=C.VALUE, key=b(key), value=b(expect))
+    req = pb.TxnRequest(compare=[cmp],
+                        success=[pb.RequestOp(request_put=pb.PutRequest(key=b(key), value=b(new)))],
+                        failure=[pb.RequestOp(request_range=pb.RangeRequest(key=b(key)))])
+    r = kv.Txn(req, timeout=timeout)
+    if r.succeeded:
+        return True, NOVALUE, r.header.revision
+    kvs = r.responses[0].response_range.kvs
+    return False, (s(kvs[0].value) if kvs else None), r.header.revision
 
-    def cas(self, key, expect, new, mod_revision=None, timeout=None):
-        """Txn: if value == expect (or mod_revision == mod_revision when
-        given; expect None = key absent) then put new, else range key.
-        Returns (succeeded, observed value or None, header revision)."""
-        C = pb.Compare
-        if mod_revision is not None:
-            cmp = C(result=C.EQUAL, target=C.MOD, key=b(key), mod_revision=mod_revision)
-        elif expect is None:
-            cmp = C(result=C.EQUAL, target=C.VERSION, key=b(key), version=0)
-        else:
-            cmp = C(result=C.EQUAL, target=C.VALUE, key=b(key), value=b(expect))
-        req = pb.TxnRequest(compare=[cmp],
-                            success=[pb.RequestOp(request_put=pb.PutRequest(key=b(key), value=b(new)))],
-                            failure=[pb.RequestOp(request_range=pb.RangeRequest(key=b(key)))])
-        r = self.kv.Txn(req, timeout=timeout or self.timeout)
-        if r.succeeded:
-            return True, NOVALUE, r.header.revision
-        kvs = r.responses[0].response_range.kvs
-        return False, (s(kvs[0].value) if kvs else None), r.header.revision
 
-    def compact(self, revision, timeout=None):
-        self.kv.Compact(pb.CompactionRequest(revision=revision, physical=False),
-                        timeout=timeout or self.timeout)
-
-    def status(self, timeout=1.0):
-        return self.maint.Status(pb.StatusRequest(), timeout=timeout)
-
-    def hashkv(self, revision=0, timeout=5.0):
-        return self.maint.HashKV(pb.HashKVRequest(revision=revision), timeout=timeout)
+def compact(kv, revision, timeout):
+    kv.Compact(pb.CompactionRequest(revision=revision, physical=False), timeout=timeout)
 
 
 class Recorder:
