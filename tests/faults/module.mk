@@ -11,3 +11,11 @@ SECONDS ?= 600
 .PHONY: soak
 soak: build-all
 	BUILD=$(BUILD) /usr/bin/python3 tests/faults/nemesis.py $(SECONDS)
+
+# LD_PRELOAD shim failing fsync/fdatasync/msync/pwrite/writev on demand
+# (gnu11: dlsym's object pointer becomes a function pointer).
+$(BUILD)/failfs.so: tests/faults/failfs.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -o $@ $< -ldl
+BINS += $(BUILD)/failfs.so
+TEST_SCRIPTS += tests/faults/test_failfs.py
