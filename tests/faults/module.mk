@@ -19,3 +19,4 @@ $(BUILD)/failfs.so: tests/faults/failfs.c
 	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -o $@ $< -ldl
 BINS += $(BUILD)/failfs.so
 TEST_SCRIPTS += tests/faults/test_failfs.py
+TEST_SCRIPTS += tests/faults/test_space.py
