@@ -162,13 +162,21 @@ static bool proposed_here(struct srv_member *m, const struct raft_entry *e)
 	return false;
 }
 
-static void queue_apply(struct srv_member *m, const struct raft_entry *ents, size_t n)
+/* Queues committed entries for apply; returns the last of them that the
+ * store had applied already (before a restart, or in a snapshot taken at a
+ * later index than its raft metadata), 0 if none. */
+static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents, size_t n)
 {
 	struct srv_batch *b = m->filling;
+	uint64_t skipped = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct raft_entry *e = &ents[i];
-		if (e->index <= m->queued_apply)
-			continue; /* applied before a restart, or already queued */
+		if (e->index <= m->queued_apply) {
+			/* applied before a restart, or already queued */
+			if (e->index <= m->applied_index)
+				skipped = e->index;
+			continue;
+		}
 		if (grow((void **)&b->apply, &b->cap_apply, b->n_apply + 1, sizeof(*b->apply)))
 			oom(m);
 		size_t cap = b->cap_apply;
@@ -198,6 +206,7 @@ static void queue_apply(struct srv_member *m, const struct raft_entry *ents, siz
 			}
 		}
 	}
+	return skipped;
 }
 
 static void maybe_submit(struct srv_member *m)
@@ -294,11 +303,20 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 		queue_persist(m, up);
 	if (up->n_msgs)
 		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
+	uint64_t skipped = 0;
 	if (up->n_committed)
-		queue_apply(m, up->committed, up->n_committed);
+		skipped = queue_apply(m, up->committed, up->n_committed);
 	if (up->n_reads)
 		handle_reads(m, up);
 	maybe_submit(m);
+	if (skipped) {
+		/* No batch reports these: tell raft they are applied, so that it
+		 * applies the configuration changes among them (else its
+		 * configuration stays the snapshot's until a later entry). */
+		struct raft_event ev = {.type = RAFT_EVENT_APPLIED};
+		ev.applied.index = skipped;
+		step(m, &ev, NULL);
+	}
 }
 
 /* ------------------------------------------------------------ proposals */

@@ -57,12 +57,11 @@ int srv_membership_bootstrap(struct srv_membership *ms, const struct srv_config 
 		mb->id = srv_member_id((const char *const *)pl->url, pl->n,
 		                       cfg->initial_cluster_token, -1);
 		ids[i] = mb->id;
+		/* No client URLs, not even our own: a member publishes them
+		 * through raft once it has a leader (srv_cluster_publish),
+		 * and only if its record lacks them. */
 		if (set_name(mb, cfg->members[i].name) ||
 		    set_urls(mb->peer, &mb->n_peer, pl->url, (size_t)pl->n))
-			return CAIRN_ENOMEM;
-		if (!strcmp(cfg->members[i].name, cfg->name) &&
-		    set_urls(mb->client, &mb->n_client, cfg->advertise_client_urls.url,
-		             (size_t)cfg->advertise_client_urls.n))
 			return CAIRN_ENOMEM;
 	}
 	ms->cluster_id = srv_cluster_id(ids, cfg->n_members);

@@ -10,4 +10,8 @@ TEST_SCRIPTS += tests/check_layering.sh
 # End-to-end: real cairnd driven by the real etcdctl and python3-etcd3.
 TEST_SCRIPTS += tests/compat/test_etcdctl.sh tests/compat/test_etcd3.py
 TEST_SCRIPTS += tests/compat/differential.py
+# Process-level cluster tests: real cairnd members (tests/cluster/cluster.py).
+TEST_SCRIPTS += tests/cluster/test_three.py tests/cluster/test_failover.py \
+	tests/cluster/test_snapshot.py tests/cluster/test_membership.py \
+	tests/cluster/test_partition.py
 include tests/faults/module.mk
