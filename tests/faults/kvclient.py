@@ -96,6 +96,10 @@ class Recorder:
             op.ok = None
             op.complete = None
             op.result = e.code()
+        except ValueError as e:  # the member's channel was closed (restart): never sent
+            op.ok = False
+            op.complete = self.now()
+            op.result = str(e)
         with self.lock:
             op.idx = len(self.ops)
             self.ops.append(op)

@@ -192,13 +192,16 @@ def run(seconds, seed, workers=6, log=print):
         cl = Cluster(3, hosts=net.ips, netns=net.ns)
         cl.wait_leader(timeout=20.0)
         rec = kvclient.Recorder()
-        # watchers from revision 1 (the cluster has no mutation yet)
+        # every revision after this one is a mutation of the run; watchers
+        # start from the first (fresh cluster: nothing to skip)
+        first_rev = cl.members[0].status().header.revision + 1
         wrecs = []
         for m in cl.members:
-            wr = checker.WatchRecord("watch@" + m.name, key=PREFIX, prefix=True, start=1,
+            wr = checker.WatchRecord("watch@" + m.name, key=PREFIX, prefix=True, start=first_rev,
                                      prev_kv=True)
             t = threading.Thread(target=kvclient.watch_record,
-                                 args=(m.endpoint, wr, stop_watch, PREFIX, 1), daemon=True)
+                                 args=(m.endpoint, wr, stop_watch, PREFIX, first_rev),
+                                 daemon=True)
             t.start()
             wrecs.append(wr)
             threads.append(t)
@@ -244,7 +247,9 @@ def run(seconds, seed, workers=6, log=print):
             if (w.end or 0) < final_rev:
                 res["violations"].append("%s stopped at %s, final revision %d"
                                          % (w.name, w.end, final_rev))
-        res.update(judge(rec.ops, wrecs, final_rev))
+        t_check = time.time()
+        res.update(judge(rec.ops, wrecs, first_rev, final_rev))
+        res["check_secs"] = time.time() - t_check
         res["nemesis"] = nem.counts
     finally:
         halt.set()
@@ -259,7 +264,30 @@ def run(seconds, seed, workers=6, log=print):
     return res
 
 
-def judge(ops, wrecs, final_rev):
+def canary(ops):
+    """Plants a stale read into the real history: a copy of the last read of
+    a key returning the value of an acknowledged write that a later
+    acknowledged write overwrote before the read began. The checker must
+    reject it (True), else the run's verdict means little. None if the
+    history has no such pair or the search budget ran out."""
+    reads = [o for o in ops if o.f == "read" and o.ok is True]
+    if not reads:
+        return None
+    r = reads[-1]
+    acked = [o for o in ops if o.key == r.key and o.ok is True and o.complete < r.invoke and
+             (o.f == "write" or (o.f == "cas" and o.result[0]))]
+    for w in acked:
+        if any(w2.invoke > w.complete for w2 in acked if w2 is not w) and w.value != r.result:
+            stale = checker.Op("read", r.key, ok=True, result=w.value, invoke=r.invoke,
+                               complete=r.complete)
+            st = {}
+            bad = checker.check_linearizable([o for o in ops if o.key == r.key] + [stale],
+                                             stats=st)
+            return True if bad else (None if st["unknown_keys"] else False)
+    return None
+
+
+def judge(ops, wrecs, first_rev, final_rev):
     out = {"violations": [], "ops": len(ops),
            "ok": sum(1 for o in ops if o.ok is True),
            "indeterminate": sum(1 for o in ops if o.ok is None)}
@@ -271,6 +299,9 @@ def judge(ops, wrecs, final_rev):
     v += lin
     if st["unknown_keys"]:
         v.append("linearizability undecided (search budget) for keys %s" % st["unknown_keys"])
+    out["canary"] = canary(ops)
+    if out["canary"] is False:
+        v.append("checker missed a stale read planted into this history")
     rv = checker.check_revisions_monotonic(ops)
     v += rv[:20]
     out["revisions_monotonic"] = not rv
@@ -282,7 +313,7 @@ def judge(ops, wrecs, final_rev):
     v += lost[:20]
     out["acked_writes"] = len(acked)
     out["lost_writes"] = len(lost)
-    wv = checker.check_watches(wrecs, first_rev=2, last_rev=final_rev)
+    wv = checker.check_watches(wrecs, first_rev=first_rev, last_rev=final_rev)
     v += wv[:20]
     out["watch_violations"] = len(wv)
     out["watch_events"] = sum(len(r) for w in wrecs for r in w.responses)
@@ -293,12 +324,13 @@ def judge(ops, wrecs, final_rev):
 def report(i, res):
     print("run %d (seed %d): %d ops (%d ok, %d indeterminate), %d acked writes, nemesis %s; "
           "linearizable=%s revisions_monotonic=%s lost=%d watch_events=%d watch_violations=%d "
-          "reconnects=%d" % (i, res["seed"], res["ops"], res.get("ok", 0),
+          "reconnects=%d canary=%s checked in %.1fs" % (i, res["seed"], res["ops"], res.get("ok", 0),
                              res.get("indeterminate", 0), res.get("acked_writes", 0),
                              res.get("nemesis"), res.get("linearizable"),
                              res.get("revisions_monotonic"), res.get("lost_writes", -1),
                              res.get("watch_events", 0), res.get("watch_violations", -1),
-                             res.get("watch_reconnects", 0)), flush=True)
+                             res.get("watch_reconnects", 0), res.get("canary"),
+                             res.get("check_secs", 0)), flush=True)
     for v in res["violations"][:30]:
         print("  VIOLATION " + v, flush=True)
     if res["violations"]:
