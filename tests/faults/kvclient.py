@@ -41,6 +41,17 @@ def put(kv, key, value, timeout):
     return kv.Put(pb.PutRequest(key=b(key), value=b(value)), timeout=timeout).header.revision
 
 
+def delete(kv, key, timeout):
+    """-> header revision"""
+    return kv.DeleteRange(pb.DeleteRangeRequest(key=b(key)), timeout=timeout).header.revision
+
+
+def put_many(kv, pairs, timeout):
+    """One Txn putting every (key, value) -> header revision"""
+    ops = [pb.RequestOp(request_put=pb.PutRequest(key=b(k), value=b(v))) for k, v in pairs]
+    return kv.Txn(pb.TxnRequest(success=ops), timeout=timeout).header.revision
+
+
 def get(kv, key, timeout, serializable=False):
     """-> (value or None, mod_revision, header revision)"""
     r = kv.Range(pb.RangeRequest(key=b(key), serializable=serializable), timeout=timeout)
@@ -84,6 +95,18 @@ class Recorder:
 
     def now(self):
         return time.monotonic() - self.t0
+
+    def run_multi(self, ops, fn):
+        """One call that is several ops (a txn on several keys): same times,
+        outcome and revision for all."""
+        self.run(ops[0], fn)
+        for o in ops[1:]:
+            o.invoke, o.complete, o.ok, o.result, o.rev = (ops[0].invoke, ops[0].complete,
+                                                           ops[0].ok, ops[0].result, ops[0].rev)
+            with self.lock:
+                o.idx = len(self.ops)
+                self.ops.append(o)
+        return ops
 
     def run(self, op, fn):
         """Invokes fn() -> (result, rev), fills op. Returns the op."""

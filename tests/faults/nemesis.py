@@ -1,7 +1,7 @@
 """One nemesis run: a 3-member cluster in network namespaces
 (tests/cluster/cluster.py's Cluster and Netns), concurrent clients doing
-linearizable reads, writes and CAS transactions (compare on value or on
-mod_revision) on a few keys, a watcher with prev_kv on every member, and a
+linearizable reads, puts, deletes, two-key txns and CAS transactions
+(compare on value or on mod_revision) on a few keys, a watcher with prev_kv on every member, and a
 nemesis that SIGKILLs the leader / a follower / a majority, pauses members
 with SIGSTOP/SIGCONT, isolates the leader or a minority by partition and
 compacts. Then every checker of checker.py judges the history.
@@ -62,7 +62,19 @@ class Worker(threading.Thread):
                 v = self.value()
                 op = checker.Op("write", key, value=v)
                 rec.run(op, lambda: (None, kvclient.put(kv, key, v, OP_TIMEOUT)))
-            elif r < 0.85 or key not in self.seen:
+            elif r < 0.70:
+                # delete: a write of "absent" for the register model
+                op = checker.Op("write", key, value=None)
+                rec.run(op, lambda: (None, kvclient.delete(kv, key, OP_TIMEOUT)))
+            elif r < 0.78:
+                # one txn writing two keys: one revision, two events
+                k2 = rng.choice([k for k in KEYS if k != key])
+                v1, v2 = self.value(), self.value()
+                op = checker.Op("write", key, value=v1)
+                op2 = checker.Op("write", k2, value=v2)
+                rec.run_multi([op, op2], lambda: (None, kvclient.put_many(
+                    kv, [(key, v1), (k2, v2)], OP_TIMEOUT)))
+            elif r < 0.88 or key not in self.seen:
                 exp = self.seen.get(key, (None, 0))[0]
                 v = self.value()
                 op = checker.Op("cas", key, value=v, expect=exp)
@@ -275,7 +287,7 @@ def canary(ops):
         return None
     r = reads[-1]
     acked = [o for o in ops if o.key == r.key and o.ok is True and o.complete < r.invoke and
-             (o.f == "write" or (o.f == "cas" and o.result[0]))]
+             o.value is not None and (o.f == "write" or (o.f == "cas" and o.result[0]))]
     for w in acked:
         if any(w2.invoke > w.complete for w2 in acked if w2 is not w) and w.value != r.result:
             stale = checker.Op("read", r.key, ok=True, result=w.value, invoke=r.invoke,
@@ -307,8 +319,9 @@ def judge(ops, wrecs, first_rev, final_rev):
     out["revisions_monotonic"] = not rv
     bad = []
     hist = checker.reference_history(wrecs, bad)
-    acked = [(o.key, o.value, o.rev) for o in ops
-             if o.ok is True and (o.f == "write" or (o.f == "cas" and o.result[0]))]
+    acked = [(o.key, o.value, o.rev) for o in ops  # puts (a delete may delete nothing)
+             if o.ok is True and o.value is not None and
+             (o.f == "write" or (o.f == "cas" and o.result[0]))]
     lost = checker.check_no_lost_writes(acked, [(e.key, e.value, e.mod) for e in hist.values()])
     v += lost[:20]
     out["acked_writes"] = len(acked)
