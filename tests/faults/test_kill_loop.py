@@ -4,7 +4,7 @@ and every acknowledged write read back with its value.
   single member: CYCLES (default 200) cycles of a short write burst by 4
     concurrent writers, SIGKILL, restart; after each restart the cycle's
     acknowledged writes are checked, and every 25 cycles (and at the end)
-    all writes of all cycles.
+    all writes of all cycles; the revision never goes back over a restart.
   cluster: CLUSTER_CYCLES (default 10) cycles on 3 members, all SIGKILLed
     at once and restarted; acknowledged writes read back linearizably on
     every member, and HashKV equal on all members once converged.
@@ -61,12 +61,19 @@ def single(checks, cleanup):
     t0 = time.time()
     for c in range(CYCLES):
         ws = burst([m], "d/c%04d/" % c, rng.uniform(0.05, 0.25))
+        st = m.status(0.5)  # a revision the member reported: committed, durable
         kill_all([m])
         for w in ws:
             w.stop()
         t1 = time.time()
         m.start(initial)
         restart_s.append(time.time() - t1)
+        rev_after = m.status(2.0)
+        if rev_after is None:
+            violations.append("cycle %d: no Status after the restart" % c)
+        elif st is not None and rev_after.header.revision < st.header.revision:
+            violations.append("cycle %d: revision went back from %d to %d over the restart"
+                              % (c, st.header.revision, rev_after.header.revision))
         acked = {}
         for w in ws:
             acked.update(w.acked)
