@@ -8,7 +8,9 @@ fsyncgate case —, pwrite, writev, pwrite with ENOSPC): a single member under
   - no write invoked after arming was acknowledged (its commit could not
     succeed);
   - restarted without the shim it serves, with every acknowledged write
-    present with its value (checker.check_no_lost_writes)."""
+    present with its value (checker.check_no_lost_writes).
+And on 3 members with fdatasync failing on one: it stops, the others go on,
+and restarted without the shim it catches up (HashKV)."""
 import os
 import sys
 import threading
@@ -33,12 +35,12 @@ CASES = [
 ]
 
 
-def start_with(m, initial, env):
+def start_with(m, initial, env, wait=True):
     """Member.start with extra environment for the cairnd process."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        m.start(initial)
+        m.start(initial, wait=wait)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -47,9 +49,10 @@ def start_with(m, initial, env):
                 os.environ[k] = v
 
 
-def writers(m, rec, halt, tag, n=4):
+def writers(ms, rec, halt, tag, n=4):
     def loop(i):
         j = 0
+        m = ms[i % len(ms)]
         while not halt.is_set():
             j += 1
             key, val = "f/%s/%d/%d" % (tag, i, j), "v%d-%d" % (i, j)
@@ -73,7 +76,7 @@ def one_case(checks, cleanup, name, env):
     rec = kvclient.Recorder()
     halt = threading.Event()
     tag = name.replace(" ", "_")
-    ts = writers(m, rec, halt, tag)
+    ts = writers([m], rec, halt, tag)
     time.sleep(1.0)
     t_arm = rec.now()
     open(arm, "w").close()
@@ -110,10 +113,60 @@ def one_case(checks, cleanup, name, env):
     cleanup.remove(cl)
 
 
+def cluster_case(checks, cleanup):
+    """3 members, fdatasync failing on one: that member stops, the other two
+    go on acknowledging writes; restarted without the shim it catches up
+    (HashKV equal) and every acknowledged write is on every member."""
+    name = "3 members, fdatasync fails on m2"
+    cl = Cluster(3, start=False)
+    cleanup.append(cl)
+    initial = Cluster.initial_cluster(cl.members)
+    m0, m1, m2 = cl.members
+    arm = os.path.join(m2.dir, "arm")
+    m0.start(initial, wait=False)
+    m1.start(initial, wait=False)
+    start_with(m2, initial, {"LD_PRELOAD": SHIM, "FAILFS_ARM_FILE": arm, "FAILFS_LOG": "1",
+                             "FAILFS_CALLS": "fdatasync,fsync"}, wait=False)
+    for m in cl.members:
+        m.wait_serving()
+    lead, _ = cl.wait_leader()
+    rec = kvclient.Recorder()
+    halt = threading.Event()
+    ts = writers([m0, m1], rec, halt, "cluster")
+    time.sleep(1.0)
+    open(arm, "w").close()
+    rc = m2.wait_exit(10.0)
+    n_at_exit = sum(1 for o in rec.ops if o.ok is True)
+    time.sleep(2.0)
+    halt.set()
+    for t in ts:
+        t.join()
+    acked = [o for o in rec.ops if o.ok is True]
+    checks.check("%s (was %s): m2 exits non-zero (%s)" % (name, "leader" if lead is m2 else
+                                                          "follower", rc), rc not in (None, 0), rc)
+    checks.check("%s: fatal log line" % name, FATAL in m2.log_text(), m2.log_text()[-500:])
+    checks.check("%s: the other two go on acknowledging writes (%d -> %d)"
+                 % (name, n_at_exit, len(acked)), len(acked) > n_at_exit + 10)
+    if rc is None:
+        m2.kill()
+    m2.start(initial)
+    rev, hashes = cl.wait_converged(timeout=30.0)
+    checks.check("%s: restarted without the shim, HashKV equal at %d" % (name, rev),
+                 len(set(hashes.values())) == 1, hashes)
+    for m in cl.members:
+        got = m.get_dict("f/cluster/", timeout=10.0)
+        lost = checker.check_no_lost_writes([(o.key, o.value, None) for o in acked], got)
+        checks.check("%s: all %d acknowledged writes on %s" % (name, len(acked), m.name),
+                     not lost, lost[:3])
+    cl.close()
+    cleanup.remove(cl)
+
+
 def body(checks, cleanup):
     checks.check("shim built", os.path.exists(SHIM), SHIM)
     for name, env in CASES:
         one_case(checks, cleanup, name, env)
+    cluster_case(checks, cleanup)
 
 
 if __name__ == "__main__":
