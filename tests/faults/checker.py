@@ -113,6 +113,36 @@ def _relevant(ops):
     return out
 
 
+def _observer_bounds(ops, init):
+    """Indeterminate writes/CAS whose value is unique (written by no other
+    op, not the initial value, not None) and observed by a completed op
+    must have taken effect before that observer returned: their return
+    time is bounded by the earliest such return. This turns them into
+    completed ops for the search, instead of calls pending to the end (which
+    multiplies the configurations by two per pending op).
+    Returns {index in ops: bound time}."""
+    writers = collections.Counter(op.value for op in ops if op.f in ("write", "cas"))
+    first_seen = {}
+    for op in ops:
+        if op.ok is not True:
+            continue
+        vals = ()
+        if op.f == "read":
+            vals = (op.result,)
+        elif op.f == "cas":
+            vals = (op.expect,) if op.result[0] else (op.result[1],)
+        for v in vals:
+            if v is not NOVALUE and (v not in first_seen or op.complete < first_seen[v]):
+                first_seen[v] = op.complete
+    bound = {}
+    for i, op in enumerate(ops):
+        v = op.value
+        if (op.ok is None and v is not None and v != init and writers[v] == 1 and
+                v in first_seen and first_seen[v] >= op.invoke):
+            bound[i] = first_seen[v]
+    return bound
+
+
 class _Entry:
     __slots__ = ("op", "is_call", "match", "prev", "next", "id")
 
@@ -124,6 +154,7 @@ def _linearize_key(ops, init, budget):
     n = len(ops)
     if n == 0:
         return True, None
+    bound = _observer_bounds(ops, init)
     events = []
     for i, op in enumerate(ops):
         events.append((op.invoke, 0, i, True))
@@ -133,6 +164,8 @@ def _linearize_key(ops, init, budget):
             # a return at the same instant as another call: calls first
             # (treat as concurrent, the permissive reading)
             events.append((op.complete, 1, i, False))
+        elif i in bound:
+            events.append((bound[i], 1, i, False))
     events.sort(key=lambda e: (e[0], e[1]))
     head = _Entry()
     head.prev = None
@@ -148,7 +181,7 @@ def _linearize_key(ops, init, budget):
             calls[i] = e
         else:
             calls[i].match = e
-    remaining = sum(1 for op in ops if op.ok is True)
+    remaining = sum(1 for e in calls.values() if e.match is not None)
 
     def lift(e):
         e.prev.next = e.next
@@ -170,11 +203,51 @@ def _linearize_key(ops, init, budget):
         if e.next:
             e.next.prev = e
 
+    # Symmetry: pending ops (no return event) of the same kind and value,
+    # e.g. several timed-out deletes, are interchangeable once invoked; only
+    # the earliest-invoked one still in the list is tried (any linearization
+    # can be rewritten to use them in invoke order). `seen` holds the
+    # classes met so far in the current scan of the list.
+    def cls(e):
+        if e.match is None:
+            return (e.op.f, e.op.value, e.op.expect)
+        return None
+
+    # Dominance: for the memo, pending ops of a class count by how many are
+    # used (always the earliest, see above): a configuration with the same
+    # completed ops linearized and the same state but fewer pending ops used
+    # can do all the other can. cache: (bits of non-pending ops, state) ->
+    # count tuples already explored.
+    classes = {}
+    pending_mask = 0
+    for i, e in calls.items():
+        if e.match is None:
+            pending_mask |= 1 << i
+            classes.setdefault(cls(e), len(classes))
+    counts = [0] * len(classes)
+
+    def dominated(key, cnt):
+        seen_counts = cache.get(key)
+        if seen_counts is None:
+            cache[key] = [cnt]
+            return False
+        for t in seen_counts:
+            if all(a <= b for a, b in zip(t, cnt)):
+                return True
+        seen_counts.append(cnt)
+        return False
+
+    # Order: each scan of the candidates (the calls before the first return
+    # event) tries the ops that have a return first (phase 0), then the
+    # pending ones (phase 1): configurations using fewer pending ops are
+    # explored first, so the dominance check prunes the others.
     state = init
     linearized = 0
-    cache = set()
+    cache = {}
     stack = []
     entry = head.next
+    phase = 0
+    seen = frozenset()
     steps = 0
     best = (0, None)  # deepest point reached, for the report
     while remaining > 0:
@@ -182,37 +255,50 @@ def _linearize_key(ops, init, budget):
         if steps > budget:
             return None, {"steps": steps, "ops": n}
         if entry is None:
-            # only indeterminate calls left before the end but completed ops
-            # remain: cannot happen (their returns are in the list)
             raise AssertionError("event list exhausted")
-        if entry.is_call:
-            new = _step(state, entry.op)
-            if new is not _ILLEGAL:
-                lin2 = linearized | (1 << entry.id)
-                key = (lin2, new)
-                if key not in cache:
-                    cache.add(key)
-                    stack.append((entry, state))
-                    state = new
-                    linearized = lin2
-                    if entry.match is not None:
-                        remaining -= 1
-                    lift(entry)
-                    if len(stack) > best[0]:
-                        best = (len(stack), entry.op)
-                    entry = head.next
-                    continue
-            entry = entry.next
-        else:
+        if not entry.is_call:
+            if phase == 0 and pending_mask:
+                phase, seen, entry = 1, frozenset(), head.next
+                continue
             if not stack:
                 return False, {"stuck_at": entry.op, "deepest": best[1],
                                "depth": best[0], "steps": steps, "ops": n}
-            entry, state = stack.pop()
+            entry, state, seen, phase = stack.pop()
             linearized &= ~(1 << entry.id)
-            if entry.match is not None:
-                remaining += 1
             unlift(entry)
+            c = cls(entry)
+            if c is None:
+                remaining += 1
+            else:
+                counts[classes[c]] -= 1
+                seen = seen | {c}
             entry = entry.next
+            continue
+        c = cls(entry)
+        if (c is None) != (phase == 0) or (c is not None and c in seen):
+            entry = entry.next
+            continue
+        new = _step(state, entry.op)
+        if new is not _ILLEGAL:
+            lin2 = linearized | (1 << entry.id)
+            if c is not None:
+                counts[classes[c]] += 1
+            if not dominated((lin2 & ~pending_mask, new), tuple(counts)):
+                stack.append((entry, state, seen, phase))
+                state = new
+                linearized = lin2
+                if c is None:
+                    remaining -= 1
+                lift(entry)
+                if len(stack) > best[0]:
+                    best = (len(stack), entry.op)
+                entry, phase, seen = head.next, 0, frozenset()
+                continue
+            if c is not None:
+                counts[classes[c]] -= 1
+        if c is not None:
+            seen = seen | {c}
+        entry = entry.next
     return True, {"steps": steps, "ops": n}
 
 

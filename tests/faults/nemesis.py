@@ -7,6 +7,7 @@ with SIGSTOP/SIGCONT, isolates the leader or a minority by partition and
 compacts. Then every checker of checker.py judges the history.
 
 run(seconds, seed) -> dict of totals and verdicts (violations listed)."""
+import collections
 import os
 import random
 import signal
@@ -277,25 +278,28 @@ def run(seconds, seed, workers=6, log=print):
 
 
 def canary(ops):
-    """Plants a stale read into the real history: a copy of the last read of
-    a key returning the value of an acknowledged write that a later
-    acknowledged write overwrote before the read began. The checker must
-    reject it (True), else the run's verdict means little. None if the
-    history has no such pair or the search budget ran out."""
-    reads = [o for o in ops if o.f == "read" and o.ok is True]
-    if not reads:
+    """Plants a stale read into the real history: on the busiest key, an
+    acknowledged put w, a later acknowledged put w2 invoked after w
+    returned, and a read right after w2 returned that returns w's value.
+    The checker must reject it (True), else the run's verdict means little.
+    Planted a quarter into the history (the search must exhaust everything
+    before the planted read). None if the history has no such pair or the
+    search budget ran out."""
+    keys = collections.Counter(o.key for o in ops)
+    if not keys:
         return None
-    r = reads[-1]
-    acked = [o for o in ops if o.key == r.key and o.ok is True and o.complete < r.invoke and
-             o.value is not None and (o.f == "write" or (o.f == "cas" and o.result[0]))]
-    for w in acked:
-        if any(w2.invoke > w.complete for w2 in acked if w2 is not w) and w.value != r.result:
-            stale = checker.Op("read", r.key, ok=True, result=w.value, invoke=r.invoke,
-                               complete=r.complete)
-            st = {}
-            bad = checker.check_linearizable([o for o in ops if o.key == r.key] + [stale],
-                                             stats=st)
-            return True if bad else (None if st["unknown_keys"] else False)
+    key = keys.most_common(1)[0][0]
+    puts = sorted((o for o in ops if o.key == key and o.ok is True and o.value is not None and
+                   (o.f == "write" or (o.f == "cas" and o.result[0]))), key=lambda o: o.complete)
+    for w in puts[len(puts) // 4:]:
+        w2 = next((o for o in puts if o.invoke > w.complete), None)
+        if w2 is None:
+            return None
+        t = w2.complete + 1e-6
+        stale = checker.Op("read", key, ok=True, result=w.value, invoke=t, complete=t + 1e-6)
+        st = {}
+        bad = checker.check_linearizable([o for o in ops if o.key == key] + [stale], stats=st)
+        return True if bad else (None if st["unknown_keys"] else False)
     return None
 
 
