@@ -81,6 +81,8 @@ int srv_cluster_forward(struct srv_member *m, uint8_t entry_type, const void *da
 	if (m->leader == RAFT_NONE)
 		return CAIRN_ENOLEADER;
 	int rv = send_tagged(m, m->leader, 'P', &entry_type, 1, data, len);
+	if (rv == CAIRN_ENOTFOUND)
+		return CAIRN_ENOLEADER; /* the leader we knew has just been removed */
 	return rv == CAIRN_EAGAIN ? CAIRN_ETIMEOUT : rv;
 }
 
@@ -91,7 +93,8 @@ int srv_cluster_keepalive(struct srv_member *m, uint64_t ctx, int64_t lease_id)
 	uint8_t b[16];
 	put64(b, ctx);
 	put64(b + 8, (uint64_t)lease_id);
-	return send_tagged(m, m->leader, 'K', b, 16, NULL, 0);
+	int rv = send_tagged(m, m->leader, 'K', b, 16, NULL, 0);
+	return rv == CAIRN_ENOTFOUND ? CAIRN_ENOLEADER : rv;
 }
 
 /* ------------------------------------------------------------ receiving */

@@ -8,6 +8,7 @@ converge. Writer: a thread that writes through several members and records
 what was acknowledged. Netns: a bridge, veth pairs and one network namespace
 per member, with blackhole-route partitions. Checks: ok/FAIL lines, timings,
 exit status. Run with /usr/bin/python3."""
+import ctypes
 import os
 import secrets
 import shutil
@@ -54,11 +55,7 @@ class Checks:
     def timing(self, name, secs):
         print("time %s: %.3fs" % (name, secs), flush=True)
 
-    def finish(self, members=()):
-        if self.failures:
-            for m in members:
-                print("--- log of %s (last 15 lines)" % m.name)
-                print("\n".join(m.log_text().splitlines()[-15:]))
+    def finish(self):
         print("%s: %d failed (%.1fs)" % (self.title, len(self.failures), time.time() - self.t0))
         return 1 if self.failures else 0
 
@@ -69,23 +66,33 @@ def run_test(title, body):
     checks = Checks(title)
     cleanup = []
     members = []
+
+    def on_term(signum, frame):  # the runner's time limit: clean up all the same
+        raise SystemExit("killed by signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_term)
     try:
         body(checks, cleanup)
-    except Exception as e:  # a broken step is a failure, not a crash without output
+    except BaseException as e:  # a broken step (or SIGTERM) is a failure with output
         import traceback
         traceback.print_exc()
         checks.check("no exception", False, repr(e))
     finally:
         for obj in cleanup:
             if isinstance(obj, Cluster):
-                members.extend(obj.members)
-        code = checks.finish(members if checks.failures else ())
+                members.extend(obj.members + obj.removed)
+        if checks.failures:
+            for m in members:
+                print("--- log of %s (last 15 lines)" % m.name)
+                print("\n".join(m.log_text().splitlines()[-15:]))
         for obj in reversed(cleanup):
             try:
                 obj.close()
             except Exception as e:  # keep closing the rest
                 print("cleanup: %r" % e)
-    sys.exit(code)
+        for m in members:  # SAN=1: what the sanitizers reported, at any time
+            checks.check("no sanitizer report in the log of %s" % m.name,
+                         not m.sanitizer_report, m.sanitizer_report)
+    sys.exit(checks.finish())
 
 
 class Member:
@@ -107,6 +114,7 @@ class Member:
         self.channel = None
         self.id = None
         self.log = None
+        self.sanitizer_report = ""
 
     # ---- process
     def start(self, initial_cluster, state="new", wait=True):
@@ -122,7 +130,8 @@ class Member:
             args = ["ip", "netns", "exec", self.netns] + args
         if self.log is None:
             self.log = open(os.path.join(self.dir, "log"), "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         if wait:
             self.wait_serving()
 
@@ -186,7 +195,17 @@ class Member:
             return ""
 
     def close(self):
-        self.kill()
+        """Stops the member (SIGTERM, so that a sanitizer build reports
+        leaks; SIGKILL after 5 s), keeps any sanitizer report from its
+        log in sanitizer_report, removes its directory."""
+        if self.alive():
+            self.proc.terminate()
+            if self.wait_exit(5.0) is None:
+                self.kill()
+        text = self.log_text()
+        at = min((i for i in (text.find("Sanitizer"), text.find("runtime error:")) if i >= 0),
+                 default=-1)
+        self.sanitizer_report = text[max(0, at - 200):at + 3000] if at >= 0 else ""
         if self.channel:
             self.channel.close()
         if self.log:
@@ -220,6 +239,11 @@ class Member:
 
     def member_list(self, timeout=3.0):
         return self.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=timeout).members
+
+
+def _die_with_parent():
+    """In the child: SIGKILL when the test process dies (no stray members)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _b(s):
@@ -307,6 +331,24 @@ class Cluster:
         """(leader member, seconds waited)."""
         return wait_for("a leader", lambda: self.leader(members), timeout)
 
+    def wait_new_leader(self, survivors, old, timeout=10.0):
+        """(leader other than old that the survivors agree on, seconds),
+        polling Status with short timeouts."""
+        def new_leader():
+            m = self.leader(survivors, timeout=0.2)
+            return m if m is not None and m.id != old.id else None
+        return wait_for("a new leader among the survivors", new_leader, timeout, 0.02)
+
+    def restart_all(self, state="existing"):
+        """SIGKILLs every member, then starts them all again."""
+        for m in self.members:
+            m.kill()
+        initial = self.initial_cluster(self.members)
+        for m in self.members:
+            m.start(initial, state=state, wait=False)
+        for m in self.members:
+            m.wait_serving()
+
     def wait_converged(self, members=None, timeout=20.0):
         """Polls until every member has applied the same index at the same
         revision; then returns (revision, {name: HashKV hash at it})."""
@@ -385,6 +427,10 @@ def check_acked(checks, name, members, writer):
                      not lost, "lost %d, e.g. %s" % (len(lost), lost[:5]))
     print("info %s: %d acknowledged, %d indeterminate %s" % (name, len(writer.acked),
                                                              writer.indeterminate, writer.errors))
+    odd = {k: n for k, n in writer.errors.items()
+           if not k.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED"))}
+    checks.check("%s: failed writes failed as etcd's do (UNAVAILABLE or a client timeout)" % name,
+                 not odd, odd)
 
 
 def check_converged(checks, name, cluster, members=None, timeout=20.0):

@@ -26,10 +26,7 @@ def kill_and_restart(checks, c, victim, name, leader):
         t0 = time.time()
         victim.kill()
         if victim is leader:
-            def new_leader():
-                m = c.leader(survivors, timeout=0.2)
-                return m if m is not None and m.id != victim.id else None
-            nl, _ = wait_for("a new leader among the survivors", new_leader, 10.0, 0.02)
+            nl, _ = c.wait_new_leader(survivors, victim)
             secs = time.time() - t0
             checks.timing("%s: new leader %s reported after SIGKILL" % (name, nl.name), secs)
             checks.check("%s: new leader within %.0fs (%.3fs)" % (name, ELECTION_LIMIT, secs),

@@ -82,6 +82,7 @@ def check_members(checks, c, what):
 
 
 def check_writes(checks, c, what):
+    c.wait_leader()  # every member knows the leader (a restarted one just learns it)
     for m in c.members:
         m.put("/mb/%s/%s" % (what, m.name), m.name)
     want = {"/mb/%s/%s" % (what, m.name): m.name for m in c.members}
@@ -118,11 +119,30 @@ def body(checks, cleanup):
     check_members(checks, c, "grown to 3")
     check_writes(checks, c, "grown")
 
+    # restart the grown cluster: members added at runtime recover their
+    # configuration from their own data; then its leader is killed
+    t0 = time.time()
+    c.restart_all()
+    leader, _ = c.wait_leader()
+    checks.timing("grown cluster restarted until a leader", time.time() - t0)
+    t0 = time.time()
+    leader.kill()
+    survivors = [m for m in c.members if m is not leader]
+    try:
+        nl, secs = c.wait_new_leader(survivors, leader, timeout=5.0)
+        checks.check("after the restart, killing the leader %s elects %s (%.3fs)"
+                     % (leader.name, nl.name, secs), secs < 3.0)
+    except TimeoutError as e:
+        checks.check("after the restart, killing the leader elects another", False, e)
+    leader.start(Cluster.initial_cluster(c.members), state="existing")
+    check_writes(checks, c, "restarted")
+
     # replace m1 by m3 on new ports, while a writer writes through the others
     w = Writer([m0, m2], "/mb/replace/")
     w.start()
     try:
         remove_member(checks, c, m1, m0)
+        c.wait_leader()  # m1 may have led: the others elect a new leader first
         add_member(checks, c, "m3", m2, learner=False)
         time.sleep(0.5)
     finally:
