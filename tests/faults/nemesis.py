@@ -27,6 +27,7 @@ from cluster import Cluster, Netns  # noqa: E402
 KEYS = ["n/k%d" % i for i in range(3)]
 PREFIX = "n/"
 OP_TIMEOUT = 1.5
+SNAPSHOT_FLAGS = ["--snapshot-count", "300", "--experimental-snapshot-catchup-entries", "100"]
 
 
 class Worker(threading.Thread):
@@ -202,7 +203,9 @@ def run(seconds, seed, workers=6, log=print):
     stop_watch = threading.Event()
     threads = []
     try:
-        cl = Cluster(3, hosts=net.ips, netns=net.ns)
+        # small snapshot counts: members restarted or cut off catch up from
+        # snapshots (installed under live watchers) as well as from the log
+        cl = Cluster(3, hosts=net.ips, netns=net.ns, extra=SNAPSHOT_FLAGS)
         cl.wait_leader(timeout=20.0)
         rec = kvclient.Recorder()
         # every revision after this one is a mutation of the run; watchers
@@ -272,6 +275,8 @@ def run(seconds, seed, workers=6, log=print):
                 if m.alive():
                     m.proc.send_signal(signal.SIGCONT)
             res.setdefault("logs", {m.name: m.log_text()[-3000:] for m in cl.members})
+            res["snapshots_installed"] = sum(m.log_text().count("installing snapshot from leader")
+                                             for m in cl.members)
             cl.close()
         net.close()
     return res
@@ -341,12 +346,12 @@ def judge(ops, wrecs, first_rev, final_rev):
 def report(i, res):
     print("run %d (seed %d): %d ops (%d ok, %d indeterminate), %d acked writes, nemesis %s; "
           "linearizable=%s revisions_monotonic=%s lost=%d watch_events=%d watch_violations=%d "
-          "reconnects=%d canary=%s checked in %.1fs" % (i, res["seed"], res["ops"], res.get("ok", 0),
+          "reconnects=%d snapshots=%s canary=%s checked in %.1fs" % (i, res["seed"], res["ops"], res.get("ok", 0),
                              res.get("indeterminate", 0), res.get("acked_writes", 0),
                              res.get("nemesis"), res.get("linearizable"),
                              res.get("revisions_monotonic"), res.get("lost_writes", -1),
                              res.get("watch_events", 0), res.get("watch_violations", -1),
-                             res.get("watch_reconnects", 0), res.get("canary"),
+                             res.get("watch_reconnects", 0), res.get("snapshots_installed"), res.get("canary"),
                              res.get("check_secs", 0)), flush=True)
     for v in res["violations"][:30]:
         print("  VIOLATION " + v, flush=True)
