@@ -265,6 +265,7 @@ def run(seconds, seed, workers=6, log=print):
                                          % (w.name, w.end, final_rev))
         t_check = time.time()
         res.update(judge(rec.ops, wrecs, first_rev, final_rev))
+        res["violations"] += compacted_watch(cl, first_rev, final_rev)
         res["check_secs"] = time.time() - t_check
         res["nemesis"] = nem.counts
     finally:
@@ -280,6 +281,40 @@ def run(seconds, seed, workers=6, log=print):
             cl.close()
         net.close()
     return res
+
+
+def compacted_watch(cl, first_rev, final_rev):
+    """After the run: compact at final_rev - 5; a watch from first_rev on
+    every member is cancelled with compact_revision = final_rev - 5, and a
+    watch from the compact revision gets the history from there."""
+    bad = []
+    crev = final_rev - 5
+    if crev <= first_rev:
+        return bad
+    kvclient.compact(cl.members[0].kv, crev, 5.0)
+    for m in cl.members:
+        for start, want in ((first_rev, "compacted"), (crev, "events")):
+            stop = threading.Event()
+            wr = checker.WatchRecord("late@" + m.name, key=PREFIX, start=start)
+            t = threading.Thread(target=kvclient.watch_record, daemon=True,
+                                 args=(m.endpoint, wr, stop, PREFIX, start),
+                                 kwargs={"on_event": lambda evs: stop.set()
+                                         if evs[-1].mod >= final_rev else None})
+            t.start()
+            t.join(5.0)
+            stop.set()
+            t.join(2.0)
+            if want == "compacted":
+                c = wr.compacted[0][1] if wr.compacted else None
+                if c != crev:
+                    bad.append("watch from %d on %s after compaction at %d: compact_revision %s"
+                               % (start, m.name, crev, c))
+            else:
+                revs = sorted({e.mod for r in wr.responses for e in r})
+                if not revs or revs[0] != crev or revs[-1] != final_rev:
+                    bad.append("watch from the compact revision %d on %s saw revisions %s..%s"
+                               % (crev, m.name, revs[:1], revs[-1:]))
+    return bad
 
 
 def canary(ops):
