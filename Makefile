@@ -15,7 +15,7 @@ SAN ?= 0
 
 DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
 	liblmdb-dev libnghttp2-dev libcmocka-dev clang clang-format \
-	etcd-server etcd-client python3-etcd3 python3-grpcio protobuf-compiler python3-protobuf iproute2
+	etcd-server etcd-client python3-etcd3 python3-grpcio protobuf-compiler python3-protobuf iproute2 libclang-rt-14-dev
 PKGS := libuv lmdb libprotobuf-c libnghttp2
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror

@@ -18,8 +18,10 @@ TEST_BINS += $(BUILD)/tests/bin/test_raft_sim
 # make soak-raft SECONDS=N: randomized simulator runs for N seconds.
 .PHONY: soak-raft bench-raft
 SECONDS ?= 60
+# Seeds start at RAFT_SEED_BASE (default: the clock, so each soak explores
+# new seeds; a failure prints the seed to replay).
 soak-raft: $(BUILD)/tests/bin/test_raft_sim
-	RAFT_SECONDS=$(SECONDS) $(BUILD)/tests/bin/test_raft_sim
+	RAFT_SECONDS=$(SECONDS) RAFT_SEED_BASE=$${RAFT_SEED_BASE:-$$(date +%s)} $(BUILD)/tests/bin/test_raft_sim
 $(BUILD)/tests/bin/test_raft: $(BUILD)/tests/test_raft.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_raft
 $(BUILD)/tests/bin/test_raft_scenarios: $(BUILD)/tests/test_raft_scenarios.o $(RAFT_SIM_OBJ) $(BUILD)/libraft.a $(BUILD)/libcommon.a

@@ -396,14 +396,16 @@ static struct raft_msg *out_msg(struct raft *r, uint8_t type, uint64_t to)
  * before it) is durable. */
 static void hold(struct raft *r, const struct raft_msg *m)
 {
-	/* Acks are cumulative: a newer one to the same peer replaces one that
-	 * waits for the same seq. */
+	/* Acks are cumulative: of two acks to the same leader in one term
+	 * waiting for the same seq, the higher index says all (within a term
+	 * the leader's entries never conflict with what it already sent). */
 	if (r->held.n) {
 		struct held *h = &r->held.v[r->held.n - 1];
 		if (h->seq == r->seq_issued + 1 && h->m.type == m->type && h->m.to == m->to &&
 		    m->type == RAFT_MSG_APPEND_RESP && h->m.term == m->term && !m->reject &&
 		    !h->m.reject) {
-			h->m = *m;
+			if (m->index > h->m.index)
+				h->m = *m;
 			return;
 		}
 	}
@@ -565,22 +567,29 @@ static void reset_timers(struct raft *r)
 	r->rand_timeout = r->cfg.election_ticks + (unsigned)(rnd(r) % r->cfg.election_ticks);
 }
 
+/* Answers a read: locally as a read state, remotely as READ_INDEX_RESP.
+ * status != 0 fails it (the leader is stepping down). */
+static void answer_read(struct raft *r, const struct pending_read *p, int status)
+{
+	if (p->from == r->id) {
+		struct raft_read_state *rs = VEC_PUSH(r, r->ready);
+		if (rs)
+			*rs = (struct raft_read_state){
+			    .ctx = p->ctx, .index = status ? 0 : p->index, .status = status};
+		return;
+	}
+	struct raft_msg *m = out_msg(r, RAFT_MSG_READ_INDEX_RESP, p->from);
+	if (m) {
+		m->ctx = p->ctx;
+		m->index = p->index;
+		m->reject = status != 0;
+	}
+}
+
 static void fail_reads(struct raft *r, int status)
 {
-	for (size_t i = 0; i < r->reads.n; i++) {
-		struct pending_read *pr = &r->reads.v[i];
-		if (pr->from == r->id) {
-			struct raft_read_state *rs = VEC_PUSH(r, r->ready);
-			if (rs)
-				*rs = (struct raft_read_state){.ctx = pr->ctx, .status = status};
-		} else {
-			struct raft_msg *m = out_msg(r, RAFT_MSG_READ_INDEX_RESP, pr->from);
-			if (m) {
-				m->ctx = pr->ctx;
-				m->reject = true;
-			}
-		}
-	}
+	for (size_t i = 0; i < r->reads.n; i++)
+		answer_read(r, &r->reads.v[i], status);
 	r->reads.n = 0;
 }
 
@@ -866,21 +875,6 @@ static void become_leader(struct raft *r)
 
 /* ------------------------------------------------------------- ReadIndex */
 
-static void read_ready(struct raft *r, const struct pending_read *p)
-{
-	if (p->from == r->id) {
-		struct raft_read_state *rs = VEC_PUSH(r, r->ready);
-		if (rs)
-			*rs = (struct raft_read_state){.ctx = p->ctx, .index = p->index};
-	} else {
-		struct raft_msg *m = out_msg(r, RAFT_MSG_READ_INDEX_RESP, p->from);
-		if (m) {
-			m->ctx = p->ctx;
-			m->index = p->index;
-		}
-	}
-}
-
 static bool committed_in_term(const struct raft *r)
 {
 	return term_at(r, r->commit) == r->term;
@@ -907,7 +901,7 @@ static void release_reads(struct raft *r)
 	for (size_t i = 0; i < r->reads.n; i++) {
 		struct pending_read *p = &r->reads.v[i];
 		if (p->round <= acked)
-			read_ready(r, p);
+			answer_read(r, p, 0);
 		else
 			r->reads.v[k++] = *p;
 	}
@@ -1052,7 +1046,9 @@ static void maybe_send_timeout_now(struct raft *r, const struct progress *pr)
 static void handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
 	struct progress *pr = progress(r, m->from);
-	if (!pr)
+	/* Within a term a follower only holds our entries: an ack beyond our
+	 * log is corrupt input; ignore it rather than trust it. */
+	if (!pr || (!m->reject && m->index > last_index(r)))
 		return;
 	pr->active = true;
 	if (m->reject) {
@@ -1142,7 +1138,14 @@ static void step_message(struct raft *r, const struct raft_msg *m)
 		           t == RAFT_MSG_SNAPSHOT) {
 			become_follower(r, m->term, m->from);
 		} else {
-			become_follower(r, m->term, RAFT_NONE); /* §5.1 */
+			/* §5.1: adopt the term. Figure 2 restarts the election timer
+			 * only on hearing from the leader or granting a vote: a
+			 * member whose (pre)vote requests keep failing must not
+			 * keep a better candidate from timing out. */
+			unsigned elapsed = r->election_elapsed, timeout = r->rand_timeout;
+			become_follower(r, m->term, RAFT_NONE);
+			r->election_elapsed = elapsed;
+			r->rand_timeout = timeout;
 		}
 	} else if (m->term < r->term) {
 		if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
@@ -1346,7 +1349,10 @@ static int apply_to(struct raft *r, uint64_t index)
 		    raft_conf_change_decode(e->data.base, e->data.len, &cc))
 			continue;
 		struct raft_conf c = r->conf;
-		if (raft_conf_apply(&c, &cc))
+		/* A member started without the bootstrap configuration cannot
+		 * rebuild it from changes: it waits for a snapshot rather than
+		 * invent a cluster (see raft_config.initial_conf). */
+		if (r->conf.n_voters == 0 || raft_conf_apply(&c, &cc))
 			continue; /* deterministic no-op on every member */
 		r->prev_conf = r->conf;
 		r->prev_conf_index = r->conf_index;

@@ -57,6 +57,20 @@
  * RAFT_EVENT_PERSISTED covering it. RAFT_EVENT_SNAPSHOT_INSTALLED is
  * equivalent to RAFT_EVENT_APPLIED with the snapshot index.
  *
+ * Restart: raft_new() recovers term, vote, commit, the snapshot metadata and
+ * the log from storage, with applied = the snapshot index; committed entries
+ * after it are handed out again. The state machine skips those it already
+ * holds (its own applied index) but the member still reports them with
+ * RAFT_EVENT_APPLIED, which is how configuration changes take effect again.
+ * A member does not campaign while a committed configuration change is
+ * unapplied (etcd's rule), so it never counts votes in a stale
+ * configuration.
+ *
+ * Proposals: RAFT_EVENT_PROPOSE reports the entry's (index, term) in
+ * up.proposed_index/term. The proposal succeeded if that entry is later
+ * handed out in up.committed; if an entry with another term commits at
+ * that index, it was lost with a leader change (retry or report).
+ *
  * Ownership and lifetime: everything a struct raft_update points to (entries,
  * messages and their entries, committed entries, reads, snapshot metadata)
  * is owned by the core and valid until the next raft_step(), raft_compact()
@@ -341,8 +355,12 @@ struct raft_config {
 	unsigned max_inflight;      /* AppendEntries in flight per follower; default 256 */
 	size_t max_inflight_bytes;  /* 0 = unbounded */
 	unsigned max_pending_reads; /* default 4096 */
-	/* Configuration when the storage holds none (a new cluster's bootstrap);
-	 * NULL or empty for a member joining an existing cluster. */
+	/* The cluster's bootstrap configuration (the founding voters), used
+	 * when the storage holds no snapshot: the configuration "at index 0"
+	 * that every logged change applies to. Every member passes the same
+	 * one, including members joining later. A member given NULL stays
+	 * unconfigured (never campaigns, applies no membership change) until
+	 * it installs a snapshot, which carries the configuration. */
 	const struct raft_conf *initial_conf;
 	const struct raft_alloc *alloc; /* NULL = libc; borrowed for r's lifetime */
 };

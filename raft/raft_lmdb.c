@@ -62,11 +62,16 @@ int raft_lmdb_open(MDB_env *env, struct raft_lmdb **out)
 		return CAIRN_ENOMEM;
 	rl->env = env;
 	MDB_txn *txn;
-	int rc = mdb_txn_begin(env, NULL, 0, &txn);
+	/* A read-only env (offline inspection beside a running member) opens
+	 * the databases without creating them. */
+	unsigned env_flags = 0;
+	mdb_env_get_flags(env, &env_flags);
+	unsigned ro = env_flags & MDB_RDONLY;
+	int rc = mdb_txn_begin(env, NULL, ro, &txn);
 	if (rc == 0) {
-		rc = mdb_dbi_open(txn, "raft_log", MDB_CREATE, &rl->log);
+		rc = mdb_dbi_open(txn, "raft_log", ro ? 0 : MDB_CREATE, &rl->log);
 		if (rc == 0)
-			rc = mdb_dbi_open(txn, "raft_state", MDB_CREATE, &rl->state);
+			rc = mdb_dbi_open(txn, "raft_state", ro ? 0 : MDB_CREATE, &rl->state);
 		if (rc == 0)
 			rc = mdb_txn_commit(txn);
 		else

@@ -11,9 +11,13 @@
  * write transaction (one fsync per batch); the *_own variants open and
  * commit their own transaction (tests, tools).
  *
- * The struct raft_storage it offers reads through short read transactions;
- * a raft_lmdb must not outlive its env. Not thread-safe itself: the member
- * calls writes from its storage thread and raft_new() before starting it.
+ * The struct raft_storage it offers, and raft_lmdb_term(), read through
+ * their own short read transactions, and raft_lmdb_open() and the *_own
+ * variants through their own write transaction: LMDB allows one
+ * transaction per thread, so never call them from a thread inside a
+ * transaction of the env. A raft_lmdb must not outlive its env. Not
+ * thread-safe itself: the member calls writes from its storage thread and
+ * raft_new() before starting it.
  */
 #ifndef CAIRN_RAFT_LMDB_H
 #define CAIRN_RAFT_LMDB_H

@@ -22,7 +22,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz fuzz-short fuzz-rpc fuzz-rpc-short
 fuzz: fuzz-rpc
-fuzz-short: fuzz-rpc-short
+fuzz-short: fuzz-rpc-short fuzz-apply fuzz-requests
 fuzz-rpc: $(FUZZ_BUILD)/fuzz_grpc_frame $(FUZZ_BUILD)/fuzz_rpc_server
 $(FUZZ_BUILD)/fuzz_grpc_frame: tests/fuzz/fuzz_grpc_frame.c rpc/grpc_wire.c rpc/http1.c \
 	common/cairn_error.c

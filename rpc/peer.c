@@ -92,6 +92,7 @@ enum {
 #define WINDOW_MSGS        1024
 #define SNAP_WINDOW_CHUNKS 4
 #define SNAP_MAX_WINDOW    (64u * 1024 * 1024) /* what a receiver accepts */
+#define DONE_TIMEOUT_MULT  10
 
 /* ------------------------------------------------------------------------ */
 /* Types                                                                    */
@@ -122,7 +123,7 @@ struct peer {
 	uint64_t s_msgs, s_bytes; /* handed to the current stream */
 	uint64_t a_msgs, a_bytes; /* acknowledged on the current stream */
 	uint64_t backoff_ms;      /* the next delay's upper bound */
-	uint64_t progress_at;     /* uv_now when unacked data last moved */
+	uint64_t progress_at;     /* now_ms() when unacked data last moved */
 	int refs;                 /* timer + rpc clients still closing */
 	struct rpc_peer_status stats;
 	struct peer *prev, *next;
@@ -154,7 +155,8 @@ struct inb {
 	uint64_t from;
 	uint64_t got_msgs, got_bytes; /* delivered (messages) or on disk (snapshot) */
 	uint64_t acked_msgs, acked_bytes;
-	struct inb *prev, *next; /* the net's ack queue */
+	struct inb *prev, *next; /* net->inbs: every inbound stream */
+	struct inb *ack_next;    /* net->ackq */
 	/* Snapshot receiving. */
 	uint64_t window;
 	uint8_t *meta;
@@ -175,7 +177,8 @@ struct rpc_peer_net {
 	struct rpc_server *srv;
 	struct peer *peers;
 	struct snap_out *snaps;
-	struct inb *ackq;
+	struct inb *inbs;
+	struct inb *ackq; /* inbound streams with an ack to send this turn */
 	uv_check_t ack_check;
 	uv_timer_t watchdog;
 	uint64_t rng;
@@ -203,6 +206,14 @@ static uint64_t get_be(const uint8_t *p, int n)
 	for (int i = 0; i < n; i++)
 		v = v << 8 | p[i];
 	return v;
+}
+
+/* Read fresh, not the loop's cached uv_now(): the owner may call us after
+ * a long synchronous step (writing the snapshot it then sends), and a stale
+ * start would trip the ack watchdog at once. */
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000;
 }
 
 /* splitmix64: the only randomness, from the caller's seed. */
@@ -340,7 +351,7 @@ static void peer_pump(struct peer *p)
 		if (rpc_client_stream_send(p->st, q->data, q->len) != 0)
 			return; /* on_close is on its way; the message stays queued */
 		if (un_msgs == 0)
-			p->progress_at = uv_now(p->net->loop);
+			p->progress_at = now_ms();
 		p->qhead = q->next;
 		if (p->qhead == NULL)
 			p->qtail = NULL;
@@ -411,7 +422,7 @@ static void out_on_message(struct rpc_client_stream *s, const uint8_t *m, size_t
 			return;
 		}
 		if (am > p->a_msgs)
-			p->progress_at = uv_now(net->loop);
+			p->progress_at = now_ms();
 		p->a_msgs = am;
 		p->a_bytes = ab;
 		peer_pump(p);
@@ -469,6 +480,7 @@ static void peer_connect(struct peer *p)
 		return;
 	}
 	p->state = P_CONNECTING;
+	uv_update_time(net->loop); /* timers count from the loop's "now" */
 	uv_timer_start(&p->timer, peer_timer_cb, net->cfg.dial_timeout_ms, 0);
 	encode_hello(net, p->id, WINDOW_BYTES, hello);
 	if (rpc_client_stream_send(p->st, hello, sizeof(hello)) != 0)
@@ -585,7 +597,7 @@ static void snap_read_cb(uv_fs_t *req)
 	}
 	s->buf[0] = T_CHUNK;
 	if (s->off == s->acked)
-		s->progress_at = uv_now(s->net->loop);
+		s->progress_at = now_ms();
 	if (rpc_client_stream_send(s->st, s->buf, (size_t)n + 1) != 0) {
 		snap_close_client(s);
 		return;
@@ -626,7 +638,7 @@ static void snap_on_message(struct rpc_client_stream *st, const uint8_t *m, size
 			return;
 		}
 		s->got_hello = true;
-		s->progress_at = uv_now(s->net->loop);
+		s->progress_at = now_ms();
 		snap_pump(s);
 	} else if (m[0] == T_ACK && len == ACK_LEN && s->got_hello) {
 		uint64_t ab = get_be(m + 9, 8);
@@ -635,7 +647,7 @@ static void snap_on_message(struct rpc_client_stream *st, const uint8_t *m, size
 			return;
 		}
 		if (ab > s->acked)
-			s->progress_at = uv_now(s->net->loop);
+			s->progress_at = now_ms();
 		s->acked = ab;
 		snap_pump(s);
 	} else if (m[0] == T_DONE && len == 1 && s->eof && s->acked == s->off) {
@@ -651,8 +663,7 @@ static void snap_on_close(struct rpc_client_stream *st, int status, const char *
 	if (status != RPC_OK && !s->canceled)
 		rpc_log("peer snapshot to %llx: %s: %s", (unsigned long long)s->to,
 		        rpc_status_name(status), message);
-	if (status != RPC_OK)
-		s->got_done = false;
+	/* After 'D' the peer has the file, whatever happened to the trailers. */
 	s->st = NULL;
 	s->stream_closed = true;
 	snap_maybe_finish(s);
@@ -695,7 +706,8 @@ static void inb_queue_ack(struct inb *in)
 	in->on_ackq = true;
 	if (net->ackq == NULL)
 		uv_check_start(&net->ack_check, ack_check_cb);
-	RPC_DLIST_PUSH(net->ackq, in);
+	in->ack_next = net->ackq;
+	net->ackq = in;
 }
 
 static void ack_check_cb(uv_check_t *h)
@@ -703,7 +715,7 @@ static void ack_check_cb(uv_check_t *h)
 	struct rpc_peer_net *net = h->data;
 	while (net->ackq != NULL) {
 		struct inb *in = net->ackq;
-		RPC_DLIST_UNLINK(net->ackq, in);
+		net->ackq = in->ack_next;
 		in->on_ackq = false;
 		inb_send_ack(in);
 	}
@@ -715,8 +727,13 @@ static void inb_maybe_free(struct inb *in)
 	if (in->st != NULL || in->fs_busy)
 		return;
 	struct rpc_peer_net *net = in->net;
-	if (in->on_ackq)
-		RPC_DLIST_UNLINK(net->ackq, in);
+	for (struct inb **pp = &net->ackq; in->on_ackq && *pp != NULL; pp = &(*pp)->ack_next) {
+		if (*pp == in) {
+			*pp = in->ack_next;
+			break;
+		}
+	}
+	RPC_DLIST_UNLINK(net->inbs, in);
 	if (in->fd >= 0) {
 		uv_fs_t req;
 		uv_fs_close(NULL, &req, in->fd, NULL);
@@ -750,7 +767,9 @@ static void inb_fs_cb(uv_fs_t *req)
 	uv_fs_type type = req->fs_type;
 	uv_fs_req_cleanup(req);
 	in->fs_busy = false;
-	if (in->st == NULL) {
+	if (in->st == NULL || in->net->closing) {
+		/* No callbacks once the owner closed the net: the stream's
+		 * on_close (if still to come) frees it and removes the file. */
 		inb_maybe_free(in);
 		return;
 	}
@@ -917,6 +936,20 @@ static const char *check_hello(struct rpc_peer_net *net, struct inb *in, const u
 	return NULL;
 }
 
+/* A member has one message stream to us at a time: when it opens a new
+ * one, it has given up on the old (it closes its connection first), but a
+ * crashed host's half-open connection would linger here forever. */
+static void inb_replace_older(struct inb *in)
+{
+	for (struct inb *o = in->net->inbs; o != NULL; o = o->next) {
+		if (o != in && !o->snap && o->helloed && o->from == in->from && o->st != NULL) {
+			rpc_log("peer: member %llx opened a new stream; closing its older one",
+			        (unsigned long long)in->from);
+			inb_fail(o, RPC_ABORTED, "cairn peer: replaced by a newer stream");
+		}
+	}
+}
+
 static void inb_on_message(struct rpc_stream *st, const uint8_t *m, size_t len)
 {
 	struct inb *in = rpc_stream_data(st);
@@ -931,6 +964,8 @@ static void inb_on_message(struct rpc_stream *st, const uint8_t *m, size_t len)
 			return;
 		}
 		in->helloed = true;
+		if (!in->snap)
+			inb_replace_older(in);
 		uint8_t ack[HELLO_ACK_LEN] = {T_HELLO_ACK, PEER_VERSION};
 		put_be(ack + 2, net->cfg.cluster_id, 8);
 		put_be(ack + 10, net->cfg.self_id, 8);
@@ -973,6 +1008,7 @@ static void inb_open(struct rpc_stream *st, void *userdata, bool snap)
 	in->snap = snap;
 	in->fd = -1;
 	net->pending++;
+	RPC_DLIST_PUSH(net->inbs, in);
 	rpc_stream_set_data(st, in);
 }
 
@@ -1033,12 +1069,12 @@ static const struct rpc_stream_cbs inb_snap_cbs = {
 /* ------------------------------------------------------------------------ */
 
 /* Closes connections whose peer stopped acknowledging (a dead host does not
- * always reset TCP). Waiting for a snapshot's final confirmation is not
- * timed: the receiver may be fsyncing gigabytes. */
+ * always reset TCP). A snapshot's final confirmation gets DONE_TIMEOUT_MULT
+ * times longer: the receiver may be fsyncing gigabytes. */
 static void watchdog_cb(uv_timer_t *t)
 {
 	struct rpc_peer_net *net = t->data;
-	uint64_t now = uv_now(net->loop), limit = net->cfg.ack_timeout_ms;
+	uint64_t now = now_ms(), limit = net->cfg.ack_timeout_ms;
 	for (struct peer *p = net->peers; p != NULL; p = p->next) {
 		if (p->state == P_ACTIVE && p->s_msgs > p->a_msgs && now - p->progress_at > limit) {
 			rpc_log("peer %llx at %s: no acknowledgement for %llu ms, reconnecting",
@@ -1048,7 +1084,16 @@ static void watchdog_cb(uv_timer_t *t)
 	}
 	for (struct snap_out *s = net->snaps; s != NULL; s = s->next) {
 		bool waiting = !s->got_hello || s->off > s->acked;
-		if (s->st != NULL && waiting && now - s->progress_at > limit) {
+		bool done_wait = !waiting && s->eof && !s->got_done;
+		uint64_t lim = done_wait ? limit * DONE_TIMEOUT_MULT : limit;
+		if (s->st != NULL && (waiting || done_wait) && now - s->progress_at > lim) {
+			rpc_log("peer snapshot to %llx: no acknowledgement for %llu ms (%s, %llu "
+			        "bytes sent, %llu acknowledged)",
+			        (unsigned long long)s->to, (unsigned long long)lim,
+			        !s->got_hello ? "no hello"
+			        : done_wait   ? "waiting for the fsync"
+			                      : "streaming",
+			        (unsigned long long)s->off, (unsigned long long)s->acked);
 			s->timed_out = true;
 			snap_close_client(s);
 		}
@@ -1266,7 +1311,7 @@ int rpc_peer_net_send_snapshot(struct rpc_peer_net *net, uint64_t to, const void
 	s->fd = fd;
 	s->done_cb = done_cb;
 	s->arg = arg;
-	s->progress_at = uv_now(net->loop);
+	s->progress_at = now_ms();
 	uint8_t hello[HELLO_LEN];
 	encode_hello(net, to, (uint32_t)snap_window(net), hello);
 	m[0] = T_META;

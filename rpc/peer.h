@@ -47,7 +47,8 @@
  *
  * Functions return 0 or a negative cairn error code (common/cairn_error.h).
  * As in libuv: if a function that takes a callback returns an error, that
- * callback is never called.
+ * callback is never called. Any function that allocates may also return
+ * CAIRN_ENOMEM.
  *
  * OWNERSHIP AND LIFETIMES
  *
@@ -97,17 +98,24 @@ struct rpc_peer_config {
 	uint64_t dial_timeout_ms;
 	/* An active stream (or snapshot) with data on the wire that the peer
 	 * has not acknowledged for this long is considered dead: its
-	 * connection is closed and re-dialled. 0 = 5000 ms. */
+	 * connection is closed and re-dialled. A snapshot sender waits ten
+	 * times as long for the receiver's final confirmation (its fsync).
+	 * 0 = 5000 ms. */
 	uint64_t ack_timeout_ms;
 	/* Where received snapshots are written (temporary files named
 	 * "cairn-snap-*.tmp"); must exist. NULL = snapshots are refused. */
 	const char *snap_dir;
-	/* Snapshot chunk size; 0 = 1 MiB. */
+	/* Snapshot chunk size; 0 = 1 MiB, at most 16 MiB. Must not exceed the
+	 * receivers' max_msg_size (members of a cluster share one config). */
 	size_t snap_chunk;
 };
 
 struct rpc_peer_cbs {
-	/* One message from member `from` (its id from its hello). Required. */
+	/* One message from member `from` (its id from its hello). Required.
+	 * Inbound streams are accepted from any member of the cluster, peer
+	 * or not (counted in msgs_from_unknown): raft checks membership. A
+	 * member's newer stream closes its older one (a half-open connection
+	 * of a crashed host does not linger). */
 	void (*on_message)(void *userdata, uint64_t from, const uint8_t *msg, size_t len);
 	/* A complete snapshot from `from`: its `meta` bytes and the file at
 	 * `path`, fsynced. The owner takes the file (rename or unlink). NULL =
@@ -162,7 +170,8 @@ int rpc_peer_net_set_peer(struct rpc_peer_net *net, uint64_t id, const char *url
 int rpc_peer_net_remove_peer(struct rpc_peer_net *net, uint64_t id);
 
 /* Copies `msg` into peer `to`'s queue. 0 when queued; CAIRN_EAGAIN when the
- * queue is full (nothing queued, counted in msgs_dropped); CAIRN_ENOTFOUND
+ * queue is full (nothing queued, counted in msgs_dropped; an empty queue
+ * always takes one message, however large); CAIRN_ENOTFOUND
  * for an unknown peer; CAIRN_ETOOBIG over max_msg_size; CAIRN_ECLOSED once
  * the net is closing. */
 int rpc_peer_net_send(struct rpc_peer_net *net, uint64_t to, const void *msg, size_t len);
@@ -196,7 +205,8 @@ void rpc_peer_net_get_stats(const struct rpc_peer_net *net, struct rpc_peer_net_
 /* Graceful close: stops listening, closes every connection (queued messages
  * are discarded; snapshots in flight end with CAIRN_ECANCELED, partial
  * received snapshot files are removed), then frees the net; `cb(arg)` (may
- * be NULL) runs once the memory is gone. Call once; CAIRN_EBUSY if already
+ * be NULL) runs once the memory is gone. From this call on, no callback
+ * runs but the done_cb of snapshots in flight and `cb`. Call once; CAIRN_EBUSY if already
  * closing. */
 /* The cluster id in force (the adopted one for a joining member). */
 uint64_t rpc_peer_net_cluster_id(const struct rpc_peer_net *net);

@@ -88,33 +88,19 @@ int srv_alarms_get(struct store_rtxn *r, struct srv_alarm **out, size_t *n)
 	return rc ? rc : decode_alarms(data, len, out, n);
 }
 
-/*
- * Reading meta inside the batch: store.h has store_rtxn_get_meta but no
- * wtxn counterpart, and a rtxn would not see the batch's own earlier alarm
- * entries (breaking invariant 1). Until the store offers
- * store_wtxn_get_meta, read its "meta" database in the batch's LMDB txn,
- * where store_wtxn_set_meta keeps a blob under "u/" + name. test_apply
- * checks that this and store_rtxn_get_meta agree.
- */
+/* The alarms as the batch sees them, its own earlier alarm entries
+ * included (a rtxn would miss those, breaking invariant 1). decode_alarms
+ * copies them out before the next write moves the blob. */
 static int alarms_get_w(struct store_wtxn *w, struct srv_alarm **out, size_t *n)
 {
-	static const char key[] = "u/" ALARMS_META;
-	MDB_txn *t = store_wtxn_mdb(w);
-	MDB_dbi dbi;
-	MDB_val k = {sizeof(key) - 1, (void *)key}, d;
+	const void *data;
+	size_t len;
 	*out = NULL;
 	*n = 0;
-	int rc = mdb_dbi_open(t, "meta", 0, &dbi);
-	if (rc == MDB_NOTFOUND)
+	int rc = store_wtxn_get_meta(w, ALARMS_META, &data, &len);
+	if (rc == CAIRN_ENOTFOUND)
 		return 0;
-	if (rc)
-		return CAIRN_EIO;
-	rc = mdb_get(t, dbi, &k, &d);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return CAIRN_EIO;
-	return decode_alarms(d.mv_data, d.mv_size, out, n);
+	return rc ? rc : decode_alarms(data, len, out, n);
 }
 
 static bool nospace_active(const struct srv_alarm *a, size_t n)

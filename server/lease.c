@@ -370,20 +370,27 @@ static void ka_message(struct rpc_stream *s, const uint8_t *buf, size_t len)
 
 int64_t srv_lease_renew(struct srv_member *m, int64_t lease_id)
 {
+	/* The store decides whether the lease exists: the table may still hold
+	 * a lease whose revoke was just applied (it is reconciled every 500
+	 * ms), and a keep-alive must not revive it. */
 	uint64_t now = uv_now(m->loop);
-	struct srv_lease_entry *e = table_get(m, lease_id);
-	if (!e) {
-		/* Granted since the last reconcile? Look in the store. */
-		struct store_rtxn *r;
-		struct store_lease l;
-		if (store_rtxn_begin(m->store, &r) == 0) {
-			if (store_lease_lookup(r, lease_id, &l) == 0)
-				e = table_add(m, l.id, l.ttl, now);
-			store_rtxn_end(r);
-		}
+	struct store_rtxn *r;
+	struct store_lease l;
+	int rv = store_rtxn_begin(m->store, &r);
+	if (rv == 0) {
+		rv = store_lease_lookup(r, lease_id, &l);
+		store_rtxn_end(r);
 	}
-	if (!e || e->revoke_sent_ms)
+	struct srv_lease_entry *e = table_get(m, lease_id);
+	if (rv) {
+		if (e)
+			free(srv_idmap_del(&m->leases, (uint64_t)lease_id));
 		return 0; /* etcd: TTL 0 says the lease is gone */
+	}
+	if (!e)
+		e = table_add(m, l.id, l.ttl, now);
+	if (!e || e->revoke_sent_ms)
+		return 0;
 	e->expiry_ms = now + (uint64_t)e->ttl * 1000;
 	return e->ttl;
 }

@@ -240,18 +240,36 @@ static void on_move_leader(struct rpc_call *call, const uint8_t *buf, size_t len
 		m->metrics.methods[method].handled[RPC_FAILED_PRECONDITION]++;
 		return;
 	}
-	if (target != m->id) {
-		struct raft_event ev = {.type = RAFT_EVENT_TRANSFER};
-		ev.transfer.to = target;
-		struct raft_update up;
-		int rv = raft_step(m->raft, &ev, &up);
-		srv_member_handle_update(m, &up);
-		if (rv) {
-			srv_member_fail(m, call, method, rv);
-			return;
-		}
+	if (target == m->id) {
+		srv_maint_move_done(m, call, method, 0);
+		return;
 	}
-	/* TODO(cluster): answer once the transfer is seen, as etcd waits. */
+	if (m->move_call) {
+		srv_member_fail(m, call, method, CAIRN_EBUSY);
+		return;
+	}
+	/* etcd answers once the target leads (or the request times out). */
+	m->move_call = call;
+	m->move_method = method;
+	m->move_target = target;
+	m->move_deadline_ms = uv_now(m->loop) + m->request_timeout_ms;
+	struct raft_event ev = {.type = RAFT_EVENT_TRANSFER};
+	ev.transfer.to = target;
+	struct raft_update up;
+	int rv = raft_step(m->raft, &ev, &up);
+	srv_member_handle_update(m, &up);
+	if (rv && m->move_call == call) {
+		m->move_call = NULL;
+		srv_member_fail(m, call, method, rv);
+	}
+}
+
+void srv_maint_move_done(struct srv_member *m, struct rpc_call *call, int method, int err)
+{
+	if (err) {
+		srv_member_fail(m, call, method, err);
+		return;
+	}
 	Etcdserverpb__MoveLeaderResponse resp = ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
 	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
 	hdr(m, &h);

@@ -209,6 +209,30 @@ static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents,
 	return skipped;
 }
 
+/* A leader that is the only voter commits an entry the moment it is
+ * durable: the batch that makes it durable may apply it too, in the same
+ * transaction (one commit instead of two per write). Only normal entries:
+ * a membership change waits for raft's commit as usual. */
+static bool single_voter_leader(struct srv_member *m)
+{
+	if (m->role != RAFT_LEADER)
+		return false;
+	struct raft_status st;
+	raft_get_status(m->raft, &st);
+	return st.conf.n_voters == 1 && st.conf.voters[0] == m->id;
+}
+
+static void apply_own_appends(struct srv_member *m, const struct raft_update *up)
+{
+	for (size_t i = 0; i < up->n_entries; i++) {
+		const struct raft_entry *e = &up->entries[i];
+		if (e->index != m->queued_apply + 1 || e->type != RAFT_ENTRY_NORMAL ||
+		    srv_membership_entry(e))
+			break;
+		queue_apply(m, e, 1);
+	}
+}
+
 static void maybe_submit(struct srv_member *m)
 {
 	if (m->inflight || srv_batch_empty(m->filling) || m->stopping)
@@ -279,6 +303,11 @@ static void role_changed(struct srv_member *m, const struct raft_update *up)
 		        raft_role_name(m->role), "leader", lbuf, "term", tbuf, NULL);
 	}
 	srv_lease_leader_changed(m);
+	if (m->move_call && m->leader == m->move_target) {
+		struct rpc_call *c = m->move_call;
+		m->move_call = NULL;
+		srv_maint_move_done(m, c, m->move_method, 0);
+	}
 }
 
 void srv_member_handle_update(struct srv_member *m, const struct raft_update *up)
@@ -299,8 +328,11 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 		srv_member_install(m, &meta, path, &hs, hs_changed, seq);
 		return;
 	}
-	if (up->persist_seq)
+	if (up->persist_seq) {
 		queue_persist(m, up);
+		if (single_voter_leader(m))
+			apply_own_appends(m, up);
+	}
 	if (up->n_msgs)
 		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
 	uint64_t skipped = 0;
@@ -527,6 +559,11 @@ static void on_tick(uv_timer_t *t)
 	srv_cluster_publish(m, now);
 	if (m->ticks % 5 == 0)
 		expire_requests(m, now);
+	if (m->move_call && now >= m->move_deadline_ms) {
+		struct rpc_call *c = m->move_call;
+		m->move_call = NULL;
+		srv_maint_move_done(m, c, m->move_method, CAIRN_ETIMEOUT);
+	}
 	/* Log compaction: keep snapshot_catchup_entries behind the applied
 	 * index once snapshot_count entries have been applied since the last. */
 	uint64_t keep = (uint64_t)m->cfg->snapshot_catchup_entries;
@@ -534,10 +571,10 @@ static void on_tick(uv_timer_t *t)
 	raft_get_status(m->raft, &st);
 	uint64_t idx = 0;
 	if (st.snap_index == 0 && m->applied_index >= 1)
-		/* The bootstrap configuration is not in the log: compact the
-		 * first entries at once so that a member joining later starts
-		 * from a snapshot, which carries it. */
-		idx = m->applied_index;
+		/* The bootstrap configuration is not in the log: compact its
+		 * first entry at once so that a member joining later (whose log
+		 * is empty) starts from a snapshot, which carries it. */
+		idx = 1;
 	else if (m->applied_index > m->last_log_compact + (uint64_t)m->cfg->snapshot_count &&
 	         m->applied_index > keep)
 		idx = m->applied_index - keep;
@@ -811,6 +848,28 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	rc.pre_vote = true;
 	rc.check_quorum = true;
 	rc.initial_conf = fresh && !joining ? &conf : NULL;
+	if (fresh && !joining && m->applied_index > 0) {
+		/* A data directory made by `cairnctl snapshot restore`: the store
+		 * holds data applied up to some index of an old log, and no
+		 * membership. The new cluster's log starts after that index, as
+		 * if a snapshot at it had been installed, so nothing is skipped. */
+		struct raft_snapshot_meta meta = {0};
+		meta.index = m->applied_index;
+		meta.term = 1;
+		meta.conf = conf;
+		struct raft_update up = {0};
+		up.snapshot = &meta;
+		up.hard_state.term = 1;
+		up.hard_state.commit = m->applied_index;
+		up.hard_state_changed = true;
+		if ((rv = raft_lmdb_write_own(m->rl, &up))) {
+			free(boot);
+			return rv;
+		}
+		char idx[24];
+		snprintf(idx, sizeof(idx), "%" PRIu64, m->applied_index);
+		srv_log(log, SRV_LOG_INFO, "starting from a restored snapshot", "index", idx, NULL);
+	}
 	struct raft_storage rs = raft_lmdb_storage(m->rl);
 	if ((rv = raft_new(&rc, &rs, &m->raft))) {
 		free(boot);
@@ -921,6 +980,11 @@ void srv_member_stop(struct srv_member *m)
 	uv_signal_stop(&m->sigint);
 	/* Stop taking requests; what is in flight gets its answer or ESTOPPED. */
 	fail_all_pending(m);
+	if (m->move_call) {
+		struct rpc_call *c = m->move_call;
+		m->move_call = NULL;
+		srv_maint_move_done(m, c, m->move_method, CAIRN_ESTOPPED);
+	}
 	if (!m->inflight)
 		uv_stop(m->loop);
 }

@@ -193,6 +193,9 @@ struct srv_member {
 
 	void *kv_ctx, *lease_ctx, *maint_ctx, *capi_ctx; /* per-service state */
 	uint64_t publish_ms;
+	struct rpc_call *move_call; /* MoveLeader waiting for the new leader */
+	int move_method;
+	uint64_t move_target, move_deadline_ms;
 	bool removed;
 	struct rpc_stream_cbs watch_cbs;
 	struct srv_metrics metrics;
@@ -256,6 +259,8 @@ void srv_cluster_apply_entry(struct srv_member *m, const struct raft_entry *e, u
 void srv_cluster_api_reply(struct srv_member *m, struct srv_pending *p, int err);
 void srv_cluster_publish(struct srv_member *m, uint64_t now);
 void srv_maint_free(struct srv_member *m);
+/* Ends the pending MoveLeader call (err 0: the target leads). */
+void srv_maint_move_done(struct srv_member *m, struct rpc_call *call, int method, int err);
 void srv_lease_tick(struct srv_member *m, uint64_t now_ms);
 void srv_lease_leader_changed(struct srv_member *m);
 void srv_lease_free(struct srv_member *m);

@@ -31,6 +31,14 @@
  *     fragment protocol: history reads are extended to whole revisions
  *     (read_batch).
  *
+ * READS
+ * The live feed reads each new range of revisions once for all watchers
+ * (all keys), sorts that batch by key and finds each watcher's events by
+ * binary search. Catch-up reads one watcher's key range from its position.
+ * Every read is bounded: whole revisions of at most about `chunk` events
+ * (adaptive, see FIRST_CHUNK_EVENTS) and, for catch-up, a window of
+ * revisions (CATCHUP_SCAN_FACTOR), because the history scan is linear.
+ *
  * Watchers cancelled by compaction stay in their stream (inert) until the
  * client cancels them, as etcd keeps their ids taken.
  */
@@ -46,6 +54,16 @@
 #define CTRL_MAX_BYTES         ((size_t)(1024 * 1024))
 /* Catch-up chunks read per stream per pump: bounds one loop turn's work. */
 #define PUMP_BUDGET_CHUNKS 64
+/* A catch-up read scans at most this many times catchup_chunk_events
+ * revisions: the history is scanned record by record, so a watcher on a
+ * rarely written key must not scan the whole history in one step. */
+#define CATCHUP_SCAN_FACTOR 8
+/* Reads start at this many events and adapt (halve above, double below
+ * half of max_response_bytes), so a history of large values is not read a
+ * full chunk at a time: the hub's transient memory stays near
+ * max_response_bytes whatever the value sizes. */
+#define FIRST_CHUNK_EVENTS 16
+#define MAX_CHUNK_EVENTS   ((size_t)1 << 20)
 /* etcd's clientv3.InvalidWatchID. */
 #define INVALID_WATCH_ID (-1)
 
@@ -73,6 +91,7 @@ struct watcher {
 	int64_t pos_rev; /* first event not yet sent (invariant 1) */
 	int64_t pos_sub;
 	bool no_put, no_delete, prev_kv, progress_notify, fragment;
+	size_t chunk;   /* events per catch-up read (adaptive) */
 	bool idle;      /* no events since the last progress tick (etcd's progress[id]) */
 	bool compacted; /* cancelled by compaction; inert until the client cancels */
 };
@@ -103,6 +122,7 @@ struct srv_watch_hub {
 	int64_t rev; /* fed revision (invariant 1) */
 	uint64_t n_streams, n_watchers;
 	uint64_t n_prev_kv; /* watchers asking for prev_kv: the live read asks too */
+	size_t live_chunk;  /* events per live read (adaptive) */
 	bool progress_clock_set;
 	uint64_t last_progress_ms;
 	/* Scratch of the watcher being served: indexes into the batch. */
@@ -116,7 +136,9 @@ struct batch {
 	struct store_history_resp parts[2];
 	int n_parts;
 	size_t n;
+	size_t bytes; /* keys and values held */
 	const struct store_event **ev;
+	size_t *by_key;         /* live batches: event indexes in key order */
 	Mvccpb__Event *pb;      /* without prev_kv */
 	Mvccpb__Event *pb_prev; /* with prev_kv where the store had one */
 	Mvccpb__KeyValue *kv, *prev;
@@ -187,6 +209,8 @@ static void batch_free(struct batch *b)
 	for (int i = 0; i < b->n_parts; i++)
 		store_history_resp_free(&b->parts[i]);
 	free(b->ev);
+	free(b->by_key);
+	b->by_key = NULL;
 	free(b->pb);
 	free(b->pb_prev);
 	free(b->kv);
@@ -255,6 +279,9 @@ static int read_batch(struct store *store, struct store_history_req *req, struct
 		for (size_t i = 0; i < b->parts[p].n_events; i++) {
 			const struct store_event *e = &b->parts[p].events[i];
 			size_t k = b->n++;
+			b->bytes += e->kv.key_len + e->kv.value_len;
+			if (e->has_prev)
+				b->bytes += e->prev_kv.key_len + e->prev_kv.value_len;
 			b->ev[k] = e;
 			srv_kv_to_pb(&e->kv, &b->kv[k]);
 			mvccpb__event__init(&b->pb[k]);
@@ -276,6 +303,23 @@ out:
 	if (rc != 0)
 		batch_free(b);
 	return rc;
+}
+
+static size_t adapt_chunk(const struct srv_watch_hub *hub, size_t chunk, const struct batch *b)
+{
+	size_t target = hub->cfg.max_response_bytes;
+	if (b->bytes > target && chunk > 1)
+		return chunk / 2;
+	if (b->bytes < target / 2 && b->n == chunk && chunk < hub->cfg.catchup_chunk_events)
+		return chunk * 2 < hub->cfg.catchup_chunk_events ? chunk * 2
+		                                                 : hub->cfg.catchup_chunk_events;
+	return chunk;
+}
+
+static size_t first_chunk(const struct srv_watch_hub *hub)
+{
+	return hub->cfg.catchup_chunk_events < FIRST_CHUNK_EVENTS ? hub->cfg.catchup_chunk_events
+	                                                          : FIRST_CHUNK_EVENTS;
 }
 
 static void watcher_history_req(const struct watcher *w, struct store_history_req *req)
@@ -443,24 +487,82 @@ static int send_events(struct watcher *w, Mvccpb__Event **evs, size_t n, int64_t
 	return 0;
 }
 
+static int cmp_key_order(const void *x, const void *y, void *arg)
+{
+	const struct batch *b = arg;
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	const struct store_kv *a = &b->ev[i]->kv, *c = &b->ev[j]->kv;
+	int r = bytes_cmp(a->key, a->key_len, c->key, c->key_len);
+	return r ? r : (i > j) - (i < j);
+}
+
+static int cmp_index(const void *x, const void *y)
+{
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	return (i > j) - (i < j);
+}
+
+/* Sorts the live batch by key once, so each watcher finds its events by
+ * binary search instead of testing every event (watchers x events). Without
+ * the index (no memory) select_events tests every event. */
+static void batch_index_keys(struct batch *b)
+{
+	if (b->n < 2 || !(b->by_key = malloc(b->n * sizeof(*b->by_key))))
+		return;
+	for (size_t i = 0; i < b->n; i++)
+		b->by_key[i] = i;
+	qsort_r(b->by_key, b->n, sizeof(*b->by_key), cmp_key_order, b);
+}
+
+/* First position in by_key whose key is >= k (> k when `after`). */
+static size_t key_bound(const struct batch *b, const uint8_t *k, size_t kl, bool after)
+{
+	size_t lo = 0, hi = b->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct store_kv *kv = &b->ev[b->by_key[mid]]->kv;
+		int c = bytes_cmp(kv->key, kv->key_len, k, kl);
+		if (c < 0 || (after && c == 0))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool event_wanted(const struct watcher *w, const struct store_event *e)
+{
+	if (pos_before(e->kv.mod_revision, e->sub_revision, w->pos_rev, w->pos_sub))
+		return false;
+	return e->type == STORE_EVENT_PUT ? !w->no_put : !w->no_delete;
+}
+
 /* Selects w's events of the batch at or after its position (filters
- * applied; the range too when `check_range`) into hub->sel / hub->evp. */
+ * applied; the range too when `check_range`) into hub->sel / hub->evp, in
+ * batch (revision) order. */
 static size_t select_events(struct watcher *w, const struct batch *b, bool check_range)
 {
 	struct srv_watch_hub *hub = w->ws->hub;
 	size_t n = 0;
-	for (size_t i = 0; i < b->n; i++) {
-		const struct store_event *e = b->ev[i];
-		if (pos_before(e->kv.mod_revision, e->sub_revision, w->pos_rev, w->pos_sub))
-			continue;
-		if (e->type == STORE_EVENT_PUT ? w->no_put : w->no_delete)
-			continue;
-		if (check_range && !watcher_matches_key(w, e->kv.key, e->kv.key_len))
-			continue;
-		hub->sel[n] = i;
-		hub->evp[n] = w->prev_kv && b->pb_prev ? &b->pb_prev[i] : &b->pb[i];
-		n++;
+	if (check_range && b->by_key) {
+		size_t lo = key_bound(b, w->key, w->key_len, false);
+		size_t hi = w->kind == RANGE_KEY    ? key_bound(b, w->key, w->key_len, true)
+		            : w->kind == RANGE_FROM ? b->n
+		                                    : key_bound(b, w->end, w->end_len, false);
+		for (size_t j = lo; j < hi; j++)
+			if (event_wanted(w, b->ev[b->by_key[j]]))
+				hub->sel[n++] = b->by_key[j];
+		qsort(hub->sel, n, sizeof(*hub->sel), cmp_index);
+	} else {
+		for (size_t i = 0; i < b->n; i++)
+			if (event_wanted(w, b->ev[i]) &&
+			    (!check_range ||
+			     watcher_matches_key(w, b->ev[i]->kv.key, b->ev[i]->kv.key_len)))
+				hub->sel[n++] = i;
 	}
+	for (size_t k = 0; k < n; k++)
+		hub->evp[k] =
+		    w->prev_kv && b->pb_prev ? &b->pb_prev[hub->sel[k]] : &b->pb[hub->sel[k]];
 	return n;
 }
 
@@ -512,7 +614,7 @@ static int feed_watcher(struct watcher *w, const struct batch *b, bool check_ran
 /* ------------------------------------------------------------------------ */
 /* Catch-up and progress                                                      */
 
-static bool stream_all_synced(const struct wstream *ws)
+static bool stream_progress_ok(const struct wstream *ws)
 {
 	for (const struct watcher *w = ws->head; w; w = w->next)
 		if (!w->compacted && !watcher_synced(w))
@@ -522,7 +624,7 @@ static bool stream_all_synced(const struct wstream *ws)
 
 static void send_progress_if_synced(struct wstream *ws)
 {
-	if (ws->progress_pending && stream_all_synced(ws)) {
+	if (ws->progress_pending && stream_progress_ok(ws)) {
 		ws->progress_pending = false;
 		send_simple(ws, INVALID_WATCH_ID, ws->hub->rev, false, false, NULL);
 	}
@@ -534,8 +636,11 @@ static int catch_up(struct watcher *w)
 	struct srv_watch_hub *hub = w->ws->hub;
 	struct store_history_req req;
 	watcher_history_req(w, &req);
-	req.to_rev = hub->rev;
-	req.limit = hub->cfg.catchup_chunk_events;
+	int64_t window = (int64_t)hub->cfg.catchup_chunk_events * CATCHUP_SCAN_FACTOR;
+	req.to_rev = hub->rev - req.from_rev >= window ? req.from_rev + window - 1 : hub->rev;
+	if (!w->chunk)
+		w->chunk = first_chunk(hub);
+	req.limit = w->chunk;
 	struct batch b;
 	int rc = read_batch(hub->cfg.store, &req, &b);
 	if (rc == CAIRN_ECOMPACTED) {
@@ -555,6 +660,7 @@ static int catch_up(struct watcher *w)
 	}
 	if (rc != 0)
 		return rc;
+	w->chunk = adapt_chunk(hub, w->chunk, &b);
 	rc = ensure_scratch(hub, b.n);
 	if (rc == 0)
 		rc = feed_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub);
@@ -687,10 +793,12 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 	w->kind = kind;
 	w->key_len = key_len;
 	w->end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
-	/* etcd: 0 means "after now"; a negative start reads all the history. */
-	w->pos_rev = c->start_revision == 0  ? cur + 1
-	             : c->start_revision < 1 ? 1
-	                                     : c->start_revision;
+	/* etcd: 0 means "after now"; a negative start reads all the history.
+	 * Progress is not held back until the store reaches the start revision
+	 * (etcd 3.5.22's startRev check): etcd 3.4 and 3.5 up to .21 answer at
+	 * once, and clients of those are what cairn stands in for. */
+	int64_t start = c->start_revision == 0 ? cur + 1 : c->start_revision;
+	w->pos_rev = start < 1 ? 1 : start;
 	for (size_t i = 0; i < c->n_filters; i++) {
 		if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
 			w->no_put = true;
@@ -775,8 +883,13 @@ static void ws_on_message(struct rpc_stream *rs, const uint8_t *msg, size_t len)
 			on_cancel(ws, req->cancel_request->watch_id);
 		break;
 	case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
-		ws->progress_pending = true;
-		send_progress_if_synced(ws);
+		/* etcd 3.5 (progressIfSync) answers through one of the stream's
+		 * watchers: a stream without watchers gets no answer. Requests
+		 * made while one is deferred share its answer. */
+		if (ws->head) {
+			ws->progress_pending = true;
+			send_progress_if_synced(ws);
+		}
 		break;
 	default:
 		break; /* etcd ignores what it does not know */
@@ -855,8 +968,12 @@ int srv_watch_hub_new(const struct srv_watch_config *cfg, struct srv_watch_hub *
 	hub->cfg = *cfg;
 	if (!hub->cfg.catchup_chunk_events)
 		hub->cfg.catchup_chunk_events = DEFAULT_CHUNK_EVENTS;
+	if (hub->cfg.catchup_chunk_events > MAX_CHUNK_EVENTS)
+		hub->cfg.catchup_chunk_events =
+		    MAX_CHUNK_EVENTS; /* keeps the scan window in range */
 	if (!hub->cfg.max_response_bytes)
 		hub->cfg.max_response_bytes = DEFAULT_MAX_RESP_BYTES;
+	hub->live_chunk = first_chunk(hub);
 	struct store_rtxn *r;
 	int rc = store_rtxn_begin(cfg->store, &r);
 	if (rc != 0) {
@@ -929,7 +1046,7 @@ void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
 		    .range_end_len = 1,
 		    .from_rev = hub->rev + 1,
 		    .to_rev = revision,
-		    .limit = hub->cfg.catchup_chunk_events,
+		    .limit = hub->live_chunk,
 		    .prev_kv = hub->n_prev_kv > 0,
 		};
 		struct batch b;
@@ -945,6 +1062,8 @@ void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
 			hub->rev = revision;
 			break;
 		}
+		hub->live_chunk = adapt_chunk(hub, hub->live_chunk, &b);
+		batch_index_keys(&b);
 		int64_t upto = b.more ? b.next_rev - 1 : revision;
 		feed_live(hub, &b, upto);
 		batch_free(&b);

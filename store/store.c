@@ -319,12 +319,14 @@ int meta_put_i64(MDB_txn *t, MDB_dbi meta, const char *name, int64_t v)
 	return store_lmdb_err(mdb_put(t, meta, &k, &d, 0));
 }
 
-/* Reads rev, compact, applied and keys; a fresh store has none of them. */
+/* Reads rev, compact, applied and keys. A fresh store has none of them and
+ * is at revision 1, as etcd's empty store is (its first write is revision
+ * 2); "rev" is written by the first mutation. */
 static int meta_load(MDB_txn *t, MDB_dbi meta, int64_t *rev, int64_t *compact, uint64_t *applied,
                      uint64_t *keys)
 {
 	const char *names[4] = {"rev", "compact", "applied", "keys"};
-	int64_t vals[4] = {0, 0, 0, 0};
+	int64_t vals[4] = {1, 0, 0, 0};
 	for (int i = 0; i < 4; i++) {
 		int rc = meta_get_i64(t, meta, names[i], &vals[i]);
 		if (rc && rc != CAIRN_ENOTFOUND)
@@ -561,18 +563,44 @@ int store_wtxn_set_applied(struct store_wtxn *w, uint64_t index)
 	return batch_fail(w, rc);
 }
 
+/* The meta key of caller blob `name`: "u/" + name in kb. CAIRN_EINVAL
+ * unless name has 1..64 bytes. */
+static int meta_user_key(const char *name, char kb[2 + 64], MDB_val *k)
+{
+	size_t nl = name ? strlen(name) : 0;
+	if (nl == 0 || nl > 64)
+		return CAIRN_EINVAL;
+	memcpy(kb, "u/", 2);
+	memcpy(kb + 2, name, nl);
+	k->mv_size = nl + 2;
+	k->mv_data = kb;
+	return 0;
+}
+
+static int meta_user_get(MDB_txn *t, MDB_dbi meta, const char *name, const void **data, size_t *len)
+{
+	char kb[2 + 64];
+	MDB_val k, d;
+	int rc = meta_user_key(name, kb, &k);
+	if (rc)
+		return rc;
+	rc = mdb_get(t, meta, &k, &d);
+	if (rc)
+		return store_lmdb_err(rc);
+	*data = d.mv_data;
+	*len = d.mv_size;
+	return 0;
+}
+
 int store_wtxn_set_meta(struct store_wtxn *w, const char *name, const void *data, size_t len)
 {
 	int rc = wtxn_usable(w);
 	if (rc)
 		return rc;
-	size_t nl = name ? strlen(name) : 0;
-	if (nl == 0 || nl > 64 || len > (1u << 20) || (len && !data))
-		return CAIRN_EINVAL;
 	char kb[2 + 64];
-	memcpy(kb, "u/", 2);
-	memcpy(kb + 2, name, nl);
-	MDB_val k = {nl + 2, kb}, d = {len, (void *)data};
+	MDB_val k, d = {len, (void *)data};
+	if (meta_user_key(name, kb, &k) != 0 || len > (1u << 20) || (len && !data))
+		return CAIRN_EINVAL;
 	if (len == 0 && !data) {
 		rc = mdb_del(w->txn, w->s->meta, &k, NULL);
 		if (rc == MDB_NOTFOUND)
@@ -581,6 +609,14 @@ int store_wtxn_set_meta(struct store_wtxn *w, const char *name, const void *data
 		rc = mdb_put(w->txn, w->s->meta, &k, &d, 0);
 	}
 	return batch_fail(w, store_lmdb_err(rc));
+}
+
+int store_wtxn_get_meta(struct store_wtxn *w, const char *name, const void **data, size_t *len)
+{
+	int rc = wtxn_usable(w);
+	if (rc)
+		return rc;
+	return meta_user_get(w->txn, w->s->meta, name, data, len);
 }
 
 /* ---- read transactions ------------------------------------------------- */
@@ -636,19 +672,7 @@ uint64_t store_rtxn_applied(const struct store_rtxn *r)
 
 int store_rtxn_get_meta(struct store_rtxn *r, const char *name, const void **data, size_t *len)
 {
-	size_t nl = name ? strlen(name) : 0;
-	if (nl == 0 || nl > 64)
-		return CAIRN_EINVAL;
-	char kb[2 + 64];
-	memcpy(kb, "u/", 2);
-	memcpy(kb + 2, name, nl);
-	MDB_val k = {nl + 2, kb}, d;
-	int rc = mdb_get(r->txn, r->s->meta, &k, &d);
-	if (rc)
-		return store_lmdb_err(rc);
-	*data = d.mv_data;
-	*len = d.mv_size;
-	return 0;
+	return meta_user_get(r->txn, r->s->meta, name, data, len);
 }
 
 /* ---- snapshots and stats ------------------------------------------------ */

@@ -3,7 +3,8 @@
  *
  * WHAT IT IS
  *   A multi-version key-value store with etcd v3 semantics (DESIGN.md §2):
- *   one revision counter for the whole store, bumped by every mutation that
+ *   one revision counter for the whole store, 1 in an empty store (so the
+ *   first write is revision 2, as in etcd), bumped by every mutation that
  *   changes something (a Put always; a DeleteRange only if it deleted a key; a
  *   Txn if any of its ops wrote; a lease revoke if it deleted a key). The
  *   writes of one mutation share one main revision and are numbered by sub
@@ -169,6 +170,15 @@ int store_wtxn_set_applied(struct store_wtxn *w, uint64_t index);
  * same txn. name: 1..64 bytes NUL-terminated; len <= 1 MiB. len 0 with
  * data NULL deletes it. */
 int store_wtxn_set_meta(struct store_wtxn *w, const char *name, const void *data, size_t len);
+
+/* Reads the blob stored under `name` as the batch sees it: committed state
+ * plus this batch's own store_wtxn_set_meta calls. *data points into the
+ * map, read-only: valid until the next write in this wtxn (any mutation,
+ * set_* or compaction call, or a write through store_wtxn_mdb) or its
+ * commit/abort, whichever comes first; copy it to keep it longer.
+ * CAIRN_ENOTFOUND if unset (never set, or deleted), CAIRN_EINVAL for a bad
+ * name, the wtxn's error if it has failed. */
+int store_wtxn_get_meta(struct store_wtxn *w, const char *name, const void **data, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* Read transactions                                                          */
@@ -390,7 +400,9 @@ void store_txn_resp_free(struct store_txn_resp *resp);
  * and history below rev fail with CAIRN_ECOMPACTED; the latest version of
  * each live key at rev stays readable; a key deleted at or before rev
  * vanishes. Does not bump the revision. Errors: CAIRN_ECOMPACTED (rev <=
- * current compact revision), CAIRN_EFUTUREREV (rev > current revision).
+ * current compact revision, which is 0 until the first compaction),
+ * CAIRN_EFUTUREREV (rev > current revision). So an empty store can be
+ * compacted to 1 (as etcd can), once.
  * The physical removal of old history is done by store_compact_step. */
 int store_compact(struct store_wtxn *w, int64_t rev);
 
@@ -425,12 +437,16 @@ struct store_history_req {
 	int64_t to_rev;   /* last revision, inclusive; 0 = current */
 	size_t limit;     /* max events returned (0 = no limit) */
 	bool prev_kv;
+	size_t max_scan; /* max history records examined, matching or not (0 =
+	                    no bound): bounds the work of one call when few
+	                    records match the key range */
 };
 
 struct store_history_resp {
 	struct store_event *events; /* revision order, then sub (op) order */
 	size_t n_events;
-	bool more;        /* events left in [from, to]: call again with next_* */
+	bool more;        /* limit or max_scan stopped the scan before to_rev: call
+	                     again from next_* (that call may find no event) */
 	int64_t next_rev; /* where to resume */
 	int64_t next_sub;
 	int64_t revision;         /* current revision of the view */

@@ -9,17 +9,18 @@
  *          A tombstone has create = version = lease = 0 and no value.
  *   index  user key -> DUPSORT|DUPFIXED 17-byte items: main BE, sub BE,
  *          tombstone flag. Dup order is revision order.
- *   meta   "schema" u32, "rev" i64, "compact" i64, "applied" u64,
- *          "keys" u64 (live keys), "cnext" revkey (next kv record the
- *          compaction has to examine; absent when compaction is done),
- *          "u/<name>" caller blobs.
+ *   meta   "schema" u32, "rev" i64 (absent: 1, the empty store, whose
+ *          first write is revision 2 as in etcd), "compact" i64 (absent:
+ *          0), "applied" u64, "keys" u64 (live keys), "cnext" revkey
+ *          (next kv record the compaction has to examine; absent when
+ *          compaction is done), "u/<name>" caller blobs.
  *   leases     id (u64 BE) -> ttl i64 BE, remaining i64 BE
  *   lease_keys id (u64 BE) -> DUPSORT user keys attached to the lease.
  *
  * INVARIANTS (checked by store_check)
  *   1. Every kv record has its index item and vice versa, same tombstone flag.
  *   2. Records above the compact revision have sub revisions 0..n-1 for
- *      each main revision; no record is above meta "rev".
+ *      each main revision; every record is in [2, meta "rev"].
  *   3. Per key, above the compact revision: a put with a live predecessor
  *      has version+1 and the same create revision; one without has version
  *      1 and create == its own revision; a tombstone follows a live record.

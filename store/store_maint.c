@@ -149,7 +149,7 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 	krange_init(&kr, req->key, req->key_len, req->range_end, req->range_end_len);
 	struct store_mem *m = NULL;
 	struct store_event *ev = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, scanned = 0;
 	MDB_cursor *kc = NULL, *ic = NULL;
 	int rc = store_lmdb_err(mdb_cursor_open(r->txn, r->s->kv, &kc));
 	if (rc == 0)
@@ -163,12 +163,14 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 		rc = rec_decode(&k, &d, &rec);
 		if (rc || rec.main > to)
 			break;
-		if (req->limit && n == req->limit) {
+		if ((req->limit && n == req->limit) ||
+		    (req->max_scan && scanned == req->max_scan)) {
 			resp->more = true;
 			resp->next_rev = rec.main;
 			resp->next_sub = rec.sub;
 			break;
 		}
+		scanned++;
 		bool want = in_range(&kr, rec.key, rec.klen);
 		if (want && rec.main <= v.compact)
 			rc = is_kept(ic, &rec, v.compact, &want);
@@ -330,8 +332,9 @@ static int check_kv(struct chk *c, const struct view *v, MDB_cursor *kc, MDB_cur
 		if (rec_decode(&k, &d, &r))
 			return bad(c, "kv: undecodable record");
 		(*records)++;
-		if (r.main < 1 || r.main > v->rev)
-			return bad(c, "kv: record at %lld outside [1, rev %lld]", (long long)r.main,
+		/* Revision 1 is the empty store: the first write is revision 2. */
+		if (r.main < 2 || r.main > v->rev)
+			return bad(c, "kv: record at %lld outside [2, rev %lld]", (long long)r.main,
 			           (long long)v->rev);
 		if (r.main > v->compact) {
 			bool ok = r.main == pm ? r.sub == ps + 1 : r.sub == 0;
@@ -473,7 +476,7 @@ int store_check(struct store *s, char *msg, size_t msg_len)
 		rc = bad(&c, "meta: bad schema");
 		goto out;
 	}
-	if (v.rev < 0 || v.compact < 0 || v.compact > v.rev) {
+	if (v.rev < 1 || v.compact < 0 || v.compact > v.rev) {
 		rc = bad(&c, "meta: rev %lld compact %lld", (long long)v.rev, (long long)v.compact);
 		goto out;
 	}

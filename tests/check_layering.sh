@@ -25,13 +25,12 @@ violation() {
 check() { # dir, file-filter (glob applied to basename), forbidden regex, reason
 	local dir=$1 pat=$2 re=$3 why=$4 f inc
 	[ -d "$dir" ] || return 0
-	while IFS= read -r f; do
-		case "$(basename "$f")" in $pat) ;; *) continue ;; esac
-		while IFS= read -r inc; do
-			violation "$f" "$inc" "$why"
-		done < <(grep -hoE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' "$f" |
-			sed -E 's/.*[<"]([^>"]+)[>"]/\1/' | grep -E "$re")
-	done < <(find "$dir" -name '*.[ch]' | sort)
+	# One grep over the whole directory: "file:#include <x>" lines.
+	while IFS=: read -r f inc; do
+		case "${f##*/}" in $pat) ;; *) continue ;; esac
+		[[ $inc =~ [\<\"]([^\>\"]+)[\>\"] ]] && inc=${BASH_REMATCH[1]}
+		[[ $inc =~ $re ]] && violation "$f" "$inc" "$why"
+	done < <(grep -rHE --include='*.[ch]' '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' "$dir" | sort)
 }
 check common '*' '^(store|raft|rpc|server|tools|proto)/|^uv\.h$|^lmdb\.h$|pb-c\.h$' 'common is the bottom layer'
 check store '*' '^(raft|rpc|server|tools|proto)/|^uv\.h$|pb-c\.h$|^nghttp2/' 'store knows nothing of raft or the network'

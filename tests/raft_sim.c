@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "raft/raft_codec.h"
 #include "tests/raft_sim.h"
 
 struct sim_pend {
@@ -229,18 +230,16 @@ static uint64_t log_term(const struct sim_node *n, uint64_t i)
 }
 
 /* §5.2 Election Safety: at most one leader per term. */
-static int check_election(struct sim *s, struct sim_node *n)
+static int check_election(struct sim *s, struct sim_node *n, const struct raft_status *st)
 {
-	struct raft_status st;
-	raft_get_status(n->r, &st);
-	if (st.role != RAFT_LEADER)
+	if (st->role != RAFT_LEADER)
 		return 0;
-	GROW(s->leader_of_term, s->cap_lot, st.term + 1);
-	uint64_t *l = &s->leader_of_term[st.term];
+	GROW(s->leader_of_term, s->cap_lot, st->term + 1);
+	uint64_t *l = &s->leader_of_term[st->term];
 	if (*l && *l != n->id)
 		return fail(s, "election safety: %llu and %llu both lead term %llu",
 		            (unsigned long long)*l, (unsigned long long)n->id,
-		            (unsigned long long)st.term);
+		            (unsigned long long)st->term);
 	*l = n->id;
 	return 0;
 }
@@ -249,23 +248,21 @@ static int check_election(struct sim *s, struct sim_node *n)
  *  - every committed entry is the same everywhere (the basis of §5.4.3);
  *  - a leader commits only what is durable on a quorum of its voters
  *    (§5.4.2 with persistence, D§10.2.1 and Figure 2 "stable storage"). */
-static int check_commit(struct sim *s, struct sim_node *n)
+static int check_commit(struct sim *s, struct sim_node *n, const struct raft_status *st)
 {
-	struct raft_status st;
-	raft_get_status(n->r, &st);
-	if (st.commit <= n->commit_seen) {
-		n->commit_seen = st.commit;
+	if (st->commit <= n->commit_seen) {
+		n->commit_seen = st->commit;
 		return 0;
 	}
-	GROW(s->comm, s->cap_comm, st.commit + 1);
-	for (uint64_t i = n->commit_seen + 1; i <= st.commit; i++) {
+	GROW(s->comm, s->cap_comm, st->commit + 1);
+	for (uint64_t i = n->commit_seen + 1; i <= st->commit; i++) {
 		const struct raft_entry *e = raft_log_entry(n->r, i);
 		if (!e)
 			continue; /* covered by a snapshot */
 		struct sim_commit *c = &s->comm[i];
 		uint64_t h = entry_hash(e);
 		if (c->term == 0) {
-			*c = (struct sim_commit){.term = e->term, .hash = h, .seen_term = st.term};
+			*c = (struct sim_commit){.term = e->term, .hash = h, .seen_term = st->term};
 			s->n_commits++;
 		} else if (c->term != e->term || c->hash != h) {
 			return fail(
@@ -275,10 +272,10 @@ static int check_commit(struct sim *s, struct sim_node *n)
 			    (unsigned long long)n->id, (unsigned long long)i,
 			    (unsigned long long)e->term, (unsigned long long)c->term);
 		}
-		if (st.role == RAFT_LEADER) {
+		if (st->role == RAFT_LEADER) {
 			unsigned have = 0;
-			for (uint32_t v = 0; v < st.conf.n_voters; v++) {
-				uint64_t id = st.conf.voters[v];
+			for (uint32_t v = 0; v < st->conf.n_voters; v++) {
+				uint64_t id = st->conf.voters[v];
 				if (id > s->n_nodes)
 					continue;
 				struct raft_mem_storage *d = s->nodes[id].disk;
@@ -286,69 +283,65 @@ static int check_commit(struct sim *s, struct sim_node *n)
 				    raft_mem_storage_term(d, i) == e->term)
 					have++;
 			}
-			if (have < st.conf.n_voters / 2 + 1)
+			if (have < st->conf.n_voters / 2 + 1)
 				return fail(s,
 				            "committed but not durable on a quorum: leader %llu "
 				            "index %llu term %llu on %u of %u voters",
 				            (unsigned long long)n->id, (unsigned long long)i,
-				            (unsigned long long)e->term, have, st.conf.n_voters);
+				            (unsigned long long)e->term, have, st->conf.n_voters);
 		}
 	}
-	if (st.commit > s->max_commit)
-		s->max_commit = st.commit;
-	n->commit_seen = st.commit;
+	if (st->commit > s->max_commit)
+		s->max_commit = st->commit;
+	n->commit_seen = st->commit;
 	return 0;
 }
 
 /* §5.3 Leader Append-Only: a leader never overwrites or deletes entries. */
-static int check_append_only(struct sim *s, struct sim_node *n)
+static int check_append_only(struct sim *s, struct sim_node *n, const struct raft_status *st)
 {
-	struct raft_status st;
-	raft_get_status(n->r, &st);
-	if (st.role != RAFT_LEADER) {
+	if (st->role != RAFT_LEADER) {
 		n->lead_term = 0;
 		return 0;
 	}
-	if (n->lead_term == st.term) {
-		if (st.last_index < n->lead_from + n->lead_n - 1)
+	if (n->lead_term == st->term) {
+		if (st->last_index < n->lead_from + n->lead_n - 1)
 			return fail(s, "leader append-only: leader %llu log shrank to %llu",
-			            (unsigned long long)n->id, (unsigned long long)st.last_index);
+			            (unsigned long long)n->id, (unsigned long long)st->last_index);
 		for (size_t k = 0; k < n->lead_n; k++) {
 			uint64_t i = n->lead_from + k;
-			if (i <= st.snap_index)
+			if (i <= st->snap_index)
 				continue;
 			if (log_term(n, i) != n->lead_terms[k])
 				return fail(s, "leader append-only: leader %llu rewrote index %llu",
 				            (unsigned long long)n->id, (unsigned long long)i);
 		}
 	}
-	n->lead_term = st.term;
-	n->lead_from = st.first_index;
-	n->lead_n = (size_t)(st.last_index - st.snap_index);
+	n->lead_term = st->term;
+	n->lead_from = st->first_index;
+	n->lead_n = (size_t)(st->last_index - st->snap_index);
 	GROW(n->lead_terms, n->lead_cap, n->lead_n + 1);
 	for (size_t k = 0; k < n->lead_n; k++)
-		n->lead_terms[k] = log_term(n, st.first_index + k);
+		n->lead_terms[k] = log_term(n, st->first_index + k);
 	return 0;
 }
 
 /* §5.4 Leader Completeness: a leader of term T holds every entry committed
  * in a term before T. */
-static int check_completeness(struct sim *s, struct sim_node *n)
+static int check_completeness(struct sim *s, struct sim_node *n, const struct raft_status *st)
 {
-	struct raft_status st;
-	raft_get_status(n->r, &st);
-	if (st.role != RAFT_LEADER)
+	if (st->role != RAFT_LEADER)
 		return 0;
-	for (uint64_t i = st.snap_index + 1; i <= s->max_commit && i < s->cap_comm; i++) {
+	for (uint64_t i = st->snap_index + 1; i <= s->max_commit && i < s->cap_comm; i++) {
 		const struct sim_commit *c = &s->comm[i];
-		if (c->term == 0 || c->seen_term >= st.term)
+		if (c->term == 0 || c->seen_term >= st->term)
 			continue;
 		if (log_term(n, i) != c->term)
 			return fail(
 			    s,
 			    "leader completeness: leader %llu of term %llu lacks index %llu "
 			    "(term %llu) committed in term %llu",
-			    (unsigned long long)n->id, (unsigned long long)st.term,
+			    (unsigned long long)n->id, (unsigned long long)st->term,
 			    (unsigned long long)i, (unsigned long long)c->term,
 			    (unsigned long long)c->seen_term);
 	}
@@ -358,21 +351,23 @@ static int check_completeness(struct sim *s, struct sim_node *n)
 /* §5.3 Log Matching: same index and term => identical up to there. */
 static int check_log_matching(struct sim *s)
 {
+	struct raft_status st[SIM_MAX_NODES + 1];
+	for (unsigned a = 1; a <= s->n_nodes; a++)
+		if (s->nodes[a].state == SIM_UP)
+			raft_get_status(s->nodes[a].r, &st[a]);
 	for (unsigned a = 1; a <= s->n_nodes; a++) {
 		struct sim_node *na = &s->nodes[a];
 		if (na->state != SIM_UP)
 			continue;
-		struct raft_status sa;
-		raft_get_status(na->r, &sa);
 		for (unsigned b = a + 1; b <= s->n_nodes; b++) {
 			struct sim_node *nb = &s->nodes[b];
 			if (nb->state != SIM_UP)
 				continue;
-			struct raft_status sb;
-			raft_get_status(nb->r, &sb);
+			const struct raft_status *sa = &st[a], *sb = &st[b];
 			uint64_t lo =
-			    (sa.snap_index > sb.snap_index ? sa.snap_index : sb.snap_index) + 1;
-			uint64_t hi = sa.last_index < sb.last_index ? sa.last_index : sb.last_index;
+			    (sa->snap_index > sb->snap_index ? sa->snap_index : sb->snap_index) + 1;
+			uint64_t hi =
+			    sa->last_index < sb->last_index ? sa->last_index : sb->last_index;
 			bool matched = false;
 			for (uint64_t i = hi; i >= lo && i > 0; i--) {
 				const struct raft_entry *ea = raft_log_entry(na->r, i);
@@ -380,7 +375,9 @@ static int check_log_matching(struct sim *s)
 				if (!matched && ea->term == eb->term)
 					matched = true;
 				if (matched &&
-				    (ea->term != eb->term || entry_hash(ea) != entry_hash(eb)))
+				    (ea->term != eb->term || ea->data.len != eb->data.len ||
+				     (ea->data.len &&
+				      memcmp(ea->data.base, eb->data.base, ea->data.len) != 0)))
 					return fail(
 					    s,
 					    "log matching: members %u and %u agree at a later "
@@ -397,8 +394,10 @@ static int check_node(struct sim *s, struct sim_node *n)
 	char buf[256];
 	if (raft_check(n->r, buf, sizeof(buf)))
 		return fail(s, "raft_check(%llu): %s", (unsigned long long)n->id, buf);
-	if (check_election(s, n) || check_commit(s, n) || check_append_only(s, n) ||
-	    check_completeness(s, n))
+	struct raft_status st;
+	raft_get_status(n->r, &st);
+	if (check_election(s, n, &st) || check_commit(s, n, &st) || check_append_only(s, n, &st) ||
+	    check_completeness(s, n, &st))
 		return -1;
 	return 0;
 }
@@ -452,22 +451,50 @@ static void net_send(struct sim *s, struct sim_node *from, const struct raft_msg
 		      (unsigned long long)m->to, raft_msg_type_name(m->type));
 		return;
 	}
+	struct raft_msg mm = *m;
+	uint8_t snapdata[16];
+	if (m->type == RAFT_MSG_SNAPSHOT) {
+		/* The member fills the snapshot data: its state machine. */
+		memcpy(snapdata, &from->sm_applied, 8);
+		memcpy(snapdata + 8, &from->sm_hash, 8);
+		mm.snapshot_data = (struct raft_buf){snapdata, 16};
+	}
+	struct raft_msg_decoded *d = NULL;
+	if (s->o.codec) {
+		/* Over the wire format: what arrives is what decoding gives. */
+		uint8_t *buf;
+		size_t len;
+		int rv = raft_msg_encode(&mm, &buf, &len);
+		if (rv == 0) {
+			rv = raft_msg_decode(buf, len, &d);
+			free(buf);
+		}
+		if (rv) {
+			fail(s, "codec: %s for %s", cairn_strerror(rv),
+			     raft_msg_type_name(m->type));
+			return;
+		}
+		mm = d->msg;
+	}
 	int copies = sim_frand(s) < s->o.dup ? 2 : 1;
 	for (int c = 0; c < copies; c++) {
 		GROW(s->net, s->capnet, s->nnet + 1);
 		struct sim_net_msg *nm = &s->net[s->nnet++];
 		nm->due = s->now + (s->o.max_delay ? sim_rand(s) % (s->o.max_delay + 1) : 0);
 		nm->seq = s->net_seq++;
-		nm->m = *m;
-		nm->ents = copy_entries(m->entries, m->n_entries);
+		nm->m = mm;
+		nm->ents = copy_entries(mm.entries, mm.n_entries);
 		nm->m.entries = nm->ents;
-		if (m->type == RAFT_MSG_SNAPSHOT) {
-			/* The member fills the snapshot data: its state machine. */
-			memcpy(nm->snapdata, &from->sm_applied, 8);
-			memcpy(nm->snapdata + 8, &from->sm_hash, 8);
+		if (mm.type == RAFT_MSG_SNAPSHOT) {
+			if (mm.snapshot_data.len != 16) {
+				fail(s, "snapshot data lost in transit");
+				break;
+			}
+			memcpy(nm->snapdata, mm.snapshot_data.base, 16);
 			nm->m.snapshot_data = (struct raft_buf){nm->snapdata, 16};
 		}
 	}
+	raft_msg_decoded_free(d);
 	trace(s, "%llu->%llu %s term=%llu idx=%llu lt=%llu n=%u commit=%llu%s%s",
 	      (unsigned long long)m->from, (unsigned long long)m->to, raft_msg_type_name(m->type),
 	      (unsigned long long)m->term, (unsigned long long)m->index,
@@ -795,6 +822,35 @@ void sim_cut(struct sim *s, uint64_t from, uint64_t to, bool cut)
 void sim_heal(struct sim *s)
 {
 	memset(s->cut, 0, sizeof(s->cut));
+}
+
+void sim_print_status(const struct sim *s, FILE *out)
+{
+	for (unsigned i = 1; i <= s->n_nodes; i++) {
+		const struct sim_node *n = &s->nodes[i];
+		if (n->state != SIM_UP) {
+			fprintf(out, "  %u: %s\n", i, n->state == SIM_DOWN ? "down" : "gone");
+			continue;
+		}
+		struct raft_status st;
+		raft_get_status(n->r, &st);
+		fprintf(out,
+		        "  %u: %-13s term=%llu leader=%llu commit=%llu applied=%llu last=%llu "
+		        "snap=%llu voters=",
+		        i, raft_role_name(st.role), (unsigned long long)st.term,
+		        (unsigned long long)st.leader, (unsigned long long)st.commit,
+		        (unsigned long long)st.applied, (unsigned long long)st.last_index,
+		        (unsigned long long)st.snap_index);
+		for (uint32_t v = 0; v < st.conf.n_voters; v++)
+			fprintf(out, "%s%llu", v ? "," : "", (unsigned long long)st.conf.voters[v]);
+		if (st.conf.n_learners) {
+			fprintf(out, " learners=");
+			for (uint32_t v = 0; v < st.conf.n_learners; v++)
+				fprintf(out, "%s%llu", v ? "," : "",
+				        (unsigned long long)st.conf.learners[v]);
+		}
+		fputc('\n', out);
+	}
 }
 
 uint64_t sim_leader(const struct sim *s)

@@ -41,6 +41,7 @@ struct sim_opts {
 	unsigned compact_threshold; /* compact when applied - snap >= this; 0 = never */
 	size_t max_msg_bytes;       /* per AppendEntries; entries carry 8 bytes */
 	bool pre_vote, check_quorum;
+	bool codec;  /* send every message through raft_msg_encode/decode */
 	FILE *trace; /* every event, when non-NULL */
 };
 
@@ -135,6 +136,8 @@ uint64_t sim_leader(const struct sim *s);
 /* True when a member leads and a quorum of its voters (up) follow it in
  * its term. */
 bool sim_has_stable_leader(const struct sim *s);
+/* One line per member: role, term, leader, commit, applied, log, voters. */
+void sim_print_status(const struct sim *s, FILE *out);
 /* Checks the cluster-wide invariants now. */
 int sim_check(struct sim *s);
 

@@ -756,18 +756,19 @@ static void test_put_prev_kv_and_range(void **state)
 	p.value = BIN("1");
 	p.prev_kv = true;
 	assert_int_equal(put_full(S, &p, &m), 0);
-	assert_int_equal(m->header->revision, 1);
+	/* the first write: the empty store is at revision 1 */
+	assert_int_equal(m->header->revision, 2);
 	assert_null(m->prev_kv); /* key did not exist */
 	etcdserverpb__put_response__free_unpacked(m, NULL);
 
 	p.value = BIN("2");
 	assert_int_equal(put_full(S, &p, &m), 0);
-	assert_int_equal(m->header->revision, 2);
+	assert_int_equal(m->header->revision, 3);
 	assert_non_null(m->prev_kv);
 	assert_bytes(m->prev_kv->key, "a");
 	assert_bytes(m->prev_kv->value, "1");
-	assert_int_equal(m->prev_kv->create_revision, 1);
-	assert_int_equal(m->prev_kv->mod_revision, 1);
+	assert_int_equal(m->prev_kv->create_revision, 2);
+	assert_int_equal(m->prev_kv->mod_revision, 2);
 	assert_int_equal(m->prev_kv->version, 1);
 	etcdserverpb__put_response__free_unpacked(m, NULL);
 
@@ -779,15 +780,16 @@ static void test_put_prev_kv_and_range(void **state)
 	assert_int_equal(r->n_kvs, 1);
 	assert_false(r->more);
 	assert_bytes(r->kvs[0]->value, "2");
-	assert_int_equal(r->kvs[0]->create_revision, 1);
-	assert_int_equal(r->kvs[0]->mod_revision, 2);
+	assert_int_equal(r->kvs[0]->create_revision, 2);
+	assert_int_equal(r->kvs[0]->mod_revision, 3);
 	assert_int_equal(r->kvs[0]->version, 2);
 	etcdserverpb__range_response__free_unpacked(r, NULL);
 
 	char buf[16];
-	assert_int_equal(get(S, "a", 1, buf, sizeof(buf)), 0);
+	assert_int_equal(get(S, "a", 1, buf, sizeof(buf)), CAIRN_ENOTFOUND);
+	assert_int_equal(get(S, "a", 2, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "1");
-	assert_int_equal(get(S, "a", 3, buf, sizeof(buf)), CAIRN_EFUTUREREV);
+	assert_int_equal(get(S, "a", 4, buf, sizeof(buf)), CAIRN_EFUTUREREV);
 	Etcdserverpb__RangeRequest empty = ETCDSERVERPB__RANGE_REQUEST__INIT;
 	uint8_t *out = (uint8_t *)&empty;
 	size_t len = 1;
@@ -833,7 +835,7 @@ static void test_range_options(void **state)
 	etcdserverpb__range_response__free_unpacked(r, NULL);
 
 	q.count_only = false;
-	q.min_mod_revision = 4;
+	q.min_mod_revision = 5;
 	assert_int_equal(range_full(S, &q, &r), 0);
 	assert_int_equal(r->count, 5);
 	assert_int_equal(r->n_kvs, 2);
@@ -846,7 +848,7 @@ static void test_put_ignore_value_lease(void **state)
 	p.key = BIN("a");
 	p.ignore_value = true;
 	assert_int_equal(put_full(S, &p, NULL), CAIRN_EKEYNOTFOUND);
-	assert_int_equal(cur_rev(S), 0);
+	assert_int_equal(cur_rev(S), 1);
 	assert_int_equal(put(S, "a", "keep"), 0);
 	assert_int_equal(put_full(S, &p, NULL), 0);
 	expect_val(S, "a", "keep");
@@ -861,10 +863,10 @@ static void test_put_ignore_value_lease(void **state)
 	p.value = BIN("new");
 	assert_int_equal(put_full(S, &p, NULL), 0);
 	expect_val(S, "a", "new");
-	assert_int_equal(cur_rev(S), 3);
+	assert_int_equal(cur_rev(S), 4);
 	p.key = BIN("");
 	assert_int_equal(put_full(S, &p, NULL), CAIRN_EKEYEMPTY);
-	assert_int_equal(cur_rev(S), 3);
+	assert_int_equal(cur_rev(S), 4);
 }
 
 static void test_delete_prev_kv(void **state)
@@ -881,12 +883,12 @@ static void test_delete_prev_kv(void **state)
 	req.id = 7;
 	struct srv_apply_result r = apply(S, &req);
 	assert_int_equal(r.err, 0);
-	assert_int_equal(r.revision, 4);
+	assert_int_equal(r.revision, 5);
 	Etcdserverpb__DeleteRangeResponse *m =
 	    etcdserverpb__delete_range_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
 	assert_non_null(m);
-	check_header(m->header, 4);
+	check_header(m->header, 5);
 	assert_int_equal(m->deleted, 2);
 	assert_int_equal(m->n_prev_kvs, 2);
 	assert_bytes(m->prev_kvs[0]->key, "a");
@@ -901,7 +903,7 @@ static void test_delete_prev_kv(void **state)
 	m = etcdserverpb__delete_range_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
 	assert_int_equal(m->deleted, 0);
-	check_header(m->header, 4);
+	check_header(m->header, 5);
 	etcdserverpb__delete_range_response__free_unpacked(m, NULL);
 }
 
@@ -910,7 +912,7 @@ static void test_delete_prev_kv(void **state)
 
 static void test_txn_branches_nested(void **state)
 {
-	assert_int_equal(put(S, "a", "1"), 0); /* rev 1 */
+	assert_int_equal(put(S, "a", "1"), 0); /* rev 2 */
 	Etcdserverpb__Compare c = ETCDSERVERPB__COMPARE__INIT, *cp = &c;
 	c.key = BIN("a");
 	c.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE;
@@ -949,11 +951,11 @@ static void test_txn_branches_nested(void **state)
 	Etcdserverpb__TxnResponse *m;
 	assert_int_equal(apply_txn(S, &t, &m), 0);
 	assert_true(m->succeeded);
-	assert_int_equal(m->header->revision, 2);
+	assert_int_equal(m->header->revision, 3);
 	assert_int_equal(m->n_responses, 3);
 	assert_int_equal(m->responses[0]->response_case,
 	                 ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT);
-	assert_int_equal(m->responses[0]->response_put->header->revision, 2);
+	assert_int_equal(m->responses[0]->response_put->header->revision, 3);
 	assert_int_equal(m->responses[0]->response_put->header->member_id, 0);
 	assert_int_equal(m->responses[1]->response_case,
 	                 ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE);
@@ -966,13 +968,13 @@ static void test_txn_branches_nested(void **state)
 	assert_true(in->succeeded);
 	assert_non_null(in->header); /* present but empty, as etcd sends it */
 	assert_int_equal(in->header->revision, 0);
-	assert_int_equal(in->responses[0]->response_put->header->revision, 2);
+	assert_int_equal(in->responses[0]->response_put->header->revision, 3);
 	assert_int_equal(in->n_responses, 2);
 	/* The nested range sees the txn's earlier put of b. */
 	Etcdserverpb__RangeResponse *rb = in->responses[1]->response_range;
 	assert_int_equal(rb->n_kvs, 1);
 	assert_bytes(rb->kvs[0]->value, "2");
-	assert_int_equal(rb->kvs[0]->mod_revision, 2);
+	assert_int_equal(rb->kvs[0]->mod_revision, 3);
 	etcdserverpb__txn_response__free_unpacked(m, NULL);
 	expect_val(S, "c", "3");
 	expect_val(S, "f", NULL);
@@ -982,14 +984,14 @@ static void test_txn_branches_nested(void **state)
 	assert_int_equal(apply_txn(S, &t, &m), 0);
 	assert_false(m->succeeded);
 	assert_int_equal(m->n_responses, 1);
-	assert_int_equal(m->header->revision, 3);
+	assert_int_equal(m->header->revision, 4);
 	etcdserverpb__txn_response__free_unpacked(m, NULL);
 	expect_val(S, "f", "failed");
 
 	/* A read-only txn takes no revision. */
 	t.n_failure = 0;
 	assert_int_equal(apply_txn(S, &t, &m), 0);
-	assert_int_equal(m->header->revision, 3);
+	assert_int_equal(m->header->revision, 4);
 	etcdserverpb__txn_response__free_unpacked(m, NULL);
 }
 
@@ -1017,7 +1019,7 @@ static void test_txn_apply_errors_change_nothing(void **state)
 	assert_int_equal(apply_txn(S, &t, &m), CAIRN_EKEYNOTFOUND);
 	expect_val(S, "x", NULL);
 	expect_val(S, "y", NULL);
-	assert_int_equal(cur_rev(S), 1);
+	assert_int_equal(cur_rev(S), 2);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1030,7 +1032,7 @@ static void test_compaction(void **state)
 	assert_int_equal(put(S, "a", "3"), 0);
 	Etcdserverpb__CompactionRequest cr = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
 	Cairnpb__InternalRequest req = CAIRNPB__INTERNAL_REQUEST__INIT;
-	cr.revision = 2;
+	cr.revision = 3;
 	req.compaction = &cr;
 	struct srv_apply_result r = apply(S, &req);
 	assert_int_equal(r.err, 0);
@@ -1038,14 +1040,14 @@ static void test_compaction(void **state)
 	    etcdserverpb__compaction_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
 	assert_non_null(m);
-	check_header(m->header, 3);
+	check_header(m->header, 4);
 	etcdserverpb__compaction_response__free_unpacked(m, NULL);
 
 	char buf[16];
-	int rc = get(S, "a", 1, buf, sizeof(buf));
+	int rc = get(S, "a", 2, buf, sizeof(buf));
 	assert_int_equal(rc, CAIRN_ECOMPACTED);
 	expect_grpc(rc, RPC_OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted");
-	assert_int_equal(get(S, "a", 2, buf, sizeof(buf)), 0);
+	assert_int_equal(get(S, "a", 3, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "2");
 
 	r = apply(S, &req);
@@ -1071,7 +1073,7 @@ static void test_lease_grant_revoke(void **state)
 	assert_non_null(gm);
 	assert_int_equal(gm->id, 5);
 	assert_int_equal(gm->ttl, 60);
-	check_header(gm->header, 0);
+	check_header(gm->header, 1); /* no revision taken: the empty store's */
 	etcdserverpb__lease_grant_response__free_unpacked(gm, NULL);
 
 	assert_int_equal(apply_err(S, &req), CAIRN_ELEASEEXIST);
@@ -1091,7 +1093,7 @@ static void test_lease_grant_revoke(void **state)
 	p.lease = 99;
 	assert_int_equal(put_full(S, &p, NULL), CAIRN_ELEASENOTFOUND);
 	assert_int_equal(put(S, "free", "v"), 0);
-	assert_int_equal(cur_rev(S), 3);
+	assert_int_equal(cur_rev(S), 4);
 
 	Etcdserverpb__LeaseRevokeRequest rv = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
 	req = (Cairnpb__InternalRequest)CAIRNPB__INTERNAL_REQUEST__INIT;
@@ -1102,7 +1104,7 @@ static void test_lease_grant_revoke(void **state)
 	Etcdserverpb__LeaseRevokeResponse *rm =
 	    etcdserverpb__lease_revoke_response__unpack(NULL, r.resp_len, r.resp);
 	free(r.resp);
-	check_header(rm->header, 4); /* both keys in one revision */
+	check_header(rm->header, 5); /* both keys in one revision */
 	etcdserverpb__lease_revoke_response__free_unpacked(rm, NULL);
 	expect_val(S, "held", NULL);
 	expect_val(S, "held2", NULL);
@@ -1232,7 +1234,7 @@ static void test_alarm_nospace_caps_writes(void **state)
 	free(r.resp);
 	expect_val(S, "a", NULL);
 	Etcdserverpb__CompactionRequest cr = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
-	cr.revision = 2;
+	cr.revision = 3;
 	req = (Cairnpb__InternalRequest)CAIRNPB__INTERNAL_REQUEST__INIT;
 	req.compaction = &cr;
 	r = apply(S, &req);
@@ -1292,7 +1294,7 @@ static void test_store_quota_sets_nospace(void **state)
 	free(v);
 	assert_int_equal(r.err, CAIRN_ENOSPACE);
 	assert_true(r.nospace);
-	assert_int_equal(cur_rev(S), i);
+	assert_int_equal(cur_rev(S), 1 + i);
 	/* Deletes still work with the quota full. */
 	Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
 	Cairnpb__InternalRequest req = CAIRNPB__INTERNAL_REQUEST__INIT;
@@ -1316,7 +1318,7 @@ static void test_undecodable_and_malformed(void **state)
 	assert_int_equal(srv_apply_entry(w, &H, junk, sizeof(junk), true, &r), 0);
 	assert_int_equal(r.err, CAIRN_EPROTO);
 	assert_null(r.resp);
-	assert_int_equal(r.revision, 1);
+	assert_int_equal(r.revision, 2);
 	/* Empty: no request at all. */
 	assert_int_equal(srv_apply_entry(w, &H, junk, 0, true, &r), 0);
 	assert_int_equal(r.err, CAIRN_EPROTO);
@@ -1344,7 +1346,7 @@ static void test_undecodable_and_malformed(void **state)
 	r = apply_in(w, &req, false);
 	assert_int_equal(r.err, 0);
 	store_wtxn_commit(w);
-	assert_int_equal(cur_rev(S), 1);
+	assert_int_equal(cur_rev(S), 2);
 }
 
 static void test_no_response_when_not_wanted(void **state)
@@ -1358,7 +1360,7 @@ static void test_no_response_when_not_wanted(void **state)
 	assert_int_equal(store_wtxn_begin(S, &w), 0);
 	struct srv_apply_result r = apply_in(w, &req, false);
 	assert_int_equal(r.err, 0);
-	assert_int_equal(r.revision, 1);
+	assert_int_equal(r.revision, 2);
 	assert_int_equal(r.resp_len, 0);
 	/* Errors are still reported. */
 	p.key = BIN("");

@@ -23,6 +23,10 @@ struct one {
 
 static const struct raft_conf conf3 = {.n_voters = 3, .voters = {1, 2, 3}};
 
+/* Flow-control settings for the next one_open() (0: defaults). */
+static unsigned kit_inflight;
+static size_t kit_msg_bytes;
+
 static void one_open(struct one *o, uint64_t id, bool pre_vote, bool check_quorum)
 {
 	struct raft_config cfg = {.id = id,
@@ -31,6 +35,8 @@ static void one_open(struct one *o, uint64_t id, bool pre_vote, bool check_quoru
 	                          .seed = 7,
 	                          .pre_vote = pre_vote,
 	                          .check_quorum = check_quorum,
+	                          .max_inflight = kit_inflight,
+	                          .max_msg_bytes = kit_msg_bytes,
 	                          .initial_conf = &conf3};
 	struct raft_storage st = raft_mem_storage_iface(o->ms);
 	assert_int_equal(raft_new(&cfg, &st, &o->r), 0);
@@ -91,6 +97,26 @@ static struct raft_status status(struct raft *r)
 	struct raft_status st;
 	raft_get_status(r, &st);
 	return st;
+}
+
+/* Campaigns (skipping PreVote) and wins with member 2's vote. */
+static void one_elect(struct one *o)
+{
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	assert_int_equal(one_step(o, &c), 0);
+	one_persist(o, o->up.persist_seq);
+	struct raft_msg g = {
+	    .type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = status(o->r).term};
+	one_recv(o, &g);
+	assert_int_equal(status(o->r).role, RAFT_LEADER);
+}
+
+static void sim_elect(struct sim *s, uint64_t id)
+{
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	sim_step(s, id, &c);
+	assert_int_equal(sim_stabilize(s), 0);
+	assert_int_equal(sim_leader(s), id);
 }
 
 /* Appends entries of the given terms to a follower from leader 2. */
@@ -220,10 +246,7 @@ static void test_check_quorum_leader_steps_down(void **state)
 	struct sim s;
 	struct sim_opts opt = {.n = 3, .seed = 1, .pre_vote = true, .check_quorum = true};
 	assert_int_equal(sim_init(&s, &opt), 0);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	assert_int_equal(sim_step(&s, 1, &c), 0);
-	assert_int_equal(sim_stabilize(&s), 0);
-	assert_int_equal(sim_leader(&s), 1);
+	sim_elect(&s, 1);
 	for (unsigned i = 2; i <= 3; i++) {
 		sim_cut(&s, 1, i, true);
 		sim_cut(&s, i, 1, true);
@@ -285,11 +308,7 @@ static void test_commit_only_current_term_figure8(void **state)
 	feed(&o, 2, 0, 0, t, 2, 1);
 	one_persist(&o, o.up.persist_seq);
 	/* Win an election for term 3 (§5.2), then 4 after losing it. */
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	assert_int_equal(one_step(&o, &c), 0);
-	one_persist(&o, o.up.persist_seq);
-	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 3};
-	one_recv(&o, &g);
+	one_elect(&o);
 	assert_int_equal(status(o.r).role, RAFT_LEADER);
 	uint64_t noop = status(o.r).last_index; /* index 3, term 3 */
 	assert_int_equal(noop, 3);
@@ -315,11 +334,7 @@ static void test_leader_counts_itself_only_when_persisted(void **state)
 	(void)state;
 	struct one o;
 	one_new(&o, 1, false, false);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	one_step(&o, &c);
-	one_persist(&o, o.up.persist_seq);
-	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
-	one_recv(&o, &g);
+	one_elect(&o);
 	assert_int_equal(status(o.r).role, RAFT_LEADER);
 	uint64_t seq = o.up.persist_seq;
 	/* AppendEntries left before the local write completed. */
@@ -357,6 +372,91 @@ static void test_restart_recovers_persistent_state(void **state)
 	one_free(&o);
 }
 
+static unsigned count_msgs(const struct raft_update *up, uint8_t type, uint64_t to)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < up->n_msgs; i++)
+		n += up->msgs[i].type == type && up->msgs[i].to == to;
+	return n;
+}
+
+static void propose_one(struct one *o)
+{
+	struct raft_event p = {.type = RAFT_EVENT_PROPOSE};
+	p.propose.data = (struct raft_buf){"12345678", 8};
+	assert_int_equal(one_step(o, &p), 0);
+}
+
+/* Flow control (etcd's progress tracker; D§10.2.1 pipelining): a follower
+ * in probe state gets one AppendEntries at a time; once it acknowledges,
+ * the leader pipelines up to max_inflight messages and sends more only as
+ * acknowledgements free the window. */
+static void test_flow_control_probe_then_pipeline(void **state)
+{
+	(void)state;
+	struct one o;
+	kit_inflight = 2;
+	kit_msg_bytes = 8; /* one 8-byte entry per message */
+	one_new(&o, 1, false, false);
+	kit_inflight = 0;
+	kit_msg_bytes = 0;
+	one_elect(&o);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1); /* the no-op, probing */
+	propose_one(&o);
+	propose_one(&o);
+	propose_one(&o);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 0); /* probe: paused */
+	struct raft_msg ack = {
+	    .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 1, .index = 1};
+	one_recv(&o, &ack);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 2); /* window of 2 */
+	assert_int_equal(o.up.msgs[0].n_entries, 1);
+	ack.index = 2;
+	one_recv(&o, &ack);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1); /* one slot freed */
+	ack.index = 4;
+	one_recv(&o, &ack);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 0); /* up to date */
+	one_free(&o);
+}
+
+/* §5.3 optimization: "the follower can include the term of the conflicting
+ * entry and the first index it stores for that term"; the leader then
+ * skips all conflicting entries of that term in one round trip. */
+static void test_leader_fast_backtracking(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	uint64_t t[] = {1, 1, 1, 4, 4};
+	feed(&o, 4, 0, 0, t, 5, 0);
+	one_persist(&o, o.up.persist_seq);
+	one_elect(&o); /* term 5, no-op at 6 */
+	const struct raft_msg *a = find_msg(&o.up, RAFT_MSG_APPEND, 2);
+	assert_non_null(a);
+	assert_int_equal(a->index, 5);
+	/* Follower 2 holds 1..3 of term 1 then entries of terms 2-3: its
+	 * hint is index 3, term 1. */
+	struct raft_msg rej = {.type = RAFT_MSG_APPEND_RESP,
+	                       .from = 2,
+	                       .to = 1,
+	                       .term = 5,
+	                       .index = 5,
+	                       .reject = true,
+	                       .reject_hint = 3,
+	                       .log_term = 1};
+	one_recv(&o, &rej);
+	a = find_msg(&o.up, RAFT_MSG_APPEND, 2);
+	assert_non_null(a);
+	assert_int_equal(a->index, 3);
+	assert_int_equal(a->log_term, 1);
+	assert_int_equal(a->n_entries, 3);
+	/* A stale rejection (for a probe no longer outstanding) is ignored. */
+	one_recv(&o, &rej);
+	assert_null(find_msg(&o.up, RAFT_MSG_APPEND, 2));
+	one_free(&o);
+}
+
 /* ------------------------------------------------------------ ReadIndex */
 
 /* D§6.4: the leader serves a read only after (1) it committed an entry of
@@ -366,11 +466,7 @@ static void test_read_index_rules(void **state)
 	(void)state;
 	struct one o;
 	one_new(&o, 1, false, false);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	one_step(&o, &c);
-	one_persist(&o, o.up.persist_seq);
-	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
-	one_recv(&o, &g);
+	one_elect(&o);
 	one_persist(&o, o.up.persist_seq);
 	struct raft_event rd = {.type = RAFT_EVENT_READ_INDEX, .read_index.ctx = 42};
 	assert_int_equal(one_step(&o, &rd), 0);
@@ -404,9 +500,7 @@ static void test_read_index_isolated_leader_never_answers(void **state)
 	struct sim s;
 	struct sim_opts opt = {.n = 3, .seed = 3, .pre_vote = true, .check_quorum = true};
 	assert_int_equal(sim_init(&s, &opt), 0);
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	sim_step(&s, 1, &c);
-	assert_int_equal(sim_stabilize(&s), 0);
+	sim_elect(&s, 1);
 	for (unsigned i = 2; i <= 3; i++) {
 		sim_cut(&s, 1, i, true);
 		sim_cut(&s, i, 1, true);
@@ -431,14 +525,6 @@ static bool is_learner(struct sim *s, uint64_t at, uint64_t id)
 {
 	struct raft_status st = status(s->nodes[at].r);
 	return raft_conf_is_learner(&st.conf, id);
-}
-
-static void sim_elect(struct sim *s, uint64_t id)
-{
-	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
-	sim_step(s, id, &c);
-	assert_int_equal(sim_stabilize(s), 0);
-	assert_int_equal(sim_leader(s), id);
 }
 
 /* D§3.10: the leader brings the target up to date, sends TimeoutNow, the
@@ -527,6 +613,48 @@ static void test_snapshot_catch_up(void **state)
 	sim_fini(&s);
 }
 
+/* A member started without the bootstrap configuration applies no
+ * membership change (it cannot know what they change) and never
+ * campaigns, until a snapshot (§7, which carries the configuration)
+ * configures it. */
+static void test_unconfigured_member_waits_for_snapshot(void **state)
+{
+	(void)state;
+	struct one o;
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(raft_mem_storage_new(&o.ms), 0);
+	struct raft_config cfg = {.id = 4, .seed = 1};
+	struct raft_storage st = raft_mem_storage_iface(o.ms);
+	assert_int_equal(raft_new(&cfg, &st, &o.r), 0);
+	uint8_t cc[RAFT_CONF_CHANGE_SIZE];
+	raft_conf_change_encode(&(struct raft_conf_change){RAFT_CC_ADD_VOTER, 4}, cc);
+	struct raft_entry e = {
+	    .term = 1, .index = 1, .type = RAFT_ENTRY_CONF, .data = {cc, sizeof(cc)}};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+	                     .from = 2,
+	                     .to = 4,
+	                     .term = 1,
+	                     .commit = 1,
+	                     .n_entries = 1,
+	                     .entries = &e};
+	one_recv(&o, &m);
+	one_persist(&o, o.up.persist_seq);
+	assert_int_equal(o.up.n_committed, 1);
+	struct raft_event ap = {.type = RAFT_EVENT_APPLIED, .applied.index = 1};
+	assert_int_equal(one_step(&o, &ap), 0);
+	assert_int_equal(status(o.r).conf.n_voters, 0);
+	one_tick(&o, 50);
+	assert_int_equal(status(o.r).role, RAFT_FOLLOWER);
+	assert_int_equal(status(o.r).term, 1);
+	struct raft_msg sn = {.type = RAFT_MSG_SNAPSHOT, .from = 2, .to = 4, .term = 1};
+	sn.snapshot = (struct raft_snapshot_meta){.index = 5, .term = 1, .conf = conf3};
+	sn.snapshot.conf.voters[sn.snapshot.conf.n_voters++] = 4;
+	one_recv(&o, &sn);
+	assert_non_null(o.up.snapshot);
+	assert_int_equal(status(o.r).conf.n_voters, 4);
+	one_free(&o);
+}
+
 /* Membership change payloads round-trip and reject nonsense. */
 static void test_conf_change_encoding(void **state)
 {
@@ -559,11 +687,14 @@ int main(void)
 	    cmocka_unit_test(test_commit_only_current_term_figure8),
 	    cmocka_unit_test(test_leader_counts_itself_only_when_persisted),
 	    cmocka_unit_test(test_restart_recovers_persistent_state),
+	    cmocka_unit_test(test_flow_control_probe_then_pipeline),
+	    cmocka_unit_test(test_leader_fast_backtracking),
 	    cmocka_unit_test(test_read_index_rules),
 	    cmocka_unit_test(test_read_index_isolated_leader_never_answers),
 	    cmocka_unit_test(test_leader_transfer),
 	    cmocka_unit_test(test_membership_one_at_a_time),
 	    cmocka_unit_test(test_snapshot_catch_up),
+	    cmocka_unit_test(test_unconfigured_member_waits_for_snapshot),
 	    cmocka_unit_test(test_conf_change_encoding),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,35 +23,6 @@
 
 #include "tests/raft_sim.h"
 
-static void print_status(struct sim *s, FILE *out)
-{
-	for (unsigned i = 1; i <= s->n_nodes; i++) {
-		struct sim_node *n = &s->nodes[i];
-		if (n->state != SIM_UP) {
-			fprintf(out, "  %u: %s\n", i, n->state == SIM_DOWN ? "down" : "gone");
-			continue;
-		}
-		struct raft_status st;
-		raft_get_status(n->r, &st);
-		fprintf(out,
-		        "  %u: %-13s term=%llu leader=%llu commit=%llu applied=%llu last=%llu "
-		        "snap=%llu voters=",
-		        i, raft_role_name(st.role), (unsigned long long)st.term,
-		        (unsigned long long)st.leader, (unsigned long long)st.commit,
-		        (unsigned long long)st.applied, (unsigned long long)st.last_index,
-		        (unsigned long long)st.snap_index);
-		for (uint32_t v = 0; v < st.conf.n_voters; v++)
-			fprintf(out, "%s%llu", v ? "," : "", (unsigned long long)st.conf.voters[v]);
-		if (st.conf.n_learners) {
-			fprintf(out, " learners=");
-			for (uint32_t v = 0; v < st.conf.n_learners; v++)
-				fprintf(out, "%s%llu", v ? "," : "",
-				        (unsigned long long)st.conf.learners[v]);
-		}
-		fputc('\n', out);
-	}
-}
-
 static int cc_type(const char *w)
 {
 	static const char *const names[] = {"add-voter", "add-learner", "promote", "remove"};
@@ -140,7 +111,7 @@ static int run_script(FILE *in, FILE *out)
 			result(out,
 			       sim_conf_change(&s, x, (uint8_t)cc_type(b), strtoul(c, NULL, 10)));
 		} else if (strcmp(cmd, "status") == 0) {
-			print_status(&s, out);
+			sim_print_status(&s, out);
 		} else {
 			fprintf(out, "unknown command\n");
 			rc = -1;

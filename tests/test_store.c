@@ -59,23 +59,110 @@ static void expect_val(struct store *s, const char *k, int64_t rev, const char *
 
 static void test_revision_rules(void **state)
 {
-	assert_int_equal(tu_rev(S), 0);
+	assert_int_equal(tu_rev(S), 1); /* an empty store, as in etcd */
 	assert_int_equal(tu_put(S, "a", "1"), 0);
-	assert_int_equal(tu_rev(S), 1);
+	assert_int_equal(tu_rev(S), 2);
 	assert_int_equal(tu_put(S, "a", "1"), 0); /* same value still bumps */
-	assert_int_equal(tu_rev(S), 2);
-	assert_int_equal(tu_del(S, "zz", NULL), 0); /* nothing deleted: no revision */
-	assert_int_equal(tu_rev(S), 2);
-	assert_int_equal(tu_del(S, "a", NULL), 1);
 	assert_int_equal(tu_rev(S), 3);
+	assert_int_equal(tu_del(S, "zz", NULL), 0); /* nothing deleted: no revision */
+	assert_int_equal(tu_rev(S), 3);
+	assert_int_equal(tu_del(S, "a", NULL), 1);
+	assert_int_equal(tu_rev(S), 4);
 	/* lease grant and compaction do not bump */
 	struct store_wtxn *w;
 	assert_int_equal(store_wtxn_begin(S, &w), 0);
 	assert_int_equal(store_lease_grant(w, 7, 10), 0);
-	assert_int_equal(store_compact(w, 2), 0);
-	assert_int_equal(store_wtxn_revision(w), 3);
+	assert_int_equal(store_compact(w, 3), 0);
+	assert_int_equal(store_wtxn_revision(w), 4);
 	assert_int_equal(store_wtxn_commit(w), 0);
-	assert_int_equal(tu_rev(S), 3);
+	assert_int_equal(tu_rev(S), 4);
+}
+
+/* etcd's empty store is at revision 1: reads at 0 (current) and 1 answer
+ * "nothing" with header revision 1, it can be compacted to 1 (once), and
+ * the first write is revision 2. */
+static void test_empty_store(void **state)
+{
+	struct store_stats st;
+	assert_int_equal(store_stats(S, &st), 0);
+	assert_int_equal(st.revision, 1);
+	assert_int_equal(st.compact_revision, 0);
+	assert_int_equal(st.keys, 0);
+	assert_int_equal(st.records, 0);
+
+	struct store_rtxn *r;
+	struct store_range_req req = {
+	    .key = B("\0"), .key_len = 1, .range_end = B("\0"), .range_end_len = 1};
+	struct store_range_resp resp;
+	assert_int_equal(store_rtxn_begin(S, &r), 0);
+	assert_int_equal(store_rtxn_revision(r), 1);
+	assert_int_equal(store_rtxn_compact_revision(r), 0);
+	for (int64_t rev = 0; rev <= 1; rev++) {
+		req.revision = rev;
+		assert_int_equal(store_range(r, &req, &resp), 0);
+		assert_int_equal(resp.count, 0);
+		assert_int_equal(resp.n_kvs, 0);
+		assert_int_equal(resp.revision, 1);
+		store_range_resp_free(&resp);
+	}
+	req.revision = 2;
+	assert_int_equal(store_range(r, &req, &resp), CAIRN_EFUTUREREV);
+	struct store_history_req hr = {
+	    .key = B("\0"), .key_len = 1, .range_end = B("\0"), .range_end_len = 1, .from_rev = 1};
+	struct store_history_resp hs;
+	assert_int_equal(store_history(r, &hr, &hs), 0);
+	assert_int_equal(hs.n_events, 0);
+	assert_false(hs.more);
+	assert_int_equal(hs.next_rev, 2);
+	assert_int_equal(hs.revision, 1);
+	store_history_resp_free(&hs);
+	hr.to_rev = 2;
+	assert_int_equal(store_history(r, &hr, &hs), CAIRN_EFUTUREREV);
+	uint32_t h0, h1;
+	int64_t hrev, crev;
+	assert_int_equal(store_hash_kv(r, 0, &h0, &hrev, &crev), 0);
+	assert_int_equal(hrev, 1);
+	assert_int_equal(crev, 0);
+	assert_int_equal(store_hash_kv(r, 1, &h1, &hrev, NULL), 0);
+	assert_int_equal(hrev, 1);
+	assert_int_equal(h0, h1);
+	assert_int_equal(store_hash_kv(r, 2, &h1, NULL, NULL), CAIRN_EFUTUREREV);
+	store_rtxn_end(r);
+
+	/* a txn that writes nothing keeps the revision */
+	struct store_wtxn *w;
+	struct store_txn_req t = {0};
+	struct store_txn_resp tr;
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	assert_int_equal(store_wtxn_revision(w), 1);
+	assert_int_equal(store_txn(w, &t, &tr), 0);
+	assert_int_equal(tr.revision, 1);
+	store_txn_resp_free(&tr);
+	assert_int_equal(store_wtxn_commit(w), 0);
+
+	/* etcd: "compacted revision 1", then "required revision has been
+	 * compacted" for 1 again; 2 is in the future */
+	assert_int_equal(tu_compact(S, 2, true), CAIRN_EFUTUREREV);
+	assert_int_equal(tu_compact(S, 1, true), 0);
+	assert_int_equal(tu_compact(S, 1, true), CAIRN_ECOMPACTED);
+	assert_int_equal(tu_rev(S), 1);
+	assert_int_equal(tu_check(S), 0);
+	char buf[16];
+	assert_int_equal(tu_get(S, "k", 1, buf, sizeof(buf), NULL), CAIRN_ENOTFOUND);
+	assert_int_equal(tu_get(S, "k", 0, buf, sizeof(buf), NULL), CAIRN_ENOTFOUND);
+
+	struct store_kv kv;
+	assert_int_equal(tu_put(S, "k", "v"), 0);
+	assert_int_equal(tu_rev(S), 2);
+	assert_int_equal(tu_get(S, "k", 0, buf, sizeof(buf), &kv), 0);
+	assert_int_equal(kv.create_revision, 2);
+	assert_int_equal(kv.mod_revision, 2);
+	assert_int_equal(kv.version, 1);
+	assert_int_equal(tu_get(S, "k", 1, buf, sizeof(buf), NULL), CAIRN_ENOTFOUND);
+	assert_int_equal(store_rtxn_begin(S, &r), 0);
+	assert_int_equal(store_hash_kv(r, 1, &h1, NULL, NULL), 0);
+	assert_int_equal(h0, h1); /* revision 1 still hashes as empty */
+	store_rtxn_end(r);
 }
 
 static void test_versions(void **state)
@@ -86,22 +173,23 @@ static void test_versions(void **state)
 	assert_int_equal(tu_put(S, "other", "x"), 0);
 	assert_int_equal(tu_put(S, "k", "v2"), 0);
 	assert_int_equal(tu_get(S, "k", 0, buf, sizeof(buf), &kv), 0);
-	assert_int_equal(kv.create_revision, 1);
-	assert_int_equal(kv.mod_revision, 3);
+	assert_int_equal(kv.create_revision, 2);
+	assert_int_equal(kv.mod_revision, 4);
 	assert_int_equal(kv.version, 2);
 	assert_int_equal(tu_del(S, "k", NULL), 1);
 	assert_int_equal(tu_put(S, "k", "v3"), 0); /* version reset after delete */
 	assert_int_equal(tu_get(S, "k", 0, buf, sizeof(buf), &kv), 0);
-	assert_int_equal(kv.create_revision, 5);
-	assert_int_equal(kv.mod_revision, 5);
+	assert_int_equal(kv.create_revision, 6);
+	assert_int_equal(kv.mod_revision, 6);
 	assert_int_equal(kv.version, 1);
-	/* reads at old revisions */
-	expect_val(S, "k", 1, "v1");
+	/* reads at old revisions; 1 is the empty store */
+	expect_val(S, "k", 1, NULL);
 	expect_val(S, "k", 2, "v1");
-	expect_val(S, "k", 3, "v2");
-	expect_val(S, "k", 4, NULL);
-	expect_val(S, "k", 5, "v3");
-	assert_int_equal(tu_get(S, "k", 6, buf, sizeof(buf), NULL), CAIRN_EFUTUREREV);
+	expect_val(S, "k", 3, "v1");
+	expect_val(S, "k", 4, "v2");
+	expect_val(S, "k", 5, NULL);
+	expect_val(S, "k", 6, "v3");
+	assert_int_equal(tu_get(S, "k", 7, buf, sizeof(buf), NULL), CAIRN_EFUTUREREV);
 }
 
 /* ---- range -------------------------------------------------------------- */
@@ -137,7 +225,7 @@ static void test_range_count_limit_sort(void **state)
 	assert_int_equal(resp.count, 5); /* regardless of limit */
 	assert_int_equal(resp.n_kvs, 2);
 	assert_true(resp.more);
-	assert_int_equal(resp.revision, 9);
+	assert_int_equal(resp.revision, 10);
 	assert_memory_equal(resp.kvs[0].key, "a", 1);
 	assert_memory_equal(resp.kvs[1].key, "b", 1);
 	done_range(&resp, r);
@@ -210,11 +298,11 @@ static void test_range_count_limit_sort(void **state)
 
 	/* min/max filters prune kvs but not count */
 	req.keys_only = false;
-	req.min_mod_revision = 6;
-	req.max_create_revision = 8;
+	req.min_mod_revision = 7;
+	req.max_create_revision = 9;
 	range(S, &req, &resp, &r);
 	assert_int_equal(resp.count, 6);
-	assert_int_equal(resp.n_kvs, 2); /* c (mod 7), a (mod 8); f created 9 */
+	assert_int_equal(resp.n_kvs, 2); /* c (mod 8), a (mod 9); f created 10 */
 	assert_memory_equal(resp.kvs[0].key, "a", 1);
 	assert_memory_equal(resp.kvs[1].key, "c", 1);
 	done_range(&resp, r);
@@ -225,16 +313,16 @@ static void test_range_count_limit_sort(void **state)
 	req.key_len = 1;
 	req.range_end = B("c");
 	req.range_end_len = 1;
-	req.revision = 1;
+	req.revision = 2;
 	range(S, &req, &resp, &r);
 	assert_int_equal(resp.count, 1);
 	assert_memory_equal(resp.kvs[0].value, "e", 1);
-	assert_int_equal(resp.revision, 9);
+	assert_int_equal(resp.revision, 10);
 	done_range(&resp, r);
 
 	/* errors */
 	assert_int_equal(store_rtxn_begin(S, &r), 0);
-	req.revision = 10;
+	req.revision = 11;
 	assert_int_equal(store_range(r, &req, &resp), CAIRN_EFUTUREREV);
 	req.revision = 0;
 	req.key_len = 0;
@@ -246,27 +334,27 @@ static void test_range_count_limit_sort(void **state)
 
 static void test_compaction(void **state)
 {
-	assert_int_equal(tu_put(S, "a", "1"), 0);  /* 1 */
-	assert_int_equal(tu_put(S, "b", "1"), 0);  /* 2 */
-	assert_int_equal(tu_put(S, "a", "2"), 0);  /* 3 */
-	assert_int_equal(tu_del(S, "b", NULL), 1); /* 4 */
-	assert_int_equal(tu_put(S, "c", "1"), 0);  /* 5 */
-	assert_int_equal(tu_put(S, "a", "3"), 0);  /* 6 */
+	assert_int_equal(tu_put(S, "a", "1"), 0);  /* 2 */
+	assert_int_equal(tu_put(S, "b", "1"), 0);  /* 3 */
+	assert_int_equal(tu_put(S, "a", "2"), 0);  /* 4 */
+	assert_int_equal(tu_del(S, "b", NULL), 1); /* 5 */
+	assert_int_equal(tu_put(S, "c", "1"), 0);  /* 6 */
+	assert_int_equal(tu_put(S, "a", "3"), 0);  /* 7 */
 	struct store_rtxn *r;
 	uint32_t h1, h2;
 	assert_int_equal(store_rtxn_begin(S, &r), 0);
 	assert_int_equal(store_hash_kv(r, 0, &h1, NULL, NULL), 0);
 	store_rtxn_end(r);
 
-	assert_int_equal(tu_compact(S, 7, false), CAIRN_EFUTUREREV);
-	assert_int_equal(tu_compact(S, 4, false), 0);
+	assert_int_equal(tu_compact(S, 8, false), CAIRN_EFUTUREREV);
+	assert_int_equal(tu_compact(S, 5, false), 0);
+	assert_int_equal(tu_compact(S, 5, false), CAIRN_ECOMPACTED);
 	assert_int_equal(tu_compact(S, 4, false), CAIRN_ECOMPACTED);
-	assert_int_equal(tu_compact(S, 3, false), CAIRN_ECOMPACTED);
 	/* errors are right before the sweep ran */
 	char buf[16];
-	assert_int_equal(tu_get(S, "a", 3, buf, sizeof(buf), NULL), CAIRN_ECOMPACTED);
-	expect_val(S, "a", 4, "2");
-	expect_val(S, "b", 4, NULL);
+	assert_int_equal(tu_get(S, "a", 4, buf, sizeof(buf), NULL), CAIRN_ECOMPACTED);
+	expect_val(S, "a", 5, "2");
+	expect_val(S, "b", 5, NULL);
 	assert_int_equal(tu_check(S), 0);
 	struct store_stats st;
 	assert_int_equal(store_stats(S, &st), 0);
@@ -277,10 +365,10 @@ static void test_compaction(void **state)
 	uint32_t hc1;
 	int64_t crev;
 	assert_int_equal(store_hash_kv(r, 0, &hc1, NULL, &crev), 0);
-	assert_int_equal(crev, 4);
+	assert_int_equal(crev, 5);
 	store_rtxn_end(r);
 
-	assert_int_equal(tu_compact(S, 4, false), CAIRN_ECOMPACTED);
+	assert_int_equal(tu_compact(S, 5, false), CAIRN_ECOMPACTED);
 	/* sweep in slices */
 	struct store_wtxn *w;
 	bool done = false;
@@ -290,18 +378,18 @@ static void test_compaction(void **state)
 		assert_int_equal(store_compact_step(w, 1, &done), 0);
 		assert_int_equal(store_wtxn_commit(w), 0);
 		assert_int_equal(tu_check(S), 0);
-		expect_val(S, "a", 4, "2");
+		expect_val(S, "a", 5, "2");
 		steps++;
 	}
 	assert_true(steps >= 4);
 	assert_int_equal(store_stats(S, &st), 0);
 	assert_false(st.compaction_pending);
-	/* a@1, b@2, b@4(tombstone) gone; a@3 kept as latest <= 4 */
+	/* a@2, b@3, b@5(tombstone) gone; a@4 kept as latest <= 5 */
 	assert_int_equal(st.records, 3);
-	expect_val(S, "a", 4, "2");
 	expect_val(S, "a", 5, "2");
-	expect_val(S, "a", 6, "3");
-	expect_val(S, "b", 5, NULL);
+	expect_val(S, "a", 6, "2");
+	expect_val(S, "a", 7, "3");
+	expect_val(S, "b", 6, NULL);
 	expect_val(S, "c", 0, "1");
 	assert_int_equal(store_rtxn_begin(S, &r), 0);
 	assert_int_equal(store_hash_kv(r, 0, &h2, NULL, NULL), 0);
@@ -379,7 +467,7 @@ static void test_txn_compare_missing(void **state)
 	struct store_txn_req t = {.compares = c, .n_compares = 4};
 	assert_int_equal(run_txn(S, &t, &resp), 0);
 	assert_true(resp.succeeded);
-	assert_int_equal(resp.revision, 0); /* nothing written: no revision */
+	assert_int_equal(resp.revision, 1); /* nothing written: still the empty store's */
 	store_txn_resp_free(&resp);
 	/* a VALUE compare on a missing key always fails, even with "" */
 	struct store_compare cv = {
@@ -419,8 +507,8 @@ static void test_txn_compare_missing(void **state)
 
 static void test_txn_nested_and_subrevs(void **state)
 {
-	assert_int_equal(tu_put(S, "a", "A"), 0); /* rev 1 */
-	assert_int_equal(tu_put(S, "x", "0"), 0); /* rev 2 */
+	assert_int_equal(tu_put(S, "a", "A"), 0); /* rev 2 */
+	assert_int_equal(tu_put(S, "x", "0"), 0); /* rev 3 */
 	/* inner txn: compare x's version == 1 (state before the outer txn,
 	 * although the outer txn rewrote x first). */
 	struct store_compare ic = cmp_num("x", STORE_CMP_VERSION, STORE_CMP_EQUAL, 1);
@@ -431,19 +519,19 @@ static void test_txn_nested_and_subrevs(void **state)
 	                                op_range("x", NULL),
 	                                op_del("a", NULL),
 	                                {.type = STORE_OP_TXN, .u.txn = &inner}};
-	struct store_compare oc = cmp_num("x", STORE_CMP_MOD, STORE_CMP_EQUAL, 2);
+	struct store_compare oc = cmp_num("x", STORE_CMP_MOD, STORE_CMP_EQUAL, 3);
 	struct store_txn_req outer = {&oc, 1, outer_ops, 4, NULL, 0};
 	struct store_txn_resp resp;
 	assert_int_equal(run_txn(S, &outer, &resp), 0);
 	assert_true(resp.succeeded);
-	assert_int_equal(resp.revision, 3);
+	assert_int_equal(resp.revision, 4);
 	assert_int_equal(resp.n_responses, 4);
 	assert_true(resp.responses[0].u.put.has_prev);
 	assert_memory_equal(resp.responses[0].u.put.prev_kv.value, "0", 1);
 	/* the range sees the txn's own earlier put */
 	assert_int_equal(resp.responses[1].u.range.n_kvs, 1);
 	assert_memory_equal(resp.responses[1].u.range.kvs[0].value, "1", 1);
-	assert_int_equal(resp.responses[1].u.range.kvs[0].mod_revision, 3);
+	assert_int_equal(resp.responses[1].u.range.kvs[0].mod_revision, 4);
 	assert_int_equal(resp.responses[2].u.del.deleted, 1);
 	assert_int_equal(resp.responses[2].u.del.n_prev_kvs, 1);
 	assert_memory_equal(resp.responses[2].u.del.prev_kvs[0].value, "A", 1);
@@ -452,16 +540,16 @@ static void test_txn_nested_and_subrevs(void **state)
 	assert_int_equal(in->n_responses, 2);
 	assert_int_equal(in->responses[1].u.range.n_kvs, 0); /* a deleted by then */
 	store_txn_resp_free(&resp);
-	assert_int_equal(tu_rev(S), 3);
+	assert_int_equal(tu_rev(S), 4);
 
-	/* events of rev 3 in op order: put x, delete a, put y */
+	/* events of rev 4 in op order: put x, delete a, put y */
 	struct store_rtxn *r;
 	assert_int_equal(store_rtxn_begin(S, &r), 0);
 	struct store_history_req hr = {.key = B("\0"),
 	                               .key_len = 1,
 	                               .range_end = B("\0"),
 	                               .range_end_len = 1,
-	                               .from_rev = 3,
+	                               .from_rev = 4,
 	                               .prev_kv = true};
 	struct store_history_resp hs;
 	assert_int_equal(store_history(r, &hr, &hs), 0);
@@ -473,7 +561,7 @@ static void test_txn_nested_and_subrevs(void **state)
 	assert_memory_equal(hs.events[0].prev_kv.value, "0", 1);
 	assert_int_equal(hs.events[1].type, STORE_EVENT_DELETE);
 	assert_memory_equal(hs.events[1].kv.key, "a", 1);
-	assert_int_equal(hs.events[1].kv.mod_revision, 3);
+	assert_int_equal(hs.events[1].kv.mod_revision, 4);
 	assert_int_equal(hs.events[1].sub_revision, 1);
 	assert_true(hs.events[1].has_prev);
 	assert_memory_equal(hs.events[1].prev_kv.value, "A", 1);
@@ -482,13 +570,14 @@ static void test_txn_nested_and_subrevs(void **state)
 	assert_int_equal(hs.events[2].sub_revision, 2);
 	assert_false(hs.events[2].has_prev);
 	store_history_resp_free(&hs);
-	/* paging: limit 3 from rev 1 then resume inside rev 3 */
+	/* paging: limit 3 from rev 1 (the empty store: no event) then resume
+	 * inside rev 4 */
 	hr.from_rev = 1;
 	hr.limit = 3;
 	assert_int_equal(store_history(r, &hr, &hs), 0);
 	assert_int_equal(hs.n_events, 3);
 	assert_true(hs.more);
-	assert_int_equal(hs.next_rev, 3);
+	assert_int_equal(hs.next_rev, 4);
 	assert_int_equal(hs.next_sub, 1);
 	hr.from_rev = hs.next_rev;
 	hr.from_sub = hs.next_sub;
@@ -498,12 +587,12 @@ static void test_txn_nested_and_subrevs(void **state)
 	assert_false(hs.more);
 	assert_int_equal(hs.events[0].type, STORE_EVENT_DELETE);
 	store_history_resp_free(&hs);
-	hr.from_rev = 4;
+	hr.from_rev = 5;
 	hr.from_sub = 0;
 	assert_int_equal(store_history(r, &hr, &hs), 0);
 	assert_int_equal(hs.n_events, 0);
 	hr.from_rev = 1;
-	hr.to_rev = 4;
+	hr.to_rev = 5;
 	assert_int_equal(store_history(r, &hr, &hs), CAIRN_EFUTUREREV);
 	store_rtxn_end(r);
 }
@@ -540,7 +629,7 @@ static void test_txn_dupkeys(void **state)
 	t.success = outer3;
 	assert_int_equal(run_txn(S, &t, &resp), CAIRN_EDUPKEY);
 	int64_t rev = tu_rev(S);
-	assert_int_equal(rev, 2);
+	assert_int_equal(rev, 3);
 }
 
 static void test_batch_with_failing_op(void **state)
@@ -559,15 +648,15 @@ static void test_batch_with_failing_op(void **state)
 	struct store_txn_resp tr;
 	assert_int_equal(store_txn(w, &t, &tr), CAIRN_ELEASENOTFOUND);
 	assert_int_equal(store_put(w, &p3, NULL), 0);
-	assert_int_equal(store_wtxn_revision(w), 2);
+	assert_int_equal(store_wtxn_revision(w), 3);
 	assert_int_equal(store_wtxn_set_applied(w, 10), 0);
 	assert_int_equal(store_wtxn_set_meta(w, "membership", "abc", 3), 0);
 	assert_int_equal(store_wtxn_commit(w), 0);
-	assert_int_equal(tu_rev(S), 2);
+	assert_int_equal(tu_rev(S), 3);
 	expect_val(S, "one", 0, "1");
 	expect_val(S, "two", 0, NULL);
 	expect_val(S, "t1", 0, NULL);
-	expect_val(S, "three", 2, "3");
+	expect_val(S, "three", 3, "3");
 	struct store_rtxn *r;
 	assert_int_equal(store_rtxn_begin(S, &r), 0);
 	assert_int_equal(store_rtxn_applied(r), 10);
@@ -583,7 +672,68 @@ static void test_batch_with_failing_op(void **state)
 	assert_int_equal(store_wtxn_set_applied(w, 9), CAIRN_EINVAL);
 	assert_int_equal(store_put(w, &p1, NULL), 0);
 	store_wtxn_abort(w);
-	assert_int_equal(tu_rev(S), 2);
+	assert_int_equal(tu_rev(S), 3);
+}
+
+/* store_wtxn_get_meta sees the batch's own writes and deletes; what it
+ * sees is what store_rtxn_get_meta sees after the commit. */
+static void test_wtxn_meta(void **state)
+{
+	struct store_wtxn *w;
+	const void *m;
+	size_t ml;
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), CAIRN_ENOTFOUND);
+	assert_int_equal(store_wtxn_set_meta(w, "cluster", "one", 3), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_int_equal(ml, 3);
+	assert_memory_equal(m, "one", 3);
+	assert_int_equal(store_wtxn_set_meta(w, "cluster", "second", 6), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_int_equal(ml, 6);
+	assert_memory_equal(m, "second", 6);
+	assert_int_equal(store_wtxn_set_meta(w, "gone", "x", 1), 0);
+	assert_int_equal(store_wtxn_set_meta(w, "gone", NULL, 0), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "gone", &m, &ml), CAIRN_ENOTFOUND);
+	/* an empty blob is set, not missing */
+	assert_int_equal(store_wtxn_set_meta(w, "empty", "", 0), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "empty", &m, &ml), 0);
+	assert_int_equal(ml, 0);
+	/* names as store_wtxn_set_meta takes them */
+	char name[66];
+	memset(name, 'n', 65);
+	name[65] = 0;
+	assert_int_equal(store_wtxn_get_meta(w, name, &m, &ml), CAIRN_EINVAL);
+	assert_int_equal(store_wtxn_get_meta(w, "", &m, &ml), CAIRN_EINVAL);
+	assert_int_equal(store_wtxn_get_meta(w, NULL, &m, &ml), CAIRN_EINVAL);
+	name[64] = 0;
+	assert_int_equal(store_wtxn_set_meta(w, name, "64", 2), 0);
+	assert_int_equal(store_wtxn_get_meta(w, name, &m, &ml), 0);
+	assert_memory_equal(m, "64", 2);
+	/* not the store's own meta records */
+	assert_int_equal(store_wtxn_get_meta(w, "rev", &m, &ml), CAIRN_ENOTFOUND);
+	assert_int_equal(store_wtxn_commit(w), 0);
+
+	struct store_rtxn *r;
+	assert_int_equal(store_rtxn_begin(S, &r), 0);
+	assert_int_equal(store_rtxn_get_meta(r, "cluster", &m, &ml), 0);
+	assert_int_equal(ml, 6);
+	assert_memory_equal(m, "second", 6);
+	assert_int_equal(store_rtxn_get_meta(r, "gone", &m, &ml), CAIRN_ENOTFOUND);
+	assert_int_equal(store_rtxn_get_meta(r, name, &m, &ml), 0);
+	store_rtxn_end(r);
+
+	/* a later batch starts from the committed state; an abort keeps it */
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_memory_equal(m, "second", 6);
+	assert_int_equal(store_wtxn_set_meta(w, "cluster", NULL, 0), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), CAIRN_ENOTFOUND);
+	store_wtxn_abort(w);
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	assert_int_equal(store_wtxn_get_meta(w, "cluster", &m, &ml), 0);
+	assert_memory_equal(m, "second", 6);
+	store_wtxn_abort(w);
 }
 
 /* ---- leases ----------------------------------------------------------------- */
@@ -734,10 +884,10 @@ static void test_bad_input(void **state)
 	t.n_success = 2;
 	assert_int_equal(store_txn(w, &t, &tr), CAIRN_EVALUETOOLARGE);
 	assert_int_equal(store_compact(w, 5), CAIRN_EFUTUREREV);
-	assert_int_equal(store_wtxn_revision(w), 1);
+	assert_int_equal(store_wtxn_revision(w), 2);
 	assert_int_equal(store_wtxn_commit(w), 0);
 
-	assert_int_equal(tu_rev(S), 1);
+	assert_int_equal(tu_rev(S), 2);
 	assert_int_equal(store_rtxn_begin(S, &r), 0);
 	assert_int_equal(store_hash_kv(r, 0, &h1, NULL, NULL), 0);
 	store_rtxn_end(r);
@@ -765,12 +915,12 @@ static void test_quota_and_map_full(void **state)
 	assert_int_equal(rc, CAIRN_ENOSPACE);
 	assert_true(n > 3 && n < 12);
 	int64_t rev = tu_rev(s);
-	assert_int_equal(rev, n);
+	assert_int_equal(rev, 1 + n);
 	/* reads, deletes and compaction still work; then puts fit again */
 	char small[8];
 	assert_int_equal(tu_get(s, "key000", 0, small, sizeof(small), NULL), 0);
 	assert_int_equal(tu_del(s, "key", "kez"), n);
-	assert_int_equal(tu_compact(s, n + 1, true), 0);
+	assert_int_equal(tu_compact(s, n + 2, true), 0);
 	assert_int_equal(tu_put(s, "again", "x"), 0);
 	assert_int_equal(tu_check(s), 0);
 	store_close(s);
@@ -892,7 +1042,8 @@ static void test_lock_and_readonly(void **state)
 	f->s = NULL;
 	assert_int_equal(tu_open(f->dir, &f->s), 0);
 	expect_val(f->s, "k", 0, "v2");
-	expect_val(f->s, "k", 1, "v");
+	expect_val(f->s, "k", 2, "v");
+	expect_val(f->s, "k", 1, NULL);
 	/* read-only on a directory without a store */
 	char *empty = tu_tmpdir();
 	struct store_config rc = {.dir = empty, .read_only = true};
@@ -910,7 +1061,7 @@ static void test_snapshot_restore(void **state)
 		snprintf(v, sizeof(v), "v%d", i);
 		assert_int_equal(tu_put(S, k, v), 0);
 	}
-	assert_int_equal(tu_compact(S, 120, false), 0);
+	assert_int_equal(tu_compact(S, 121, false), 0);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/snap", ((struct fx *)*state)->dir);
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -933,17 +1084,17 @@ static void test_snapshot_restore(void **state)
 	struct store *s2;
 	assert_int_equal(tu_open(sub, &s2), 0);
 	assert_int_equal(tu_check(s2), 0);
-	assert_int_equal(tu_rev(s2), 200);
+	assert_int_equal(tu_rev(s2), 201);
 	expect_val(s2, "late", 0, NULL);
 	expect_val(s2, "k049", 0, "v199");
 	struct store_rtxn *r1, *r2;
 	uint32_t h1, h2;
 	assert_int_equal(store_rtxn_begin(S, &r1), 0);
 	assert_int_equal(store_rtxn_begin(s2, &r2), 0);
-	assert_int_equal(store_hash_kv(r1, 200, &h1, NULL, NULL), 0);
-	assert_int_equal(store_hash_kv(r2, 200, &h2, NULL, NULL), 0);
+	assert_int_equal(store_hash_kv(r1, 201, &h1, NULL, NULL), 0);
+	assert_int_equal(store_hash_kv(r2, 201, &h2, NULL, NULL), 0);
 	assert_int_equal(h1, h2);
-	assert_int_equal(store_rtxn_compact_revision(r2), 120);
+	assert_int_equal(store_rtxn_compact_revision(r2), 121);
 	store_rtxn_end(r1);
 	store_rtxn_end(r2);
 	store_close(s2);
@@ -1006,6 +1157,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_revision_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_range_count_limit_sort, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
@@ -1013,6 +1165,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_txn_nested_and_subrevs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_txn_dupkeys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_with_failing_op, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wtxn_meta, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	    cmocka_unit_test(test_quota_and_map_full),

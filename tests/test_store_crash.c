@@ -2,11 +2,13 @@
  * test_store_crash.c — crash consistency: a child process applies numbered
  * batches (each: a put, a txn of several puts and a delete, the applied
  * index, sometimes a compaction and a sweep step) and reports every commit
- * through a pipe; the parent kills it with SIGKILL at a random moment,
+ * through a pipe; the parent lets it commit a random number (0-7) of
+ * batches, then kills it with SIGKILL at a random moment (0-3 ms later),
  * reopens the store and checks that it holds exactly the first A batches,
  * where A is the last reported batch or the one after it (killed between
- * commit and report): revision = 2A, every key as a replay of batches 1..A
- * says, store_check() clean. The next child continues from A.
+ * commit and report): revision = 1 + 2A (an empty store is at revision
+ * 1), every key as a replay of batches 1..A says, store_check() clean.
+ * The next child continues from A.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,29 +71,25 @@ static void fill_val(char *buf, char tag, uint64_t i)
 	buf[PAD] = 0;
 }
 
-/* Applies batch i to the model: revisions 2i-1 (put) and 2i (txn). */
-static void model_apply(struct mk *m, uint64_t i)
+static void mk_put(struct mk *e, uint64_t i, char tag, int64_t rev)
 {
-	int64_t r1 = (int64_t)(2 * i - 1), r2 = (int64_t)(2 * i);
-	int k = (int)((i * 7) % NKEYS);
-	struct mk *e = &m[k];
 	e->version = e->live ? e->version + 1 : 1;
-	e->create = e->live ? e->create : r1;
+	e->create = e->live ? e->create : rev;
 	e->live = true;
 	e->val = i;
-	e->tag = 'v';
-	e->mod = r1;
+	e->tag = tag;
+	e->mod = rev;
+}
+
+/* Applies batch i to the model: revisions 2i (put) and 2i+1 (txn), the
+ * empty store being at revision 1. */
+static void model_apply(struct mk *m, uint64_t i)
+{
+	mk_put(&m[(i * 7) % NKEYS], i, 'v', (int64_t)(2 * i));
 	int puts[3];
 	int n = txn_puts(i, puts);
-	for (int x = 0; x < n; x++) {
-		e = &m[puts[x]];
-		e->version = e->live ? e->version + 1 : 1;
-		e->create = e->live ? e->create : r2;
-		e->live = true;
-		e->val = i;
-		e->tag = 'w';
-		e->mod = r2;
-	}
+	for (int x = 0; x < n; x++)
+		mk_put(&m[puts[x]], i, 'w', (int64_t)(2 * i + 1));
 	int d = txn_del(i, puts, n);
 	if (d >= 0)
 		m[d].live = false;
@@ -134,7 +132,7 @@ static int child_batch(struct store *s, uint64_t i)
 	if (rc == 0)
 		store_txn_resp_free(&tr);
 	if (rc == 0 && i % 20 == 0 && i > 10)
-		rc = store_compact(w, (int64_t)(2 * i - 10));
+		rc = store_compact(w, (int64_t)(2 * i - 9)); /* batch i-5's txn */
 	if (rc == CAIRN_ECOMPACTED)
 		rc = 0;
 	bool done;
@@ -176,7 +174,7 @@ static void verify(struct store *s, const struct mk *m, uint64_t a)
 	struct store_rtxn *r;
 	assert_int_equal(store_rtxn_begin(s, &r), 0);
 	assert_int_equal(store_rtxn_applied(r), a);
-	assert_int_equal(store_rtxn_revision(r), (int64_t)(2 * a));
+	assert_int_equal(store_rtxn_revision(r), (int64_t)(1 + 2 * a));
 	struct store_range_req req = {
 	    .key = B("c"), .key_len = 1, .range_end = B("d"), .range_end_len = 1};
 	struct store_range_resp resp;
@@ -224,15 +222,21 @@ static void test_crash_prefix(void **state)
 		uint64_t x;
 		if (read(p[0], &x, sizeof(x)) != sizeof(x) || x != UINT64_MAX)
 			fail_msg("cycle %d: child did not start", cycle);
+		/* Let it commit a random number of batches (so that every cycle
+		 * makes progress, however slow the build), then kill it at a
+		 * random moment within the next few milliseconds. */
 		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-		struct timespec ts = {0, (long)((seed >> 33) % 20000000)};
+		uint64_t last = applied;
+		for (uint64_t want = (seed >> 33) % 8; want > 0; want--)
+			if (read(p[0], &x, sizeof(x)) == sizeof(x))
+				last = x;
+		struct timespec ts = {0, (long)((seed >> 13) % 3000000)};
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		int st;
 		assert_int_equal(waitpid(pid, &st, 0), pid);
 		if (!WIFSIGNALED(st))
 			fail_msg("child exited with status %d", WEXITSTATUS(st));
-		uint64_t last = applied;
 		while (read(p[0], &x, sizeof(x)) == sizeof(x))
 			last = x;
 		close(p[0]);
@@ -255,8 +259,8 @@ static void test_crash_prefix(void **state)
 	}
 	printf("crash: %d kill cycles, %llu batches committed, %d commits unreported\n", CYCLES,
 	       (unsigned long long)applied, lost_report);
-	assert_true(applied > CYCLES);
 	tu_rmrf(dir);
+	assert_true(applied > CYCLES);
 	free(dir);
 }
 

@@ -9,7 +9,9 @@
  * compactions with sweep steps, reads at old revisions, history pages. After
  * every operation the whole key space is read back (through a read-only txn
  * inside the running batch) and compared with the model; batches of 1-4 ops
- * are committed or, sometimes, aborted (the model rolls back too).
+ * are committed or, sometimes, aborted (the model rolls back too). Between
+ * batches: ranges with random sort/limit/filters, history pages, store_check
+ * and, now and then, a close and reopen of the store.
  * Seeds are fixed; the seed and op number are printed on a mismatch.
  */
 #include <setjmp.h>
@@ -39,7 +41,7 @@ struct mkey {
 
 struct model {
 	struct mkey k[NK];
-	int64_t rev, compact;
+	int64_t rev, compact; /* etcd's empty store: rev 1, compact 0 */
 	bool lease[NL + 1];
 	/* running mutation */
 	int64_t main, sub;
@@ -147,6 +149,8 @@ static void m_del(struct model *m, int i)
 	m_push(m, i, &v);
 }
 
+static int key_index(const uint8_t *k);
+
 /* ---- store helpers ------------------------------------------------------- */
 
 /* Reads every key at rev through a read-only txn inside the batch and
@@ -200,6 +204,107 @@ static void compare_all(struct store_wtxn *w, const struct model *m, int64_t rev
 	CHECK(rr->count == count);
 	CHECK(rr->more == (limit && count > limit));
 	store_txn_resp_free(&resp);
+}
+
+/* A range at the current revision with a random sort, limit and min/max
+ * filters, read through a committed view, against etcd's rules written out
+ * naively: fetch all (or limit+1 in key order when neither sorting nor
+ * filtering), filter, sort (ties by key), cut. */
+struct mkv {
+	int key;
+	const struct ver *v;
+};
+
+static int sort_target, sort_desc;
+
+static int mkv_cmp(const void *pa, const void *pb)
+{
+	const struct mkv *a = pa, *b = pb;
+	int64_t x = 0, y = 0;
+	int c = 0;
+	switch (sort_target) {
+	case STORE_SORT_VERSION:
+		x = a->v->version, y = b->v->version;
+		break;
+	case STORE_SORT_CREATE:
+		x = a->v->create, y = b->v->create;
+		break;
+	case STORE_SORT_MOD:
+		x = a->v->main, y = b->v->main;
+		break;
+	case STORE_SORT_VALUE:
+		c = strcmp(a->v->val, b->v->val);
+		c = (c > 0) - (c < 0);
+		break;
+	default:
+		break;
+	}
+	if (sort_target != STORE_SORT_VALUE)
+		c = (x > y) - (x < y);
+	if (sort_desc)
+		c = -c;
+	if (c == 0) {
+		c = (a->key > b->key) - (a->key < b->key);
+		if (sort_target == STORE_SORT_KEY && sort_desc)
+			c = -c;
+	}
+	return c;
+}
+
+static void compare_sorted(struct store *s, const struct model *m)
+{
+	struct store_range_req req = {
+	    .key = B("k"), .key_len = 1, .range_end = B("l"), .range_end_len = 1};
+	req.limit = rnd(3) ? (int64_t)rnd(6) : 0;
+	req.sort_order = (enum store_sort_order)rnd(3);
+	req.sort_target = (enum store_sort_target)rnd(5);
+	if (rnd(3) == 0)
+		req.min_mod_revision = (int64_t)rnd((uint32_t)m->rev + 1);
+	if (rnd(4) == 0)
+		req.max_create_revision = (int64_t)rnd((uint32_t)m->rev + 1);
+	struct mkv all[NK];
+	size_t n = 0;
+	int64_t count = 0;
+	bool filters = req.min_mod_revision || req.max_create_revision;
+	int64_t fetch =
+	    req.sort_order == STORE_SORT_NONE && !filters && req.limit ? req.limit + 1 : 0;
+	for (int i = 0; i < NK; i++) {
+		const struct ver *v = m_at(m, i, m->rev);
+		if (!v)
+			continue;
+		count++;
+		if (fetch && (int64_t)n >= fetch)
+			continue;
+		if (req.min_mod_revision && v->main < req.min_mod_revision)
+			continue;
+		if (req.max_create_revision && v->create > req.max_create_revision)
+			continue;
+		all[n++] = (struct mkv){i, v};
+	}
+	int order = req.sort_order;
+	if (req.sort_target != STORE_SORT_KEY && order == STORE_SORT_NONE)
+		order = STORE_SORT_ASCEND;
+	if (!(req.sort_target == STORE_SORT_KEY && order != STORE_SORT_DESCEND)) {
+		sort_target = req.sort_target;
+		sort_desc = order == STORE_SORT_DESCEND;
+		qsort(all, n, sizeof(all[0]), mkv_cmp);
+	}
+	bool more = req.limit && (int64_t)n > req.limit;
+	if (more)
+		n = (size_t)req.limit;
+	struct store_rtxn *r;
+	struct store_range_resp resp;
+	CHECK(store_rtxn_begin(s, &r) == 0);
+	CHECK(store_range(r, &req, &resp) == 0);
+	CHECK(resp.count == count);
+	CHECK(resp.more == more);
+	CHECK(resp.n_kvs == n);
+	for (size_t j = 0; j < n && j < resp.n_kvs; j++) {
+		CHECK(key_index(resp.kvs[j].key) == all[j].key);
+		CHECK(resp.kvs[j].mod_revision == all[j].v->main);
+	}
+	store_range_resp_free(&resp);
+	store_rtxn_end(r);
 }
 
 static int s_put(struct store_wtxn *w, int i, const char *val, int64_t lease, bool ignore_value,
@@ -585,11 +690,28 @@ static void op_sweep(struct store_wtxn *w)
 	CHECK(store_compact_step(w, rnd(30), &done) == 0);
 }
 
+static size_t count_events(const struct model *m, int64_t from, int ka, int kb)
+{
+	size_t n = 0;
+	for (int i = ka; i < kb; i++)
+		for (size_t j = 0; j < m->k[i].n; j++) {
+			const struct ver *v = &m->k[i].v[j];
+			if (v->main < from || v->main < m->compact)
+				continue;
+			if (v->main == m->compact) {
+				/* kept only if it is the latest <= compact and live */
+				if (v->tomb ||
+				    (j + 1 < m->k[i].n && m->k[i].v[j + 1].main <= m->compact))
+					continue;
+			}
+			n++;
+		}
+	return n;
+}
+
 /* History of [from, rev] for all keys, paged, against the model. */
 static void check_history(struct store *s, const struct model *m)
 {
-	if (m->rev < 1)
-		return;
 	int64_t lo = m->compact > 1 ? m->compact : 1;
 	int64_t from = lo + (int64_t)rnd((uint32_t)(m->rev - lo + 1));
 	struct store_rtxn *r;
@@ -600,7 +722,18 @@ static void check_history(struct store *s, const struct model *m)
 	                                .range_end_len = 1,
 	                                .from_rev = from,
 	                                .limit = 1 + rnd(7),
-	                                .prev_kv = true};
+	                                .prev_kv = true,
+	                                .max_scan = rnd(3) ? 0 : 1 + rnd(10)};
+	int ka = 0, kb = NK;
+	if (rnd(2)) { /* a sub-range: sparse matches, max_scan pages past the rest */
+		req.key = B("k05");
+		req.key_len = 3;
+		req.range_end = B("k09");
+		req.range_end_len = 3;
+		ka = 5;
+		kb = 9;
+	}
+	size_t got = 0;
 	/* expected events: every version with main in [from, rev], ordered */
 	int64_t mm = -1, ms = -1;
 	for (;;) {
@@ -629,6 +762,7 @@ static void check_history(struct store *s, const struct model *m)
 			}
 			mm = em;
 			ms = es;
+			got++;
 		}
 		/* no version was skipped between pages */
 		bool more = resp.more;
@@ -640,28 +774,8 @@ static void check_history(struct store *s, const struct model *m)
 		if (!more)
 			break;
 	}
-	/* count: the model's versions in [from, rev] (kept ones at compact) */
+	CHECK(got == count_events(m, from, ka, kb));
 	store_rtxn_end(r);
-	(void)mm;
-}
-
-static size_t count_events(const struct model *m, int64_t from)
-{
-	size_t n = 0;
-	for (int i = 0; i < NK; i++)
-		for (size_t j = 0; j < m->k[i].n; j++) {
-			const struct ver *v = &m->k[i].v[j];
-			if (v->main < from || v->main < m->compact)
-				continue;
-			if (v->main == m->compact) {
-				/* kept only if it is the latest <= compact and live */
-				if (v->tomb ||
-				    (j + 1 < m->k[i].n && m->k[i].v[j + 1].main <= m->compact))
-					continue;
-			}
-			n++;
-		}
-	return n;
 }
 
 static void check_history_count(struct store *s, const struct model *m)
@@ -673,13 +787,21 @@ static void check_history_count(struct store *s, const struct model *m)
 	    .key = B("k"), .key_len = 1, .range_end = B("l"), .range_end_len = 1, .from_rev = from};
 	struct store_history_resp resp;
 	CHECK(store_history(r, &req, &resp) == 0);
-	CHECK(resp.n_events == count_events(m, from));
+	CHECK(resp.n_events == count_events(m, from, 0, NK));
 	store_history_resp_free(&resp);
 	if (m->compact > 1) {
 		req.from_rev = m->compact - 1;
 		CHECK(store_history(r, &req, &resp) == CAIRN_ECOMPACTED);
 	}
 	store_rtxn_end(r);
+}
+
+/* A revision to read at: mostly readable ones (around and above the compact
+ * revision), some compacted, some in the future, some 0 or negative. */
+static int64_t old_rev(const struct model *m)
+{
+	int64_t lo = rnd(8) == 0 ? 0 : m->compact > 2 ? m->compact - 2 : 0;
+	return lo + (int64_t)rnd((uint32_t)(m->rev - lo) + 4) - 1;
 }
 
 static void run_seed(uint64_t seed)
@@ -689,7 +811,7 @@ static void run_seed(uint64_t seed)
 	char *dir = tu_tmpdir();
 	struct store *s;
 	CHECK(tu_open(dir, &s) == 0);
-	struct model m = {0}, saved;
+	struct model m = {.rev = 1}, saved;
 	int op = 0;
 	while (op < OPS_PER_SEED) {
 		struct store_wtxn *w;
@@ -712,8 +834,7 @@ static void run_seed(uint64_t seed)
 			else if (x < 92)
 				op_sweep(w);
 			else
-				compare_all(w, &m, (int64_t)rnd((uint32_t)m.rev + 3) - 1,
-				            (int64_t)rnd(4));
+				compare_all(w, &m, old_rev(&m), (int64_t)rnd(4));
 			compare_all(w, &m, 0, 0);
 		}
 		if (rnd(10) == 0) {
@@ -726,6 +847,14 @@ static void run_seed(uint64_t seed)
 		}
 		if (rnd(25) == 0)
 			check_history(s, &m);
+		if (rnd(4) == 0)
+			compare_sorted(s, &m);
+		if (rnd(300) == 0) {
+			/* restart: everything comes back from meta, nothing rebuilt */
+			store_close(s);
+			CHECK(tu_open(dir, &s) == 0);
+			CHECK(tu_rev(s) == m.rev);
+		}
 		if (rnd(100) == 0) {
 			check_history_count(s, &m);
 			CHECK(tu_check(s) == 0);

@@ -7,6 +7,7 @@
  * response), control responses kept in order, bounded control queue, and
  * stream lifecycle. The wire behaviour is in tests/test_watch.py.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -150,8 +151,8 @@ static void create(struct fx *f, const char *key, const char *end, int64_t start
 {
 	Etcdserverpb__WatchCreateRequest c = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
 	c.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
-	if (end)
-		c.range_end = (ProtobufCBinaryData){strlen(end), (uint8_t *)end};
+	if (end) /* "" means "\0": every key from key on */
+		c.range_end = (ProtobufCBinaryData){*end ? strlen(end) : 1, (uint8_t *)end};
 	c.start_revision = start;
 	c.fragment = fragment;
 	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
@@ -284,12 +285,13 @@ static void test_fragment_cut_by_refusal(void **state)
 	assert_int_equal(n, 20);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(revs[i], base + 1 + (int64_t)i);
-	/* fragments: all but the last of the merged response say so; each fits */
-	for (size_t i = 1; i < f->st.n; i++) {
-		assert_int_equal(f->st.msgs[i]->fragment, i + 1 < f->st.n);
+	/* the cut group is completed by the next messages (the client merges
+	 * until fragment=false); the stream ends on a whole response; each
+	 * message fits */
+	assert_false(f->st.msgs[f->st.n - 1]->fragment);
+	for (size_t i = 1; i < f->st.n; i++)
 		assert_true(f->st.msgs[i]->n_events == 1 ||
 		            protobuf_c_message_get_packed_size(&f->st.msgs[i]->base) < 600);
-	}
 }
 
 static void test_fragment_cut_inside_a_revision(void **state)
@@ -312,20 +314,44 @@ static void test_fragment_cut_inside_a_revision(void **state)
 			assert_int_equal(kv->key.len, strlen(want));
 			assert_memory_equal(kv->key.data, want, strlen(want));
 		}
-		assert_int_equal(f->st.msgs[i]->fragment, i + 1 < f->st.n);
+		/* a revision continued in the next message: only as a fragment */
+		Etcdserverpb__WatchResponse *m = f->st.msgs[i];
+		if (i + 1 < f->st.n && m->events[m->n_events - 1]->kv->mod_revision ==
+		                           f->st.msgs[i + 1]->events[0]->kv->mod_revision)
+			assert_true(m->fragment);
 	}
+	assert_false(f->st.msgs[f->st.n - 1]->fragment);
 	assert_int_equal(k, 20);
+}
+
+/* Large values: reads shrink towards max_response_bytes (600 here). */
+static void test_large_values_read_in_small_chunks(void **state)
+{
+	struct fx *f = *state;
+	int64_t base = tu_rev(f->s);
+	put_n(f, "big/", 60, 2000);
+	create(f, "big/", "big0", base + 1, false);
+	int64_t revs[64];
+	assert_int_equal(event_revs(f, revs, 64), 60);
+	size_t most = 0;
+	for (size_t i = 1; i < f->st.n; i++)
+		most = f->st.msgs[i]->n_events > most ? f->st.msgs[i]->n_events : most;
+	assert_true(most <= 16);
+	assert_int_equal(f->st.msgs[f->st.n - 1]->n_events, 1);
 }
 
 static void test_control_order_under_refusal(void **state)
 {
 	struct fx *f = *state;
+	progress(f); /* no watchers: etcd 3.5 does not answer */
+	assert_int_equal(f->st.n, 0);
 	int64_t base = tu_rev(f->s);
 	put_n(f, "o/", 5, 10);
 	f->st.accept = 0;
 	create(f, "o/", "o0", base + 1, false); /* catch-up watcher */
 	create(f, "x", NULL, 0, false);
 	progress(f); /* deferred: watcher 0 is behind */
+	progress(f); /* shares the deferred answer */
 	put_n(f, "o/", 2, 10);
 	assert_int_equal(f->st.n, 0);
 	drain(f);
@@ -335,6 +361,8 @@ static void test_control_order_under_refusal(void **state)
 	assert_true(f->st.msgs[1]->created && f->st.msgs[1]->watch_id == 1);
 	Etcdserverpb__WatchResponse *last = f->st.msgs[f->st.n - 1];
 	assert_int_equal(last->watch_id, -1);
+	for (size_t i = 0; i + 1 < f->st.n; i++)
+		assert_int_not_equal(f->st.msgs[i]->watch_id, -1);
 	assert_int_equal(last->header->revision, tu_rev(f->s));
 	int64_t revs[16];
 	assert_int_equal(event_revs(f, revs, 16), 7);
@@ -358,6 +386,78 @@ static void test_control_queue_bounded(void **state)
 	}
 	assert_true(f->st.closed);
 	assert_int_equal(f->st.status, RPC_RESOURCE_EXHAUSTED);
+}
+
+/* The live feed finds each watcher's events through the batch's key index:
+ * one notify covering several revisions and a txn, watchers of every kind. */
+static void test_live_batch_key_index(void **state)
+{
+	struct fx *f = *state;
+	create(f, "b/1", NULL, 0, false); /* 0: one key */
+	create(f, "b/", "b0", 0, false);  /* 1: prefix */
+	create(f, "b/2", "", 0, false);   /* 2: from key */
+	create(f, "", "", 0, false);      /* 3: every key */
+	assert_int_equal(f->st.n, 4);
+	int64_t base = tu_rev(f->s);
+	assert_int_equal(tu_put(f->s, "c", "1"), 0);
+	assert_int_equal(tu_put(f->s, "b/1", "1"), 0);
+	assert_int_equal(tu_put(f->s, "a", "1"), 0);
+	assert_int_equal(tu_put(f->s, "b/1", "2"), 0);
+	txn_puts(f, "b/", 3, 1); /* b/00000..b/00002 in one revision, then notify */
+	/* watcher 0: b/1 twice, in revision order */
+	int64_t want0[] = {base + 2, base + 4};
+	int64_t want1[] = {base + 2, base + 4, base + 5, base + 5, base + 5};
+	int64_t want3[] = {base + 1, base + 2, base + 3, base + 4, base + 5, base + 5, base + 5};
+	for (size_t i = 4; i < f->st.n; i++) {
+		Etcdserverpb__WatchResponse *m = f->st.msgs[i];
+		if (m->watch_id == 0) {
+			assert_int_equal(m->n_events, 2);
+			for (size_t j = 0; j < 2; j++)
+				assert_int_equal(m->events[j]->kv->mod_revision, want0[j]);
+		} else if (m->watch_id == 1) {
+			assert_int_equal(m->n_events, 5);
+			for (size_t j = 0; j < 5; j++)
+				assert_int_equal(m->events[j]->kv->mod_revision, want1[j]);
+			assert_memory_equal(m->events[2]->kv->key.data, "b/00000", 7);
+			assert_memory_equal(m->events[4]->kv->key.data, "b/00002", 7);
+		} else if (m->watch_id == 2) {
+			assert_int_equal(m->n_events, 1); /* "c" only */
+			assert_int_equal(m->events[0]->kv->mod_revision, base + 1);
+		} else {
+			assert_int_equal(m->watch_id, 3);
+			assert_int_equal(m->n_events, 7);
+			for (size_t j = 0; j < 7; j++)
+				assert_int_equal(m->events[j]->kv->mod_revision, want3[j]);
+		}
+	}
+	assert_int_equal(f->st.n, 8);
+}
+
+/* A watcher on a rarely written key catches up in bounded scan windows. */
+static void test_sparse_catch_up(void **state)
+{
+	struct fx *f = *state;
+	put_n(f, "other", 500, 10);
+	assert_int_equal(tu_put(f->s, "s", "1"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	put_n(f, "more", 300, 10);
+	create(f, "s", NULL, 1, false);
+	assert_int_equal(f->st.n, 2);
+	assert_int_equal(f->st.msgs[1]->n_events, 1);
+	assert_int_equal(f->st.msgs[1]->events[0]->kv->mod_revision, 501);
+	assert_int_equal(unsynced(f), 0);
+}
+
+/* etcd 3.5 (before .22): a progress request right after a create is
+ * answered with the current revision, even before any write. */
+static void test_progress_right_after_create(void **state)
+{
+	struct fx *f = *state;
+	create(f, "p", NULL, 0, false);
+	progress(f);
+	assert_int_equal(f->st.n, 2);
+	assert_int_equal(f->st.msgs[1]->watch_id, -1);
+	assert_int_equal(f->st.msgs[1]->header->revision, tu_rev(f->s));
 }
 
 static void test_bad_message_and_half_close(void **state)
@@ -430,8 +530,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fragment_cut_by_refusal, setup_fragment, teardown),
 	    cmocka_unit_test_setup_teardown(test_fragment_cut_inside_a_revision, setup_fragment,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_large_values_read_in_small_chunks, setup_fragment,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_control_order_under_refusal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_live_batch_key_index, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sparse_catch_up, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_progress_right_after_create, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compacted_while_behind, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_free_with_open_stream, setup, teardown),

@@ -22,6 +22,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -44,6 +45,8 @@ static struct {
 	int64_t streams, watchers_per_stream, put_total, put_rate, txn_ops;
 	const char *cmd;
 	const char *range_key, *range_end;
+	const char *dir;
+	const char *key_prefix;
 	char **eps;
 	size_t n_eps;
 	bool quiet;
@@ -65,7 +68,7 @@ static struct {
 static void usage(void)
 {
 	printf("Usage: cairn-bench [flags] <put|range KEY [END]|txn-put|watch|watch-latency|"
-	       "lease-keepalive> [flags]\n\n"
+	       "lease-keepalive|fsync --dir DIR> [flags]\n\n"
 	       "  --endpoints LIST        comma-separated endpoints (default 127.0.0.1:2379)\n"
 	       "  --conns N               gRPC connections (default 1)\n"
 	       "  --clients N             concurrent clients (default 1)\n"
@@ -75,6 +78,7 @@ static void usage(void)
 	       "  --val-size N            value bytes (default 8)\n"
 	       "  --key-space-size N      distinct keys (default 1)\n"
 	       "  --sequential-keys       keys in order instead of random\n"
+	       "  --key-prefix P          put/txn-put: keys are P + the key (default none)\n"
 	       "  --consistency l|s       range: linearizable or serializable\n"
 	       "  --txn-ops N             txn-put: puts per txn (default 1)\n"
 	       "  --streams N             watch*: watch streams (default 10)\n"
@@ -82,6 +86,7 @@ static void usage(void)
 	       "  --put-total N           watch-latency: puts (default 1000)\n"
 	       "  --put-rate N            watch-latency: puts per second (default 100)\n"
 	       "  --server-pid PID        server to measure (default: found by port)\n"
+	       "  --dir DIR               fsync: directory on the filesystem to test\n"
 	       "  --quiet                 summary line only\n");
 }
 
@@ -141,6 +146,14 @@ static int parse_args(int argc, char **argv)
 		}
 		if (IS("endpoints")) {
 			o.endpoints = val;
+			continue;
+		}
+		if (IS("key-prefix")) {
+			o.key_prefix = val;
+			continue;
+		}
+		if (IS("dir")) {
+			o.dir = val;
 			continue;
 		}
 		if (IS("consistency")) {
@@ -339,8 +352,11 @@ static uint32_t xorshift(void)
 	return rng;
 }
 
+static size_t key_prefix_len;
+
 /* The key of request i: its number in decimal, zero-padded to --key-size
- * (the low digits kept when the number is longer). */
+ * (the low digits kept when the number is longer), after --key-prefix
+ * (which the caller copied into the start of `out`). */
 static void make_key(int64_t i, uint8_t *out)
 {
 	uint64_t k = o.sequential
@@ -348,7 +364,7 @@ static void make_key(int64_t i, uint8_t *out)
 	                 : ((uint64_t)xorshift() << 32 | xorshift()) % (uint64_t)o.key_space;
 	char tmp[300];
 	int l = snprintf(tmp, sizeof(tmp), "%0*" PRIu64, (int)o.key_size, k);
-	memcpy(out, tmp + (l - (int)o.key_size), (size_t)o.key_size);
+	memcpy(out + key_prefix_len, tmp + (l - (int)o.key_size), (size_t)o.key_size);
 }
 
 static void record(uint64_t ns, int status, const char *message)
@@ -392,10 +408,10 @@ static size_t pack_request(int64_t i, uint8_t **buf, size_t *cap)
 	Etcdserverpb__TxnRequest txn = ETCDSERVERPB__TXN_REQUEST__INIT;
 	Etcdserverpb__RequestOp ops[64], *opp[64];
 	Etcdserverpb__PutRequest puts[64];
-	uint8_t keys[64][256];
+	uint8_t keys[64][512];
 	if (!strcmp(o.cmd, "put")) {
 		make_key(i, key_buf);
-		put.key = (ProtobufCBinaryData){(size_t)o.key_size, key_buf};
+		put.key = (ProtobufCBinaryData){key_prefix_len + (size_t)o.key_size, key_buf};
 		put.value = (ProtobufCBinaryData){(size_t)o.val_size, val_buf};
 		m = &put.base;
 	} else if (!strcmp(o.cmd, "range")) {
@@ -410,8 +426,10 @@ static size_t pack_request(int64_t i, uint8_t **buf, size_t *cap)
 		for (size_t k = 0; k < n; k++) {
 			etcdserverpb__request_op__init(&ops[k]);
 			etcdserverpb__put_request__init(&puts[k]);
+			memcpy(keys[k], key_buf, key_prefix_len);
 			make_key(i * o.txn_ops + (int64_t)k, keys[k]);
-			puts[k].key = (ProtobufCBinaryData){(size_t)o.key_size, keys[k]};
+			puts[k].key =
+			    (ProtobufCBinaryData){key_prefix_len + (size_t)o.key_size, keys[k]};
 			puts[k].value = (ProtobufCBinaryData){(size_t)o.val_size, val_buf};
 			ops[k].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
 			ops[k].request_put = &puts[k];
@@ -743,12 +761,45 @@ static void report(double secs, long pid, const struct proc_sample *p0,
 		fprintf(stderr, "errors: %" PRId64 " (first: %s)\n", errors, first_error);
 	/* One line for scripts (tools/bench.sh). */
 	printf("result: cmd=%s ops=%" PRId64 " errors=%" PRId64 " secs=%.4f rps=%.1f avg_ms=%.3f "
-	       "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f cpu_s=%.3f cpu_us_per_op=%.1f "
-	       "rss_mib=%.1f\n",
+	       "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f stddev_ms=%.3f "
+	       "cpu_s=%.3f "
+	       "cpu_us_per_op=%.1f rss_mib=%.1f\n",
 	       o.cmd, n, errors, secs, rps, avg * 1e3, pct(lat_ns, n, 50) * 1e3,
-	       pct(lat_ns, n, 90) * 1e3, pct(lat_ns, n, 99) * 1e3, pct(lat_ns, n, 99.9) * 1e3, cpu,
-	       cpu >= 0 && n ? cpu * 1e6 / (double)n : -1,
+	       pct(lat_ns, n, 90) * 1e3, pct(lat_ns, n, 99) * 1e3, pct(lat_ns, n, 99.9) * 1e3,
+	       slowest * 1e3, sd * 1e3, cpu, cpu >= 0 && n ? cpu * 1e6 / (double)n : -1,
 	       p1->ok ? (double)p1->rss_kb / 1024.0 : -1);
+}
+
+/* ---------------------------------------------------------------- fsync */
+
+/* The disk's durable-write latency: --total rounds of a 4 KiB overwrite
+ * plus fdatasync in a scratch file under --dir (what one raft batch costs
+ * at least, whatever the server). */
+static int run_fsync(void)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/cairn-bench-fsync.%ld", o.dir ? o.dir : ".",
+	         (long)getpid());
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "cannot create %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	char page[4096];
+	memset(page, 'f', sizeof(page));
+	for (int64_t i = 0; i < o.total; i++) {
+		uint64_t t0 = uv_hrtime();
+		if (pwrite(fd, page, sizeof(page), (off_t)((i % 16) * 4096)) !=
+		        (ssize_t)sizeof(page) ||
+		    fdatasync(fd) != 0) {
+			record(0, RPC_UNKNOWN, strerror(errno));
+			continue;
+		}
+		record(uv_hrtime() - t0, RPC_OK, "");
+	}
+	close(fd);
+	unlink(path);
+	return 0;
 }
 
 /* --------------------------------------------------------------- main */
@@ -786,7 +837,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	key_buf = calloc((size_t)o.key_size + 1, 1);
+	key_prefix_len = o.key_prefix ? strlen(o.key_prefix) : 0;
+	if (key_prefix_len + (size_t)o.key_size > 511) {
+		fprintf(stderr, "--key-prefix plus --key-size must stay under 512 bytes\n");
+		return 2;
+	}
+	key_buf = calloc(key_prefix_len + (size_t)o.key_size + 1, 1);
+	if (key_prefix_len)
+		memcpy(key_buf, o.key_prefix, key_prefix_len);
 	val_buf = malloc((size_t)o.val_size + 1);
 	for (int64_t i = 0; i < o.val_size; i++)
 		val_buf[i] = (uint8_t)('a' + xorshift() % 26);
@@ -807,9 +865,14 @@ int main(int argc, char **argv)
 	struct proc_sample p0, p1;
 	proc_sample(pid, &p0);
 	t_start = uv_hrtime();
-	if (!strcmp(o.cmd, "put") || !strcmp(o.cmd, "range") || !strcmp(o.cmd, "txn-put")) {
-		if (o.txn_ops < 1 || o.txn_ops > 64 || o.key_size > 255) {
-			fprintf(stderr, "--txn-ops must be 1..64 and --key-size <= 255\n");
+	if (!strcmp(o.cmd, "fsync")) {
+		pid = 0;
+		if (run_fsync() != 0)
+			return 2;
+		t_end = uv_hrtime();
+	} else if (!strcmp(o.cmd, "put") || !strcmp(o.cmd, "range") || !strcmp(o.cmd, "txn-put")) {
+		if (o.txn_ops < 1 || o.txn_ops > 64) {
+			fprintf(stderr, "--txn-ops must be 1..64\n");
 			return 2;
 		}
 		op_path = !strcmp(o.cmd, "put")     ? "/etcdserverpb.KV/Put"

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,30 +48,107 @@ static const struct ctl_flag global_flags[] = {
     {0},
 };
 
+/* ------------------------------------------------------------------ memory */
+
+/* A CLI runs one command and exits: everything it allocates lives until
+ * then. The blocks are chained from a global and freed at exit, so nothing
+ * needs a matching free and LeakSanitizer sees no leak on any exit path. */
+struct arena_blk {
+	struct arena_blk *next;
+	size_t size;
+	max_align_t data[];
+};
+static struct arena_blk *arena;
+
+static void arena_free(void)
+{
+	while (arena) {
+		struct arena_blk *b = arena;
+		arena = b->next;
+		free(b);
+	}
+}
+
+void *ctl_alloc(size_t n)
+{
+	struct arena_blk *b = calloc(1, sizeof(*b) + (n ? n : 1));
+	if (!b) {
+		fputs("Error: out of memory\n", stderr);
+		exit(EXIT_ERROR);
+	}
+	b->size = n;
+	b->next = arena;
+	arena = b;
+	return b->data;
+}
+
+void *ctl_realloc(void *old, size_t n)
+{
+	void *p = ctl_alloc(n);
+	if (old) {
+		const struct arena_blk *b =
+		    (const struct arena_blk *)((char *)old - offsetof(struct arena_blk, data));
+		memcpy(p, old, b->size < n ? b->size : n);
+	}
+	return p;
+}
+
+static void *pb_alloc(void *data, size_t size)
+{
+	(void)data;
+	return ctl_alloc(size);
+}
+
+static void pb_free(void *data, void *p)
+{
+	(void)data;
+	(void)p;
+}
+
+/* protobuf-c unpacks the responses into the arena too. */
+static ProtobufCAllocator arena_pb = {.alloc = pb_alloc, .free = pb_free};
+
+ProtobufCAllocator *ctl_pb_allocator(void)
+{
+	return &arena_pb;
+}
+
+char *ctl_strndup(const char *s, size_t n)
+{
+	size_t l = strnlen(s, n);
+	char *p = ctl_alloc(l + 1);
+	memcpy(p, s, l);
+	return p;
+}
+
+char *ctl_strdup(const char *s)
+{
+	return ctl_strndup(s, strlen(s));
+}
+
 /* ------------------------------------------------------------------ errors */
+
+static _Noreturn void vdie(int code, const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fputs("Error: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	exit(code);
+}
 
 void ctl_die(int code, const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("Error: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(code);
+	vdie(code, fmt, ap);
 }
 
 void ctl_bad_args(const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("Error: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(EXIT_BAD_ARGS);
+	vdie(EXIT_BAD_ARGS, fmt, ap);
 }
 
 void ctl_unsupported_output(void)
@@ -90,6 +168,7 @@ struct ctl_conn *ctl_conn(void)
 		if (ctl_conn_open(&g_conn, ctl_g.endpoints[0], ctl_g.dial_timeout_ms,
 		                  ctl_g.command_timeout_ms) != 0)
 			ctl_die(EXIT_BAD_CONNECTION, "bad endpoint %s", ctl_g.endpoints[0]);
+		g_conn.alloc = &arena_pb;
 		g_conn_open = true;
 	}
 	return &g_conn;
@@ -162,7 +241,7 @@ int ctl_parse_duration_ms(const char *s, uint64_t *ms)
 
 void ctl_prefix_end(const uint8_t *key, size_t len, uint8_t **out, size_t *out_len)
 {
-	uint8_t *end = malloc(len ? len : 1);
+	uint8_t *end = ctl_alloc(len ? len : 1);
 	if (!end)
 		abort();
 	memcpy(end, key, len);
@@ -180,10 +259,28 @@ void ctl_prefix_end(const uint8_t *key, size_t len, uint8_t **out, size_t *out_l
 	*out_len = 1;
 }
 
+void ctl_key_range(ProtobufCBinaryData *key, ProtobufCBinaryData *end, bool prefix, bool from_key)
+{
+	static uint8_t zero[1];
+	if (prefix) {
+		if (key->len == 0) {
+			*key = (ProtobufCBinaryData){1, zero};
+			*end = (ProtobufCBinaryData){1, zero};
+		} else {
+			ctl_prefix_end(key->data, key->len, &end->data, &end->len);
+		}
+	}
+	if (from_key) {
+		if (key->len == 0)
+			*key = (ProtobufCBinaryData){1, zero};
+		*end = (ProtobufCBinaryData){1, zero};
+	}
+}
+
 /* Unquotes a Go %q string literal (the subset fmt.Sscanf accepts). */
 static char *go_unquote(const char *s, size_t len)
 {
-	char *out = malloc(len + 1);
+	char *out = ctl_alloc(len + 1);
 	size_t o = 0;
 	if (!out)
 		abort();
@@ -225,7 +322,7 @@ int ctl_argify(const char *line, char ***argv, int *argc)
 {
 	/* etcdctl's regexp: "(?:[^"\\]|\\.)*" | '[^']*' | [^'"\s]\S*[^'"\s]? */
 	size_t cap = 8;
-	char **v = malloc(cap * sizeof(*v));
+	char **v = ctl_alloc(cap * sizeof(*v));
 	int n = 0;
 	const char *p = line;
 	while (*p) {
@@ -253,14 +350,14 @@ int ctl_argify(const char *line, char ***argv, int *argc)
 			if (*p != '\'')
 				return -1;
 			p++;
-			arg = strndup(start + 1, (size_t)(p - start - 2));
+			arg = ctl_strndup(start + 1, (size_t)(p - start - 2));
 		} else {
 			while (*p && !isspace((unsigned char)*p))
 				p++;
-			arg = strndup(start, (size_t)(p - start));
+			arg = ctl_strndup(start, (size_t)(p - start));
 		}
 		if ((size_t)n + 1 >= cap)
-			v = realloc(v, (cap *= 2) * sizeof(*v));
+			v = ctl_realloc(v, (cap *= 2) * sizeof(*v));
 		v[n++] = arg;
 	}
 	v[n] = NULL;
@@ -324,7 +421,7 @@ static void set_flag(const struct ctl_flag *f, const char *val, const char *show
 
 void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos)
 {
-	char **out = calloc((size_t)argc + 1, sizeof(*out));
+	char **out = ctl_alloc(((size_t)argc + 1) * sizeof(*out));
 	int n = 0;
 	bool only_pos = false;
 	for (int i = 0; i < argc; i++) {
@@ -377,7 +474,7 @@ static void print_bytes_line(const uint8_t *p, size_t len)
 	if (ctl_g.hex) {
 		for (size_t i = 0; i < len; i++)
 			printf("\\x%02x", p[i]);
-	} else {
+	} else if (len) {
 		fwrite(p, 1, len, stdout);
 	}
 	putchar('\n');
@@ -398,6 +495,24 @@ void ctl_fields_header(const Etcdserverpb__ResponseHeader *h)
 	printf("\"RaftTerm\" : %llu\n", (unsigned long long)(h ? h->raft_term : 0));
 }
 
+/* Length of the valid, printable (>= U+00A0) UTF-8 sequence at p, else 1. */
+static size_t utf8_len(const uint8_t *p, size_t len)
+{
+	size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+	if (p[0] >= 0xf5 || n > len)
+		return 1;
+	uint32_t cp = p[0] & (0xffu >> (n + 1));
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 1;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000) || cp < 0xa0)
+		return 1;
+	return n;
+}
+
 static void fields_bytes(const char *name, const ProtobufCBinaryData *b)
 {
 	printf("\"%s\" : ", name);
@@ -413,7 +528,11 @@ static void fields_bytes(const char *name, const ProtobufCBinaryData *b)
 			fputs("\\t", stdout);
 		else if (c == '\r')
 			fputs("\\r", stdout);
-		else if (c < 0x20 || c == 0x7f || c >= 0x80)
+		else if (c >= 0xc2 && utf8_len(b->data + i, b->len - i) > 1) {
+			size_t l = utf8_len(b->data + i, b->len - i);
+			fwrite(b->data + i, 1, l, stdout);
+			i += l - 1;
+		} else if (c < 0x20 || c == 0x7f || c >= 0x80)
 			printf("\\x%02x", c);
 		else
 			putchar((int)c);
@@ -434,8 +553,9 @@ static void fields_kv(const char *pfx, const Mvccpb__KeyValue *kv)
 	printf("\"%sLease\" : %lld\n", pfx, (long long)kv->lease);
 }
 
-static void fields_range(const Etcdserverpb__RangeResponse *r)
+static void fields_range(const void *p)
 {
+	const Etcdserverpb__RangeResponse *r = p;
 	ctl_fields_header(r->header);
 	for (size_t i = 0; i < r->n_kvs; i++)
 		fields_kv("", r->kvs[i]);
@@ -443,78 +563,93 @@ static void fields_range(const Etcdserverpb__RangeResponse *r)
 	printf("\"Count\" : %lld\n", (long long)r->count);
 }
 
-static void fields_put(const Etcdserverpb__PutResponse *r)
+static void fields_put(const void *p)
 {
+	const Etcdserverpb__PutResponse *r = p;
 	ctl_fields_header(r->header);
 	if (r->prev_kv)
 		fields_kv("PrevKV.", r->prev_kv);
 }
 
-static void fields_del(const Etcdserverpb__DeleteRangeResponse *r)
+static void fields_del(const void *p)
 {
+	const Etcdserverpb__DeleteRangeResponse *r = p;
 	ctl_fields_header(r->header);
 	printf("\"Deleted\" : %lld\n", (long long)r->deleted);
 	for (size_t i = 0; i < r->n_prev_kvs; i++)
 		fields_kv("PrevKV.", r->prev_kvs[i]);
 }
 
-void ctl_print_range(const Etcdserverpb__RangeResponse *r, bool value_only)
+/* The json and unsupported cases every KV printer shares; simple and
+ * fields are given as callbacks. */
+static void print_kv_resp(const ProtobufCMessage *m, void (*simple)(const void *, bool),
+                          bool value_only, void (*fields)(const void *))
 {
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < r->n_kvs; i++)
-			ctl_print_kv(r->kvs[i], value_only);
+		simple(m, value_only);
 		break;
 	case OUT_JSON:
-		ctl_json_msg(stdout, &r->base);
+		ctl_json_msg(stdout, m);
 		putchar('\n');
 		break;
 	case OUT_FIELDS:
-		fields_range(r);
+		fields(m);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(m);
 		break;
 	default:
 		ctl_unsupported_output();
 	}
+}
+
+void ctl_print_pb(const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = ctl_alloc(n);
+	protobuf_c_message_pack(m, buf);
+	fwrite(buf, 1, n, stdout);
+}
+
+static void simple_range(const void *p, bool value_only)
+{
+	const Etcdserverpb__RangeResponse *r = p;
+	for (size_t i = 0; i < r->n_kvs; i++)
+		ctl_print_kv(r->kvs[i], value_only);
+}
+
+static void simple_put(const void *p, bool value_only)
+{
+	const Etcdserverpb__PutResponse *r = p;
+	(void)value_only;
+	puts("OK");
+	if (r->prev_kv)
+		ctl_print_kv(r->prev_kv, false);
+}
+
+static void simple_del(const void *p, bool value_only)
+{
+	const Etcdserverpb__DeleteRangeResponse *r = p;
+	(void)value_only;
+	printf("%lld\n", (long long)r->deleted);
+	for (size_t i = 0; i < r->n_prev_kvs; i++)
+		ctl_print_kv(r->prev_kvs[i], false);
+}
+
+void ctl_print_range(const Etcdserverpb__RangeResponse *r, bool value_only)
+{
+	print_kv_resp(&r->base, simple_range, value_only, fields_range);
 }
 
 void ctl_print_put(const Etcdserverpb__PutResponse *r)
 {
-	switch (ctl_g.out) {
-	case OUT_SIMPLE:
-		puts("OK");
-		if (r->prev_kv)
-			ctl_print_kv(r->prev_kv, false);
-		break;
-	case OUT_JSON:
-		ctl_json_msg(stdout, &r->base);
-		putchar('\n');
-		break;
-	case OUT_FIELDS:
-		fields_put(r);
-		break;
-	default:
-		ctl_unsupported_output();
-	}
+	print_kv_resp(&r->base, simple_put, false, fields_put);
 }
 
 void ctl_print_del(const Etcdserverpb__DeleteRangeResponse *r)
 {
-	switch (ctl_g.out) {
-	case OUT_SIMPLE:
-		printf("%lld\n", (long long)r->deleted);
-		for (size_t i = 0; i < r->n_prev_kvs; i++)
-			ctl_print_kv(r->prev_kvs[i], false);
-		break;
-	case OUT_JSON:
-		ctl_json_msg(stdout, &r->base);
-		putchar('\n');
-		break;
-	case OUT_FIELDS:
-		fields_del(r);
-		break;
-	default:
-		ctl_unsupported_output();
-	}
+	print_kv_resp(&r->base, simple_del, false, fields_del);
 }
 
 void ctl_print_txn(const Etcdserverpb__TxnResponse *r)
@@ -539,6 +674,9 @@ void ctl_print_txn(const Etcdserverpb__TxnResponse *r)
 				printf("unexpected response %d\n", (int)op->response_case);
 			}
 		}
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
 		break;
 	case OUT_JSON:
 		ctl_json_msg(stdout, &r->base);
@@ -637,12 +775,18 @@ static void table_rule(const size_t *w, size_t ncols)
 
 void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t nrows)
 {
+	ctl_print_table_stride(hdr, ncols, ncols, cells, nrows);
+}
+
+void ctl_print_table_stride(const char *const *hdr, size_t ncols, size_t stride, char **cells,
+                            size_t nrows)
+{
 	size_t w[32] = {0};
 	for (size_t c = 0; c < ncols; c++) {
 		w[c] = strlen(hdr[c]);
 		for (size_t r = 0; r < nrows; r++)
-			if (strlen(cells[r * ncols + c]) > w[c])
-				w[c] = strlen(cells[r * ncols + c]);
+			if (strlen(cells[r * stride + c]) > w[c])
+				w[c] = strlen(cells[r * stride + c]);
 	}
 	table_rule(w, ncols);
 	putchar('|');
@@ -658,7 +802,7 @@ void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t 
 	for (size_t r = 0; r < nrows; r++) {
 		putchar('|');
 		for (size_t c = 0; c < ncols; c++)
-			printf(" %*s |", (int)w[c], cells[r * ncols + c]);
+			printf(" %*s |", (int)w[c], cells[r * stride + c]);
 		putchar('\n');
 	}
 	if (nrows)
@@ -679,15 +823,14 @@ void ctl_endpoints(bool cluster, char ***eps, size_t *n)
 	    "/etcdserverpb.Cluster/MemberList", &req.base,
 	    &etcdserverpb__member_list_response__descriptor, EXIT_ERROR);
 	size_t cap = 4, k = 0;
-	char **out = malloc(cap * sizeof(*out));
+	char **out = ctl_alloc(cap * sizeof(*out));
 	for (size_t i = 0; i < r->n_members; i++) {
 		for (size_t j = 0; j < r->members[i]->n_clienturls; j++) {
 			if (k == cap)
-				out = realloc(out, (cap *= 2) * sizeof(*out));
-			out[k++] = strdup(r->members[i]->clienturls[j]);
+				out = ctl_realloc(out, (cap *= 2) * sizeof(*out));
+			out[k++] = ctl_strdup(r->members[i]->clienturls[j]);
 		}
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	*eps = out;
 	*n = k;
 }
@@ -700,6 +843,8 @@ static const struct {
 } tables[] = {
     {ctl_kv_cmds, &ctl_n_kv_cmds},
     {ctl_cluster_cmds, &ctl_n_cluster_cmds},
+    {ctl_snapshot_cmds, &ctl_n_snapshot_cmds},
+    {ctl_check_cmds, &ctl_n_check_cmds},
     {ctl_inspect_cmds, &ctl_n_inspect_cmds},
 };
 
@@ -805,13 +950,13 @@ static void env_flags(void)
 
 static void split_endpoints(void)
 {
-	char *s = strdup(g_endpoints);
+	char *s = ctl_strdup(g_endpoints);
 	size_t cap = 4;
-	ctl_g.endpoints = malloc(cap * sizeof(char *));
+	ctl_g.endpoints = ctl_alloc(cap * sizeof(char *));
 	ctl_g.n_endpoints = 0;
 	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
 		if (ctl_g.n_endpoints == cap)
-			ctl_g.endpoints = realloc(ctl_g.endpoints, (cap *= 2) * sizeof(char *));
+			ctl_g.endpoints = ctl_realloc(ctl_g.endpoints, (cap *= 2) * sizeof(char *));
 		ctl_g.endpoints[ctl_g.n_endpoints++] = tok;
 	}
 	if (ctl_g.n_endpoints == 0)
@@ -840,6 +985,7 @@ static int next_word(int argc, char **argv, int i)
 
 int main(int argc, char **argv)
 {
+	atexit(arena_free);
 	env_flags();
 	bool help = false;
 	for (int i = 1; i < argc; i++) {
@@ -862,9 +1008,12 @@ int main(int argc, char **argv)
 	}
 	if (is_group(name)) {
 		w2 = next_word(argc, argv, w + 1);
-		if (w2 >= 0) {
+		if (w2 >= 0)
 			snprintf(name, sizeof(name), "%s %s", argv[w], argv[w2]);
-		} else if (!strcmp(name, "inspect")) {
+		if (w2 >= 0 && (lookup(name) || strcmp(argv[w], "inspect") != 0)) {
+			/* a subcommand (or an unknown one, reported below) */
+		} else if (!strcmp(argv[w], "inspect")) {
+			w2 = -1;
 			/* `cairnctl inspect --data-dir DIR` is the summary */
 			snprintf(name, sizeof(name), "inspect summary");
 		} else {
@@ -882,7 +1031,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	/* Everything but the command words goes to the flag parser. */
-	char **rest = calloc((size_t)argc, sizeof(*rest));
+	char **rest = ctl_alloc((size_t)argc * sizeof(*rest));
 	int nrest = 0;
 	for (int i = 1; i < argc; i++)
 		if (i != w && i != w2)
@@ -910,7 +1059,5 @@ int main(int argc, char **argv)
 	int rc = c->run(npos, pos);
 	fflush(stdout);
 	close_conn();
-	free(pos);
-	free(rest);
 	return rc;
 }

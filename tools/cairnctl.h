@@ -77,10 +77,21 @@ ProtobufCMessage *ctl_must_call(const char *path, const ProtobufCMessage *req,
 /* The endpoints of every member (--cluster) or the given ones. */
 void ctl_endpoints(bool cluster, char ***eps, size_t *n);
 
+/* ---- memory: freed at exit (see cairnctl.c), never free() these ---- */
+void *ctl_alloc(size_t n); /* zeroed */
+void *ctl_realloc(void *old, size_t n);
+char *ctl_strdup(const char *s);
+char *ctl_strndup(const char *s, size_t n);
+/* For protobuf_c_message_unpack: the arena (nothing to free). */
+ProtobufCAllocator *ctl_pb_allocator(void);
+
 /* ---- parsing ---- */
 int ctl_parse_duration_ms(const char *s, uint64_t *ms);
 /* clientv3.GetPrefixRangeEnd; *out is malloc'd. */
 void ctl_prefix_end(const uint8_t *key, size_t len, uint8_t **out, size_t *out_len);
+/* --prefix / --from-key as clientv3 applies them (WithPrefix, WithFromKey):
+ * an empty key means every key ("\0"); end may become a malloc'd buffer. */
+void ctl_key_range(ProtobufCBinaryData *key, ProtobufCBinaryData *end, bool prefix, bool from_key);
 /* etcdctl's argify: split a line into arguments honouring quotes. */
 int ctl_argify(const char *line, char ***argv, int *argc);
 /* Parses args against `flags` (plus the globals); positional arguments are
@@ -96,12 +107,17 @@ void ctl_print_range(const Etcdserverpb__RangeResponse *r, bool value_only);
 void ctl_print_put(const Etcdserverpb__PutResponse *r);
 void ctl_print_del(const Etcdserverpb__DeleteRangeResponse *r);
 void ctl_print_txn(const Etcdserverpb__TxnResponse *r);
+/* -w protobuf: the response's wire bytes, as etcdctl's printPB. */
+void ctl_print_pb(const ProtobufCMessage *m);
 /* Go's "%v" of a time.Duration given in nanoseconds. */
 void ctl_go_duration(uint64_t ns, char *buf, size_t len);
 /* go-humanize Bytes(): "20 kB". */
 void ctl_humanize_bytes(uint64_t n, char *buf, size_t len);
 /* tablewriter as etcdctl configures it (headers centred, cells right). */
 void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t nrows);
+/* The same with rows `stride` cells apart (extra columns not printed). */
+void ctl_print_table_stride(const char *const *hdr, size_t ncols, size_t stride, char **cells,
+                            size_t nrows);
 /* "fields" printer pieces. */
 void ctl_fields_header(const Etcdserverpb__ResponseHeader *h);
 /* JSON of v3 lease responses: the header's fields promoted into the object. */
@@ -115,6 +131,10 @@ extern const struct ctl_cmd ctl_kv_cmds[];
 extern const size_t ctl_n_kv_cmds;
 extern const struct ctl_cmd ctl_cluster_cmds[];
 extern const size_t ctl_n_cluster_cmds;
+extern const struct ctl_cmd ctl_check_cmds[];
+extern const size_t ctl_n_check_cmds;
+extern const struct ctl_cmd ctl_snapshot_cmds[];
+extern const size_t ctl_n_snapshot_cmds;
 extern const struct ctl_cmd ctl_inspect_cmds[];
 extern const size_t ctl_n_inspect_cmds;
 

@@ -28,6 +28,7 @@ static int call_ep(const char *ep, const char *path, const ProtobufCMessage *req
 		snprintf(err, CTL_ERR_LEN, "bad endpoint %s", ep);
 		return RPC_INVALID_ARGUMENT;
 	}
+	c.alloc = ctl_pb_allocator();
 	int rc = ctl_call(&c, path, req, rd, out, err);
 	ctl_conn_close(&c);
 	return rc;
@@ -97,7 +98,6 @@ static int cmd_lease_grant(int argc, char **argv)
 	default:
 		ctl_unsupported_output();
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -117,6 +117,9 @@ static int cmd_lease_revoke(int argc, char **argv)
 	case OUT_SIMPLE:
 		printf("lease %016" PRIx64 " revoked\n", (uint64_t)req.id);
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
+		break;
 	case OUT_JSON:
 		json_line(&r->base);
 		break;
@@ -126,7 +129,6 @@ static int cmd_lease_revoke(int argc, char **argv)
 	default:
 		ctl_unsupported_output();
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -197,7 +199,6 @@ static int cmd_lease_timetolive(int argc, char **argv)
 	default:
 		ctl_unsupported_output();
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -233,7 +234,6 @@ static int cmd_lease_list(int argc, char **argv)
 	default:
 		ctl_unsupported_output();
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -382,33 +382,55 @@ static const struct ctl_flag member_update_flags[] = {
     {0},
 };
 
+/* The simple printer's rows: cells joined by ", ". */
+static void print_rows(char **cells, size_t ncols, size_t stride, size_t nrows)
+{
+	for (size_t i = 0; i < nrows; i++)
+		for (size_t c = 0; c < ncols; c++)
+			printf("%s%s", cells[i * stride + c], c + 1 < ncols ? ", " : "\n");
+}
+
+/* [{"Endpoint":"...","<key>":{...}}, ...] as etcdctl's epStatus/epHashKV. */
+static void json_ep_list(const char *key, const char **eps, ProtobufCMessage **msgs, size_t n)
+{
+	putchar('[');
+	for (size_t i = 0; i < n; i++) {
+		printf("%s{\"Endpoint\":", i ? "," : "");
+		ctl_json_str(stdout, eps[i], strlen(eps[i]));
+		printf(",\"%s\":", key);
+		ctl_json_msg(stdout, msgs[i]);
+		putchar('}');
+	}
+	puts("]");
+}
+
 static void member_table_row(const Etcdserverpb__Member *m, char **row)
 {
 	char buf[1024];
 	snprintf(buf, sizeof(buf), "%" PRIx64, m->id);
-	row[0] = strdup(buf);
-	row[1] = strdup(m->name && *m->name ? "started" : "unstarted");
-	row[2] = strdup(m->name ? m->name : "");
+	row[0] = ctl_strdup(buf);
+	row[1] = ctl_strdup(m->name && *m->name ? "started" : "unstarted");
+	row[2] = ctl_strdup(m->name ? m->name : "");
 	size_t o = 0;
 	buf[0] = 0;
 	for (size_t i = 0; i < m->n_peerurls; i++)
 		o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", i ? "," : "",
 		                      m->peerurls[i]);
-	row[3] = strdup(buf);
+	row[3] = ctl_strdup(buf);
 	o = 0;
 	buf[0] = 0;
 	for (size_t i = 0; i < m->n_clienturls; i++)
 		o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", i ? "," : "",
 		                      m->clienturls[i]);
-	row[4] = strdup(buf);
-	row[5] = strdup(m->islearner ? "true" : "false");
+	row[4] = ctl_strdup(buf);
+	row[5] = ctl_strdup(m->islearner ? "true" : "false");
 }
 
 static void split_urls(const char *s, char ***out, size_t *n)
 {
-	char *dup = strdup(s);
+	char *dup = ctl_strdup(s);
 	size_t cap = 4;
-	*out = malloc(cap * sizeof(char *));
+	*out = ctl_alloc(cap * sizeof(char *));
 	*n = 0;
 	/* strings.Split keeps empty pieces */
 	for (char *p = dup;;) {
@@ -416,7 +438,7 @@ static void split_urls(const char *s, char ***out, size_t *n)
 		if (comma)
 			*comma = 0;
 		if (*n == cap)
-			*out = realloc(*out, (cap *= 2) * sizeof(char *));
+			*out = ctl_realloc(*out, (cap *= 2) * sizeof(char *));
 		(*out)[(*n)++] = p;
 		if (!comma)
 			break;
@@ -431,6 +453,9 @@ static void print_member_change(const char *verb, uint64_t id, const ProtobufCMe
 	case OUT_SIMPLE:
 		printf("Member %16" PRIx64 " %s cluster %16" PRIx64 "\n", id, verb,
 		       h ? h->cluster_id : 0);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(r);
 		break;
 	case OUT_JSON:
 		json_line(r);
@@ -483,54 +508,50 @@ static int cmd_member_add(int argc, char **argv)
 	} else {
 		print_member_change("added to", nid, &r->base, r->header);
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+/* remove, update, promote: one hex id argument parsed into *id_field (the
+ * request's id), one call, then "Member %16x <verb> cluster %16x". */
+static int member_change(int argc, char **argv, const char *path, ProtobufCMessage *req,
+                         uint64_t *id_field, const ProtobufCMessageDescriptor *rd, const char *verb)
+{
+	if (argc != 1)
+		ctl_bad_args("member ID is not provided");
+	*id_field = parse_member_id(argv[0]);
+	if (!strcmp(verb, "updated in")) {
+		Etcdserverpb__MemberUpdateRequest *u = (Etcdserverpb__MemberUpdateRequest *)req;
+		if (!*peer_urls)
+			ctl_bad_args("member peer urls not provided");
+		split_urls(peer_urls, &u->peerurls, &u->n_peerurls);
+	}
+	ProtobufCMessage *r = ctl_must_call(path, req, rd, EXIT_ERROR);
+	/* every member response starts with its header (field 1) */
+	const Etcdserverpb__ResponseHeader *h =
+	    *(Etcdserverpb__ResponseHeader *const *)((const char *)r + rd->fields[0].offset);
+	print_member_change(verb, *id_field, r, h);
 	return 0;
 }
 
 static int cmd_member_remove(int argc, char **argv)
 {
-	if (argc != 1)
-		ctl_bad_args("member ID is not provided");
 	Etcdserverpb__MemberRemoveRequest req = ETCDSERVERPB__MEMBER_REMOVE_REQUEST__INIT;
-	req.id = parse_member_id(argv[0]);
-	Etcdserverpb__MemberRemoveResponse *r = (Etcdserverpb__MemberRemoveResponse *)ctl_must_call(
-	    "/etcdserverpb.Cluster/MemberRemove", &req.base,
-	    &etcdserverpb__member_remove_response__descriptor, EXIT_ERROR);
-	print_member_change("removed from", req.id, &r->base, r->header);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return 0;
+	return member_change(argc, argv, "/etcdserverpb.Cluster/MemberRemove", &req.base, &req.id,
+	                     &etcdserverpb__member_remove_response__descriptor, "removed from");
 }
 
 static int cmd_member_update(int argc, char **argv)
 {
-	if (argc != 1)
-		ctl_bad_args("member ID is not provided");
 	Etcdserverpb__MemberUpdateRequest req = ETCDSERVERPB__MEMBER_UPDATE_REQUEST__INIT;
-	req.id = parse_member_id(argv[0]);
-	if (!*peer_urls)
-		ctl_bad_args("member peer urls not provided");
-	split_urls(peer_urls, &req.peerurls, &req.n_peerurls);
-	Etcdserverpb__MemberUpdateResponse *r = (Etcdserverpb__MemberUpdateResponse *)ctl_must_call(
-	    "/etcdserverpb.Cluster/MemberUpdate", &req.base,
-	    &etcdserverpb__member_update_response__descriptor, EXIT_ERROR);
-	print_member_change("updated in", req.id, &r->base, r->header);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return 0;
+	return member_change(argc, argv, "/etcdserverpb.Cluster/MemberUpdate", &req.base, &req.id,
+	                     &etcdserverpb__member_update_response__descriptor, "updated in");
 }
 
 static int cmd_member_promote(int argc, char **argv)
 {
-	if (argc != 1)
-		ctl_bad_args("member ID is not provided");
 	Etcdserverpb__MemberPromoteRequest req = ETCDSERVERPB__MEMBER_PROMOTE_REQUEST__INIT;
-	req.id = parse_member_id(argv[0]);
-	Etcdserverpb__MemberPromoteResponse *r =
-	    (Etcdserverpb__MemberPromoteResponse *)ctl_must_call(
-	        "/etcdserverpb.Cluster/MemberPromote", &req.base,
-	        &etcdserverpb__member_promote_response__descriptor, EXIT_ERROR);
-	print_member_change("promoted in", req.id, &r->base, r->header);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return 0;
+	return member_change(argc, argv, "/etcdserverpb.Cluster/MemberPromote", &req.base, &req.id,
+	                     &etcdserverpb__member_promote_response__descriptor, "promoted in");
 }
 
 static const char *const member_hdr[] = {"ID",         "Status",       "Name",
@@ -544,15 +565,15 @@ static int cmd_member_list(int argc, char **argv)
 	Etcdserverpb__MemberListResponse *r = (Etcdserverpb__MemberListResponse *)ctl_must_call(
 	    "/etcdserverpb.Cluster/MemberList", &req.base,
 	    &etcdserverpb__member_list_response__descriptor, EXIT_ERROR);
-	char **cells = calloc(r->n_members * 6 + 1, sizeof(char *));
+	char **cells = ctl_alloc((r->n_members * 6 + 1) * (sizeof(char *)));
 	for (size_t i = 0; i < r->n_members; i++)
 		member_table_row(r->members[i], cells + i * 6);
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < r->n_members; i++)
-			printf("%s, %s, %s, %s, %s, %s\n", cells[i * 6], cells[i * 6 + 1],
-			       cells[i * 6 + 2], cells[i * 6 + 3], cells[i * 6 + 4],
-			       cells[i * 6 + 5]);
+		print_rows(cells, 6, 6, r->n_members);
+		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
 		break;
 	case OUT_JSON:
 		json_line(&r->base);
@@ -575,7 +596,6 @@ static int cmd_member_list(int argc, char **argv)
 	default:
 		ctl_unsupported_output();
 	}
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -602,7 +622,7 @@ static int cmd_endpoint_health(int argc, char **argv)
 	char **eps;
 	size_t n;
 	ctl_endpoints(ep_cluster, &eps, &n);
-	char **cells = calloc(n * 4 + 1, sizeof(char *));
+	char **cells = ctl_alloc((n * 4 + 1) * (sizeof(char *)));
 	bool errs = false;
 	for (size_t i = 0; i < n; i++) {
 		Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
@@ -613,13 +633,11 @@ static int cmd_endpoint_health(int argc, char **argv)
 		int rc = call_ep(eps[i], "/etcdserverpb.KV/Range", &req.base,
 		                 &etcdserverpb__range_response__descriptor, &out, err);
 		ctl_go_duration(uv_hrtime() - t0, took, sizeof(took));
-		if (out)
-			protobuf_c_message_free_unpacked(out, NULL);
 		bool ok = rc == 0 || rc == RPC_PERMISSION_DENIED;
 		cells[i * 4] = eps[i];
 		cells[i * 4 + 1] = ok ? "true" : "false";
-		cells[i * 4 + 2] = strdup(took);
-		cells[i * 4 + 3] = ok ? "" : strdup(err);
+		cells[i * 4 + 2] = ctl_strdup(took);
+		cells[i * 4 + 3] = ok ? "" : ctl_strdup(err);
 		errs |= !ok;
 	}
 	static const char *const hdr[] = {"endpoint", "health", "took", "error"};
@@ -656,9 +674,8 @@ static int cmd_endpoint_health(int argc, char **argv)
 		break;
 	case OUT_FIELDS:
 		for (size_t i = 0; i < n; i++)
-			printf("\"Endpoint\" : \"%s\"\n\"Health\" : %s\n\"Took\" : "
-			       "\"%s\"\n\"Error\" : "
-			       "\"%s\"\n\n",
+			printf("\"Endpoint\" : \"%s\"\n\"Health\" : %s\n\"Took\" : %s\n\"Error\" : "
+			       "%s\n\n",
 			       cells[i * 4], cells[i * 4 + 1], cells[i * 4 + 2], cells[i * 4 + 3]);
 		break;
 	default:
@@ -669,82 +686,95 @@ static int cmd_endpoint_health(int argc, char **argv)
 	return 0;
 }
 
+/* Calls every endpoint (--cluster: every member's client URLs); the
+ * responses that came back and their endpoints go to *outs / *eps_ok (both
+ * malloc'd), their count is returned. A failure is reported as etcdctl does
+ * ("Failed to get the <what> of endpoint ...") and the last one is kept in
+ * last_err ("" if none). */
+static size_t call_each(const char *path, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *rd, const char *what,
+                        ProtobufCMessage ***outs, const char ***eps_ok, char *last_err)
+{
+	char **eps;
+	size_t n, k = 0;
+	ctl_endpoints(ep_cluster, &eps, &n);
+	*outs = ctl_alloc((n + 1) * (sizeof(**outs)));
+	*eps_ok = ctl_alloc((n + 1) * (sizeof(**eps_ok)));
+	last_err[0] = 0;
+	for (size_t i = 0; i < n; i++) {
+		char err[CTL_ERR_LEN];
+		ProtobufCMessage *out;
+		if (call_ep(eps[i], path, req, rd, &out, err) != 0) {
+			fprintf(stderr, "Failed to get the %s of endpoint %s (%s)\n", what, eps[i],
+			        err);
+			snprintf(last_err, CTL_ERR_LEN, "%s", err);
+			continue;
+		}
+		(*eps_ok)[k] = eps[i];
+		(*outs)[k++] = out;
+	}
+	return k;
+}
+
 static int cmd_endpoint_status(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	char **eps;
-	size_t n;
-	ctl_endpoints(ep_cluster, &eps, &n);
-	Etcdserverpb__StatusResponse **rs = calloc(n + 1, sizeof(*rs));
-	const char **rep = calloc(n + 1, sizeof(*rep));
-	size_t k = 0;
-	bool failed = false;
-	for (size_t i = 0; i < n; i++) {
-		Etcdserverpb__StatusRequest req = ETCDSERVERPB__STATUS_REQUEST__INIT;
-		char err[CTL_ERR_LEN];
-		ProtobufCMessage *out;
-		if (call_ep(eps[i], "/etcdserverpb.Maintenance/Status", &req.base,
-		            &etcdserverpb__status_response__descriptor, &out, err) != 0) {
-			fprintf(stderr, "Failed to get the status of endpoint %s (%s)\n", eps[i],
-			        err);
-			failed = true;
-			continue;
-		}
-		rep[k] = eps[i];
-		rs[k++] = (Etcdserverpb__StatusResponse *)out;
-	}
+	Etcdserverpb__StatusRequest req = ETCDSERVERPB__STATUS_REQUEST__INIT;
+	Etcdserverpb__StatusResponse **rs;
+	const char **rep;
+	char last_err[CTL_ERR_LEN];
+	size_t k = call_each("/etcdserverpb.Maintenance/Status", &req.base,
+	                     &etcdserverpb__status_response__descriptor, "status",
+	                     (ProtobufCMessage ***)&rs, &rep, last_err);
+	bool failed = *last_err != 0;
 	static const char *const hdr[] = {"endpoint",  "ID",         "version",
 	                                  "db size",   "is leader",  "is learner",
 	                                  "raft term", "raft index", "raft applied index",
 	                                  "errors"};
-	char **cells = calloc(k * 10 + 1, sizeof(char *));
+	char **cells = ctl_alloc((k * 11 + 1) * (sizeof(char *)));
 	for (size_t i = 0; i < k; i++) {
 		const Etcdserverpb__StatusResponse *s = rs[i];
 		uint64_t mid = s->header ? s->header->member_id : 0;
 		char b[256];
-		char **row = cells + i * 10;
+		char **row = cells + i * 11;
 		row[0] = (char *)rep[i];
 		snprintf(b, sizeof(b), "%" PRIx64, mid);
-		row[1] = strdup(b);
+		row[1] = ctl_strdup(b);
 		row[2] = s->version;
 		ctl_humanize_bytes((uint64_t)s->dbsize, b, sizeof(b));
-		row[3] = strdup(b);
+		row[3] = ctl_strdup(b);
 		row[4] = s->leader == mid ? "true" : "false";
 		row[5] = s->islearner ? "true" : "false";
 		snprintf(b, sizeof(b), "%" PRIu64, s->raftterm);
-		row[6] = strdup(b);
+		row[6] = ctl_strdup(b);
 		snprintf(b, sizeof(b), "%" PRIu64, s->raftindex);
-		row[7] = strdup(b);
+		row[7] = ctl_strdup(b);
 		snprintf(b, sizeof(b), "%" PRIu64, s->raftappliedindex);
-		row[8] = strdup(b);
+		row[8] = ctl_strdup(b);
 		size_t o = 0;
 		b[0] = 0;
 		for (size_t j = 0; j < s->n_errors && o < sizeof(b); j++)
 			o += (size_t)snprintf(b + o, sizeof(b) - o, "%s%s", j ? ", " : "",
 			                      s->errors[j]);
-		row[9] = strdup(b);
+		row[9] = ctl_strdup(b);
+		/* fields: Go's %v of a []string */
+		o = 0;
+		b[0] = 0;
+		for (size_t j = 0; j < s->n_errors && o < sizeof(b); j++)
+			o += (size_t)snprintf(b + o, sizeof(b) - o, "%s%s", j ? " " : "",
+			                      s->errors[j]);
+		row[10] = ctl_strdup(b);
 	}
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < k; i++) {
-			for (size_t c = 0; c < 10; c++)
-				printf("%s%s", cells[i * 10 + c], c < 9 ? ", " : "\n");
-		}
+		print_rows(cells, 10, 11, k);
 		break;
 	case OUT_JSON:
-		putchar('[');
-		for (size_t i = 0; i < k; i++) {
-			printf("%s{\"Endpoint\":", i ? "," : "");
-			ctl_json_str(stdout, rep[i], strlen(rep[i]));
-			fputs(",\"Status\":", stdout);
-			ctl_json_msg(stdout, &rs[i]->base);
-			putchar('}');
-		}
-		puts("]");
+		json_ep_list("Status", rep, (ProtobufCMessage **)rs, k);
 		break;
 	case OUT_TABLE:
-		ctl_print_table(hdr, 10, cells, k);
+		ctl_print_table_stride(hdr, 10, 11, cells, k);
 		break;
 	case OUT_FIELDS:
 		for (size_t i = 0; i < k; i++) {
@@ -757,7 +787,7 @@ static int cmd_endpoint_status(int argc, char **argv)
 			       "\"%s\"\n\n",
 			       s->version, (long long)s->dbsize, s->leader,
 			       s->islearner ? "true" : "false", s->raftindex, s->raftterm,
-			       s->raftappliedindex, cells[i * 10 + 9], rep[i]);
+			       s->raftappliedindex, cells[i * 11 + 10], rep[i]);
 		}
 		break;
 	default:
@@ -772,61 +802,36 @@ static int cmd_endpoint_hashkv(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	char **eps;
-	size_t n;
-	ctl_endpoints(ep_cluster, &eps, &n);
-	Etcdserverpb__HashKVResponse **rs = calloc(n + 1, sizeof(*rs));
-	const char **rep = calloc(n + 1, sizeof(*rep));
-	size_t k = 0;
-	char last_err[CTL_ERR_LEN] = "";
-	for (size_t i = 0; i < n; i++) {
-		Etcdserverpb__HashKVRequest req = ETCDSERVERPB__HASH_KVREQUEST__INIT;
-		req.revision = hashkv_rev;
-		char err[CTL_ERR_LEN];
-		ProtobufCMessage *out;
-		if (call_ep(eps[i], "/etcdserverpb.Maintenance/HashKV", &req.base,
-		            &etcdserverpb__hash_kvresponse__descriptor, &out, err) != 0) {
-			fprintf(stderr, "Failed to get the hash of endpoint %s (%s)\n", eps[i],
-			        err);
-			snprintf(last_err, sizeof(last_err), "%s", err);
-			continue;
-		}
-		rep[k] = eps[i];
-		rs[k++] = (Etcdserverpb__HashKVResponse *)out;
-	}
+	Etcdserverpb__HashKVRequest req = ETCDSERVERPB__HASH_KVREQUEST__INIT;
+	req.revision = hashkv_rev;
+	Etcdserverpb__HashKVResponse **rs;
+	const char **rep;
+	char last_err[CTL_ERR_LEN];
+	size_t k = call_each("/etcdserverpb.Maintenance/HashKV", &req.base,
+	                     &etcdserverpb__hash_kvresponse__descriptor, "hash",
+	                     (ProtobufCMessage ***)&rs, &rep, last_err);
 	static const char *const hdr[] = {"endpoint", "hash"};
-	char **cells = calloc(k * 2 + 1, sizeof(char *));
+	char **cells = ctl_alloc((k * 2 + 1) * (sizeof(char *)));
 	for (size_t i = 0; i < k; i++) {
 		char b[32];
 		cells[i * 2] = (char *)rep[i];
 		snprintf(b, sizeof(b), "%u", rs[i]->hash);
-		cells[i * 2 + 1] = strdup(b);
+		cells[i * 2 + 1] = ctl_strdup(b);
 	}
 	switch (ctl_g.out) {
 	case OUT_SIMPLE:
-		for (size_t i = 0; i < k; i++)
-			printf("%s, %s\n", cells[i * 2], cells[i * 2 + 1]);
+		print_rows(cells, 2, 2, k);
 		break;
 	case OUT_JSON:
-		putchar('[');
-		for (size_t i = 0; i < k; i++) {
-			printf("%s{\"Endpoint\":", i ? "," : "");
-			ctl_json_str(stdout, rep[i], strlen(rep[i]));
-			fputs(",\"HashKV\":", stdout);
-			ctl_json_msg(stdout, &rs[i]->base);
-			putchar('}');
-		}
-		puts("]");
+		json_ep_list("HashKV", rep, (ProtobufCMessage **)rs, k);
 		break;
 	case OUT_TABLE:
 		ctl_print_table(hdr, 2, cells, k);
 		break;
 	case OUT_FIELDS:
 		for (size_t i = 0; i < k; i++) {
-			printf("\"Endpoint\" : \"%s\"\n", rep[i]);
 			ctl_fields_header(rs[i]->header);
-			printf("\"Hash\" : %u\n\"HashRevision\" : %lld\n\n", rs[i]->hash,
-			       (long long)rs[i]->compact_revision);
+			printf("\"Endpoint\" : \"%s\"\n\"Hash\" : %u\n\n", rep[i], rs[i]->hash);
 		}
 		break;
 	default:
@@ -854,13 +859,16 @@ static void print_alarms(const Etcdserverpb__AlarmResponse *r)
 			printf("memberID:%" PRIu64 " alarm:%s \n", r->alarms[i]->memberid,
 			       alarm_name(r->alarms[i]->alarm));
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(&r->base);
+		break;
 	case OUT_JSON:
 		json_line(&r->base);
 		break;
 	case OUT_FIELDS:
 		ctl_fields_header(r->header);
 		for (size_t i = 0; i < r->n_alarms; i++)
-			printf("\"MemberID\" : %" PRIu64 "\n\"AlarmType\" : \"%s\"\n",
+			printf("\"MemberID\" : %" PRIu64 "\n\"AlarmType\" : %s\n\n",
 			       r->alarms[i]->memberid, alarm_name(r->alarms[i]->alarm));
 		break;
 	default:
@@ -887,7 +895,6 @@ static int cmd_alarm_list(int argc, char **argv)
 	Etcdserverpb__AlarmResponse *r =
 	    alarm_call(ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET, 0, 0);
 	print_alarms(r);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -905,17 +912,14 @@ static int cmd_alarm_disarm(int argc, char **argv)
 		    alarm_call(ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE,
 		               list->alarms[i]->memberid, list->alarms[i]->alarm);
 		if (r != list)
-			protobuf_c_message_free_unpacked(&r->base, NULL);
-		r = d;
+			r = d;
 	}
 	if (list->n_alarms == 0) {
 		/* etcdctl prints the empty list response */
 		print_alarms(list);
 	} else {
 		print_alarms(r);
-		protobuf_c_message_free_unpacked(&r->base, NULL);
 	}
-	protobuf_c_message_free_unpacked(&list->base, NULL);
 	return 0;
 }
 
@@ -952,7 +956,6 @@ static int cmd_defrag(int argc, char **argv)
 			failed = true;
 			continue;
 		}
-		protobuf_c_message_free_unpacked(out, NULL);
 		printf("Finished defragmenting etcd member[%s]\n", eps[i]);
 	}
 	return failed ? EXIT_ERROR : 0;
@@ -1066,7 +1069,6 @@ static int cmd_move_leader(int argc, char **argv)
 			leader_ep = ctl_g.endpoints[i];
 			leader_id = s->leader;
 		}
-		protobuf_c_message_free_unpacked(out, NULL);
 	}
 	if (!leader_ep) {
 		fputs("Error: no leader endpoint given at [", stderr);
@@ -1086,13 +1088,15 @@ static int cmd_move_leader(int argc, char **argv)
 	case OUT_SIMPLE:
 		printf("Leadership transferred from %" PRIx64 " to %llx\n", leader_id, target);
 		break;
+	case OUT_PROTOBUF:
+		ctl_print_pb(out);
+		break;
 	case OUT_JSON:
 		json_line(out);
 		break;
 	default:
 		ctl_unsupported_output();
 	}
-	protobuf_c_message_free_unpacked(out, NULL);
 	return 0;
 }
 

@@ -58,6 +58,15 @@ static void print_escaped(const uint8_t *p, size_t len)
 	}
 }
 
+/* Lease ids as etcdctl prints them (%016x); 0 for none. */
+static void print_lease(int64_t id)
+{
+	if (id)
+		printf("%016llx", (unsigned long long)id);
+	else
+		putchar('0');
+}
+
 static void print_members(struct store_rtxn *r)
 {
 	const void *data;
@@ -176,16 +185,16 @@ static int cmd_inspect_keys(int argc, char **argv)
 	for (size_t i = 0; i < resp.n_kvs; i++) {
 		const struct store_kv *kv = &resp.kvs[i];
 		print_escaped(kv->key, kv->key_len);
-		printf(" create=%lld mod=%lld version=%lld lease=%llx\n",
-		       (long long)kv->create_revision, (long long)kv->mod_revision,
-		       (long long)kv->version, (unsigned long long)kv->lease);
+		printf(" create=%lld mod=%lld version=%lld lease=", (long long)kv->create_revision,
+		       (long long)kv->mod_revision, (long long)kv->version);
+		print_lease(kv->lease);
+		putchar('\n');
 	}
 	printf("%lld keys at revision %lld%s\n", (long long)resp.count, (long long)resp.revision,
 	       resp.more ? " (more not shown)" : "");
 	store_range_resp_free(&resp);
 	store_rtxn_end(r);
 	store_close(s);
-	free(end);
 	return 0;
 }
 
@@ -215,11 +224,11 @@ static int cmd_inspect_history(int argc, char **argv)
 				printf("rev=%lld.%lld DELETE\n", (long long)e->kv.mod_revision,
 				       (long long)e->sub_revision);
 			} else {
-				printf(
-				    "rev=%lld.%lld PUT create=%lld version=%lld lease=%llx value=",
-				    (long long)e->kv.mod_revision, (long long)e->sub_revision,
-				    (long long)e->kv.create_revision, (long long)e->kv.version,
-				    (unsigned long long)e->kv.lease);
+				printf("rev=%lld.%lld PUT create=%lld version=%lld lease=",
+				       (long long)e->kv.mod_revision, (long long)e->sub_revision,
+				       (long long)e->kv.create_revision, (long long)e->kv.version);
+				print_lease(e->kv.lease);
+				printf(" value=");
 				print_escaped(e->kv.value, e->kv.value_len);
 				putchar('\n');
 			}
@@ -253,7 +262,7 @@ static void describe_request(const uint8_t *data, size_t len)
 		print_escaped(q->put->key.data, q->put->key.len);
 		printf(" value_len=%zu", q->put->value.len);
 		if (q->put->lease)
-			printf(" lease=%llx", (unsigned long long)q->put->lease);
+			printf(" lease=%016llx", (unsigned long long)q->put->lease);
 	}
 	if (q->delete_range) {
 		printf(" delete key=");
@@ -270,10 +279,10 @@ static void describe_request(const uint8_t *data, size_t len)
 	if (q->compaction)
 		printf(" compaction rev=%lld", (long long)q->compaction->revision);
 	if (q->lease_grant)
-		printf(" lease-grant id=%llx ttl=%lld", (unsigned long long)q->lease_grant->id,
+		printf(" lease-grant id=%016llx ttl=%lld", (unsigned long long)q->lease_grant->id,
 		       (long long)q->lease_grant->ttl);
 	if (q->lease_revoke)
-		printf(" lease-revoke id=%llx", (unsigned long long)q->lease_revoke->id);
+		printf(" lease-revoke id=%016llx", (unsigned long long)q->lease_revoke->id);
 	if (q->alarm)
 		printf(" alarm action=%d type=%d", q->alarm->action, q->alarm->alarm);
 	if (q->lease_extend_ms)

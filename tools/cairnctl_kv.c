@@ -94,20 +94,7 @@ static void get_op(int argc, char **argv, Etcdserverpb__RangeRequest *r)
 	if (r->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&
 	    r->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE)
 		r->sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
-	if (get_o.prefix) {
-		if (r->key.len == 0) {
-			r->key = BIN("\0", 1);
-			r->range_end = BIN("\0", 1);
-		} else {
-			ctl_prefix_end(r->key.data, r->key.len, &r->range_end.data,
-			               &r->range_end.len);
-		}
-	}
-	if (get_o.from_key) {
-		if (r->key.len == 0)
-			r->key = BIN("\0", 1);
-		r->range_end = BIN("\0", 1);
-	}
+	ctl_key_range(&r->key, &r->range_end, get_o.prefix, get_o.from_key);
 	r->keys_only = get_o.keys_only;
 	r->count_only = get_o.count_only;
 }
@@ -122,7 +109,6 @@ static int cmd_get(int argc, char **argv)
 	if (get_o.value_only && ctl_g.out != OUT_SIMPLE)
 		ctl_bad_args("print-value-only is only for `--write-out=simple`");
 	ctl_print_range(r, get_o.value_only);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -153,12 +139,12 @@ static void reset_put(void)
 static char *read_stdin(size_t *len)
 {
 	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
+	char *buf = ctl_alloc(cap);
 	ssize_t k;
 	while ((k = read(0, buf + n, cap - n)) > 0) {
 		n += (size_t)k;
 		if (n == cap)
-			buf = realloc(buf, cap *= 2);
+			buf = ctl_realloc(buf, cap *= 2);
 	}
 	*len = n;
 	return buf;
@@ -201,7 +187,6 @@ static int cmd_put(int argc, char **argv)
 	Etcdserverpb__PutResponse *r = (Etcdserverpb__PutResponse *)ctl_must_call(
 	    "/etcdserverpb.KV/Put", &req.base, &etcdserverpb__put_response__descriptor, EXIT_ERROR);
 	ctl_print_put(r);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -235,20 +220,7 @@ static void del_op(int argc, char **argv, Etcdserverpb__DeleteRangeRequest *r)
 			    "`--from-key` is set");
 		r->range_end = BIN(argv[1], strlen(argv[1]));
 	}
-	if (del_o.prefix) {
-		if (r->key.len == 0) {
-			r->key = BIN("\0", 1);
-			r->range_end = BIN("\0", 1);
-		} else {
-			ctl_prefix_end(r->key.data, r->key.len, &r->range_end.data,
-			               &r->range_end.len);
-		}
-	}
-	if (del_o.from_key) {
-		if (r->key.len == 0)
-			r->key = BIN("\0", 1);
-		r->range_end = BIN("\0", 1);
-	}
+	ctl_key_range(&r->key, &r->range_end, del_o.prefix, del_o.from_key);
 	r->prev_kv = del_o.prev_kv;
 }
 
@@ -260,7 +232,6 @@ static int cmd_del(int argc, char **argv)
 	    "/etcdserverpb.KV/DeleteRange", &req.base,
 	    &etcdserverpb__delete_range_response__descriptor, EXIT_ERROR);
 	ctl_print_del(r);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -283,7 +254,7 @@ int ctl_parse_request_op(int argc, char **argv, Etcdserverpb__RequestOp *op)
 	if (!strcmp(argv[0], "get")) {
 		reset_get();
 		ctl_parse_flags(get_flags, argc - 1, argv + 1, &pos, &npos);
-		Etcdserverpb__RangeRequest *r = malloc(sizeof(*r));
+		Etcdserverpb__RangeRequest *r = ctl_alloc(sizeof(*r));
 		etcdserverpb__range_request__init(r);
 		get_op(npos, pos, r);
 		op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
@@ -291,7 +262,7 @@ int ctl_parse_request_op(int argc, char **argv, Etcdserverpb__RequestOp *op)
 	} else if (!strcmp(argv[0], "put")) {
 		reset_put();
 		ctl_parse_flags(put_flags, argc - 1, argv + 1, &pos, &npos);
-		Etcdserverpb__PutRequest *r = malloc(sizeof(*r));
+		Etcdserverpb__PutRequest *r = ctl_alloc(sizeof(*r));
 		etcdserverpb__put_request__init(r);
 		put_op(npos, pos, r, false);
 		op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
@@ -299,7 +270,7 @@ int ctl_parse_request_op(int argc, char **argv, Etcdserverpb__RequestOp *op)
 	} else if (!strcmp(argv[0], "del")) {
 		memset(&del_o, 0, sizeof(del_o));
 		ctl_parse_flags(del_flags, argc - 1, argv + 1, &pos, &npos);
-		Etcdserverpb__DeleteRangeRequest *r = malloc(sizeof(*r));
+		Etcdserverpb__DeleteRangeRequest *r = ctl_alloc(sizeof(*r));
 		etcdserverpb__delete_range_request__init(r);
 		del_op(npos, pos, r);
 		op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
@@ -325,8 +296,9 @@ static char *read_line(FILE *in)
 	char *e = s + strlen(s);
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
 		*--e = 0;
-	memmove(line, s, strlen(s) + 1);
-	return line;
+	char *out = ctl_strdup(s);
+	free(line);
+	return out;
 }
 
 static int parse_compare(const char *line, Etcdserverpb__Compare *c)
@@ -352,7 +324,7 @@ static int parse_compare(const char *line, Etcdserverpb__Compare *c)
 	}
 	if (*q != '"' || q[1] != ')')
 		return -1;
-	char *qline = strndup(p, (size_t)(q - p + 1));
+	char *qline = ctl_strndup(p, (size_t)(q - p + 1));
 	char **kv;
 	int nkv;
 	if (ctl_argify(qline, &kv, &nkv) != 0 || nkv != 1)
@@ -416,7 +388,7 @@ static Etcdserverpb__RequestOp **read_ops(FILE *in, size_t *n)
 		int ac;
 		if (ctl_argify(line, &av, &ac) != 0)
 			ctl_die(EXIT_INVALID_INPUT, "invalid txn request: %s", line);
-		Etcdserverpb__RequestOp *op = malloc(sizeof(*op));
+		Etcdserverpb__RequestOp *op = ctl_alloc(sizeof(*op));
 		etcdserverpb__request_op__init(op);
 		if (ctl_parse_request_op(ac, av, op) != 0) {
 			if (ac < 2)
@@ -424,7 +396,7 @@ static Etcdserverpb__RequestOp **read_ops(FILE *in, size_t *n)
 				        line);
 			ctl_die(EXIT_INVALID_INPUT, "invalid txn request: %s", line);
 		}
-		ops = realloc(ops, (*n + 1) * sizeof(*ops));
+		ops = ctl_realloc(ops, (*n + 1) * sizeof(*ops));
 		ops[(*n)++] = op;
 	}
 	return ops;
@@ -443,14 +415,14 @@ static int cmd_txn(int argc, char **argv)
 		char *line = read_line(in);
 		if (!*line)
 			break;
-		Etcdserverpb__Compare *c = malloc(sizeof(*c));
+		Etcdserverpb__Compare *c = ctl_alloc(sizeof(*c));
 		etcdserverpb__compare__init(c);
 		int rc = parse_compare(line, c);
 		if (rc == -1)
 			ctl_die(EXIT_INVALID_INPUT, "malformed comparison: %s", line);
 		if (rc != 0)
 			ctl_die(EXIT_INVALID_INPUT, "invalid txn compare request: %s", line);
-		req.compare = realloc(req.compare, (req.n_compare + 1) * sizeof(*req.compare));
+		req.compare = ctl_realloc(req.compare, (req.n_compare + 1) * sizeof(*req.compare));
 		req.compare[req.n_compare++] = c;
 	}
 	if (txn_interactive)
@@ -462,7 +434,6 @@ static int cmd_txn(int argc, char **argv)
 	Etcdserverpb__TxnResponse *r = (Etcdserverpb__TxnResponse *)ctl_must_call(
 	    "/etcdserverpb.KV/Txn", &req.base, &etcdserverpb__txn_response__descriptor, EXIT_ERROR);
 	ctl_print_txn(r);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
 
@@ -487,10 +458,8 @@ static int cmd_compaction(int argc, char **argv)
 	Etcdserverpb__CompactionRequest req = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
 	req.revision = rev;
 	req.physical = compact_physical;
-	ProtobufCMessage *r =
-	    ctl_must_call("/etcdserverpb.KV/Compact", &req.base,
-	                  &etcdserverpb__compaction_response__descriptor, EXIT_ERROR);
-	protobuf_c_message_free_unpacked(r, NULL);
+	ctl_must_call("/etcdserverpb.KV/Compact", &req.base,
+	              &etcdserverpb__compaction_response__descriptor, EXIT_ERROR);
 	printf("compacted revision %lld\n", rev);
 	return 0;
 }
@@ -614,7 +583,7 @@ static void watch_close(struct rpc_client_stream *s, int grpc_status, const char
 {
 	struct watch_state *st = rpc_client_stream_data(s);
 	st->status = grpc_status;
-	st->message = strdup(message ? message : "");
+	st->message = ctl_strdup(message ? message : "");
 	st->done = true;
 }
 
@@ -650,15 +619,7 @@ static int cmd_watch(int argc, char **argv)
 	cr.key = BIN(key, strlen(key));
 	if (end)
 		cr.range_end = BIN(end, strlen(end));
-	if (watch_o.prefix) {
-		if (cr.key.len == 0) {
-			cr.key = BIN("\0", 1);
-			cr.range_end = BIN("\0", 1);
-		} else {
-			ctl_prefix_end(cr.key.data, cr.key.len, &cr.range_end.data,
-			               &cr.range_end.len);
-		}
-	}
+	ctl_key_range(&cr.key, &cr.range_end, watch_o.prefix, false);
 	cr.start_revision = watch_o.rev;
 	cr.prev_kv = watch_o.prev_kv;
 	cr.progress_notify = watch_o.progress_notify;
@@ -681,7 +642,6 @@ static int cmd_watch(int argc, char **argv)
 		if (st.message && st.status == RPC_UNAVAILABLE &&
 		    strncmp(st.message, "etcdserver: ", 12) != 0 &&
 		    ctl_now_ms() - start < c->dial_timeout_ms) {
-			free(st.message);
 			uv_sleep(100);
 			continue;
 		}
@@ -693,17 +653,11 @@ static int cmd_watch(int argc, char **argv)
 		fflush(stdout);
 		fprintf(stderr, "watch was canceled (%s)\n", err);
 	}
-	free(st.message);
 	ctl_die(EXIT_INTERRUPTED, "watch is canceled by the server");
 }
 
-static int run_get(int argc, char **argv)
-{
-	return cmd_get(argc, argv);
-}
-
 const struct ctl_cmd ctl_kv_cmds[] = {
-    {"get", run_get, "get [options] <key> [range_end]", "Gets the key or a range of keys",
+    {"get", cmd_get, "get [options] <key> [range_end]", "Gets the key or a range of keys",
      get_flags},
     {"put", cmd_put, "put [options] <key> <value> (<value> can also be given from stdin)",
      "Puts the given key into the store", put_flags},

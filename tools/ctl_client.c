@@ -131,6 +131,7 @@ int ctl_call(struct ctl_conn *c, const char *path, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *rd, ProtobufCMessage **out, char *err)
 {
 	uint64_t start = ctl_now_ms();
+	unsigned backoff_ms = 50; /* doubles up to 500: few "connect" log lines */
 	*out = NULL;
 	for (;;) {
 		struct pending p = {0};
@@ -143,12 +144,13 @@ int ctl_call(struct ctl_conn *c, const char *path, const ProtobufCMessage *req,
 		if (connect_failed(&p) && ctl_now_ms() - start < c->dial_timeout_ms) {
 			free(p.message);
 			free(p.resp);
-			uv_sleep(100);
+			uv_sleep(backoff_ms);
+			backoff_ms = backoff_ms * 2 > 500 ? 500 : backoff_ms * 2;
 			continue;
 		}
 		int rc = p.status;
 		if (rc == RPC_OK) {
-			*out = protobuf_c_message_unpack(rd, NULL, p.len, p.resp);
+			*out = protobuf_c_message_unpack(rd, c->alloc, p.len, p.resp);
 			if (!*out) {
 				snprintf(
 				    err, CTL_ERR_LEN,

@@ -30,6 +30,9 @@ struct ctl_conn {
 	char endpoint[256]; /* as the user gave it (printed by endpoint commands) */
 	uint64_t dial_timeout_ms;
 	uint64_t command_timeout_ms;
+	/* Unpacks responses (NULL: malloc; then free them with
+	 * protobuf_c_message_free_unpacked(msg, NULL)). */
+	ProtobufCAllocator *alloc;
 };
 
 /* Error text of the last failed call, etcdctl's words. */
@@ -41,7 +44,7 @@ int ctl_conn_open(struct ctl_conn *c, const char *endpoint, uint64_t dial_timeou
 void ctl_conn_close(struct ctl_conn *c);
 
 /* Unary call: packs req, waits, unpacks the response with `rd` into *out
- * (free with protobuf_c_message_free_unpacked(*out, NULL)). Returns 0, or
+ * (allocated with c->alloc). Returns 0, or
  * the gRPC status (> 0) with err filled. A connection failure is retried
  * until the dial timeout has passed (the server may still be starting,
  * as gRPC's blocking dial waits). */

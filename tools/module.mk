@@ -5,7 +5,7 @@
 #   BENCH_QUICK=1         a shorter run
 
 CTL_SRCS := tools/cairnctl.c tools/cairnctl_kv.c tools/cairnctl_cluster.c \
-	tools/cairnctl_inspect.c tools/ctl_client.c tools/ctl_json.c
+	tools/cairnctl_inspect.c tools/cairnctl_snapshot.c tools/cairnctl_check.c tools/ctl_client.c tools/ctl_json.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 $(CTL_OBJS): $(BUILD)/proto/internal.pb-c.h
 
@@ -13,6 +13,8 @@ $(BUILD)/cairnctl: $(CTL_OBJS) $(BUILD)/proto/internal.pb-c.o $(BUILD)/librpc.a 
 	$(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 BINS += $(BUILD)/cairnctl
+# `cairnctl check perf` runs cairn-bench from the same directory.
+$(BUILD)/cairnctl: | $(BUILD)/cairn-bench
 
 $(BUILD)/cairn-bench: $(BUILD)/tools/cairn_bench.o $(BUILD)/librpc.a $(BUILD)/libetcdpb.a \
 	$(BUILD)/libcommon.a

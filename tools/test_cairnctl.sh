@@ -50,13 +50,14 @@ check "txn json" "True" "$(printf 'version("k2") = "1"\n\nget k2\n\n\n' | c txn 
 check "txn json oneof" "djI=" "$(printf '\nget k2\n\n\n' | c txn -w json | json 'd["responses"][0]["Response"]["ResponseRange"]["kvs"][0]["value"]')"
 
 # watch: live events, then from a past revision, then a compacted one
-c watch w --prefix --prev-kv >"$tmp/watch.out" 2>&1 &
+# (from the next revision, so events are not missed however slow the start)
+wrev=$(c get w -w json | json 'd["header"]["revision"] + 1')
+c watch w --prefix --prev-kv --rev="$wrev" >"$tmp/watch.out" 2>&1 &
 wpid=$!
-sleep 0.5
 c put w1 a >/dev/null
 c put w1 b >/dev/null
 c del w1 >/dev/null
-sleep 0.5
+for _ in $(seq 50); do [ "$(wc -l <"$tmp/watch.out")" -ge 13 ] && break; sleep 0.1; done
 kill $wpid 2>/dev/null
 wait $wpid 2>/dev/null
 check "watch --prefix --prev-kv" $'PUT\nw1\na\nPUT\nw1\na\nw1\nb\nDELETE\nw1\nb\nw1\n\nEND' "$(cat "$tmp/watch.out"; echo END)"
@@ -78,7 +79,7 @@ check "lease revoke" "lease $lid revoked" "$(c lease revoke "$lid" 2>&1)"
 check "lease key gone" "" "$(c get lk 2>&1)"
 check "lease timetolive expired" "lease $lid already expired" "$(c lease timetolive "$lid" 2>&1)"
 check "lease revoke missing" "Error: failed to revoke lease (etcdserver: requested lease not found)" "$(c lease revoke "$lid" 2>&1)"
-check "lease keep-alive missing" "Error: etcdserver: requested lease not found" "$(c lease keep-alive --once "$lid" 2>&1)"
+check "lease keep-alive missing" "Error: etcdserver: requested lease not found" "$(c lease keep-alive --once 1234 2>&1)"
 check "lease bad id" "128" "$(rc c lease revoke zz)"
 
 # cluster and maintenance
@@ -102,6 +103,38 @@ check "watch compacted exit" "5" "$(rc timeout 5 "$CTL" --endpoints="$ep" watch 
 check "defrag" "Finished defragmenting etcd member[$ep]" "$(c defrag 2>&1)"
 check "snapshot save" "Snapshot saved at $tmp/snap.db" "$(c snapshot save "$tmp/snap.db" 2>&1)"
 check "snapshot file" "1" "$([ -s "$tmp/snap.db" ] && echo 1)"
+srev=$(c get foo -w json | json 'd["header"]["revision"]')
+skeys=$(c get "" --prefix --count-only -w json | json 'd["count"]')
+check "snapshot status" "$srev, $skeys" "$("$CTL" snapshot status "$tmp/snap.db" | cut -d, -f2,3 | sed 's/^ //')"
+check "snapshot status json" "$srev" "$("$CTL" snapshot status "$tmp/snap.db" -w json | json 'd["revision"]')"
+check "snapshot restore" "1" "$("$CTL" snapshot restore "$tmp/snap.db" --data-dir "$tmp/restored" 2>/dev/null | grep -c '^restored snapshot')"
+check "restored data" "$skeys keys at revision $srev" "$("$CTL" inspect keys --data-dir "$tmp/restored" | tail -1)"
+check "restore refuses existing dir" "1" "$(rc "$CTL" snapshot restore "$tmp/snap.db" --data-dir "$tmp/restored")"
+# A member started on the restored directory serves the data and applies new
+# writes (its raft log starts after the snapshot's applied index).
+rport=$(free_port)
+rpeer=$(free_port)
+"$BUILD/cairnd" --data-dir "$tmp/restored" --listen-client-urls "http://127.0.0.1:$rport" \
+	--advertise-client-urls "http://127.0.0.1:$rport" --listen-peer-urls "http://127.0.0.1:$rpeer" \
+	--initial-advertise-peer-urls "http://127.0.0.1:$rpeer" \
+	--initial-cluster "default=http://127.0.0.1:$rpeer" >"$tmp/restored.log" 2>&1 &
+rpid=$!
+for _ in $(seq 100); do "$CTL" --endpoints="127.0.0.1:$rport" put restored-key yes >/dev/null 2>&1 && break; sleep 0.1; done
+check "restored member takes writes" "yes" "$("$CTL" --endpoints="127.0.0.1:$rport" get restored-key --print-value-only 2>&1)"
+check "restored member keeps data" "$((skeys + 1))" "$("$CTL" --endpoints="127.0.0.1:$rport" get "" --prefix --count-only -w json | json 'd["count"]')"
+kill $rpid
+wait $rpid 2>/dev/null
+
+# check perf (short): its verdict depends on the machine, its shape and
+# clean-up do not
+perf=$(c check perf --duration 2 2>&1)
+check "check perf lines" "1" "$(grep -cE '^(PASS|FAIL): Throughput' <<<"$perf")"
+check "check perf verdict" "1" "$(tail -1 <<<"$perf" | grep -cxE 'PASS|FAIL')"
+check "check perf cleans up" "0" "$(c get /etcdctl-check-perf/ --prefix --count-only -w json | json 'd.get("count", 0)')"
+c put /etcdctl-check-perf/x y >/dev/null
+check "check perf busy prefix" "3" "$(rc c check perf --duration 1)"
+c del /etcdctl-check-perf/x >/dev/null
+check "check perf bad load" "4" "$(rc c check perf --load huge)"
 
 # globals: environment, timeouts, unreachable endpoint, help
 check "CAIRNCTL_ENDPOINTS" $'foo\nbar3' "$(CAIRNCTL_ENDPOINTS=$ep "$CTL" get foo 2>&1)"
@@ -117,4 +150,9 @@ for cmd in get put del txn watch compaction "lease grant" "lease keep-alive" "me
 	# shellcheck disable=SC2086
 	check "help $cmd" "0" "$(rc "$CTL" $cmd --help)"
 done
+# bash completion (tools/cairnctl.bash) reads commands and flags from --help
+comp() { bash -c 'source tools/cairnctl.bash; PATH=$PWD/'"$BUILD"':$PATH; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _cairnctl; echo "${COMPREPLY[*]}"' _ "$@"; }
+check "completion commands" "lease" "$(comp cairnctl le)"
+check "completion subcommands" "grant revoke timetolive list keep-alive" "$(comp cairnctl lease '')"
+check "completion flags" "--prefix --print-value-only" "$(comp cairnctl get --pr)"
 finish

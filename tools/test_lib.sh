@@ -21,7 +21,7 @@ start_server() {
 	peer=$(free_port)
 	ep=127.0.0.1:$port
 	datadir=$tmp/$kind-$port
-	bin=$BUILD/cairnd
+	bin=${SERVER_BIN:-$BUILD/cairnd}
 	[ "$kind" = etcd ] && bin=/usr/bin/etcd
 	ETCD_UNSUPPORTED_ARCH=amd64 "$bin" --name "$name" --data-dir "$datadir" \
 		--listen-client-urls "http://$ep" --advertise-client-urls "http://$ep" \

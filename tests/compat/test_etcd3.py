@@ -77,6 +77,24 @@ def main():
         members = list(c.members)
         check("members", len(members) == 1 and members[0].name != "", members)
 
+        if srv.kind == "cairn":
+            import urllib.request
+            base = "http://" + srv.endpoint
+            body = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+            for name in ("etcd_server_has_leader 1", "etcd_server_leader_changes_seen_total",
+                         "etcd_server_proposals_committed_total", "etcd_server_proposals_applied_total",
+                         "etcd_server_proposals_pending", "etcd_server_proposals_failed_total",
+                         "etcd_mvcc_db_total_size_in_bytes", "etcd_debugging_mvcc_keys_total",
+                         "etcd_disk_wal_fsync_duration_seconds_bucket",
+                         "etcd_disk_backend_commit_duration_seconds_count",
+                         'grpc_server_started_total{grpc_method="Put"',
+                         'grpc_server_handled_total{grpc_code="OK",grpc_method="Range"'):
+                check("metrics has " + name, name in body, name)
+            health = urllib.request.urlopen(base + "/health", timeout=5).read().decode()
+            check("health", health == '{"health":"true","reason":""}', health)
+            ver = urllib.request.urlopen(base + "/version", timeout=5).read().decode()
+            check("version", '"etcdserver":"3.5.' in ver, ver)
+
         rev = c.put("/c", "1").header.revision
         c.put("/c", "2")
         c.compact(rev + 1)
