@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "compat"))
 import etcdpb  # noqa: E402
-from checker import NOVALUE, Event, Op  # noqa: E402
+from checker import NOVALUE, Event  # noqa: E402
 
 pb = etcdpb.rpc_pb2
 kvpb = etcdpb.kv_pb2
