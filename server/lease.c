@@ -29,7 +29,24 @@ struct lease_ctx {
 struct ka_wait {
 	struct rpc_stream *stream;
 	int64_t lease_id;
+	bool close_after; /* the client half-closed: end the stream once answered */
 };
+
+/* How many forwarded keep-alives still wait for an answer on stream s;
+ * with mark, flags them to close the stream after the last answer. */
+static size_t ka_waiting(struct srv_member *m, struct rpc_stream *s, bool mark)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->ka_pending.cap; i++) {
+		struct ka_wait *kw = m->ka_pending.vals[i];
+		if (m->ka_pending.keys[i] && kw->stream == s) {
+			n++;
+			if (mark)
+				kw->close_after = true;
+		}
+	}
+	return n;
+}
 
 static void send_keepalive(struct srv_member *m, struct rpc_stream *s, int64_t id, int64_t ttl);
 
@@ -401,6 +418,8 @@ void srv_lease_keepalive_answer(struct srv_member *m, uint64_t ctx, int64_t ttl)
 	if (!kw)
 		return; /* its stream went away meanwhile */
 	send_keepalive(m, kw->stream, kw->lease_id, ttl);
+	if (kw->close_after && ka_waiting(m, kw->stream, false) == 0)
+		rpc_stream_close(kw->stream, RPC_OK, NULL);
 	free(kw);
 }
 
@@ -417,6 +436,11 @@ static void send_keepalive(struct srv_member *m, struct rpc_stream *s, int64_t i
 
 static void ka_half_close(struct rpc_stream *s)
 {
+	/* etcd answers every keep-alive it read before it ends the stream:
+	 * wait for the ones forwarded to the leader. */
+	struct lease_ctx *lc = rpc_stream_data(s);
+	if (lc && ka_waiting(lc->m, s, true))
+		return;
 	rpc_stream_close(s, RPC_OK, NULL);
 }
 

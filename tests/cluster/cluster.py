@@ -148,6 +148,7 @@ class Member:
         self.maint = Stub(self.channel, "Maintenance")
         self.cluster = Stub(self.channel, "Cluster")
         self.watch = Stub(self.channel, "Watch")
+        self.lease = Stub(self.channel, "Lease")
 
     def wait_serving(self, timeout=15.0):
         """Until Status answers (the member listens and serves). The channel
@@ -396,7 +397,7 @@ class Writer(threading.Thread):
         self.indeterminate = 0
         self.errors = {}
         self.halt = threading.Event()
-        self.last_ack = 0.0
+        self.last = None  # the last acknowledged (key, value)
 
     def run(self):
         i = 0
@@ -412,13 +413,58 @@ class Writer(threading.Thread):
                 self.errors[code] = self.errors.get(code, 0) + 1
             else:
                 self.acked[key] = value
-                self.last_ack = time.time()
+                self.last = (key, value)
             if self.pause:
                 time.sleep(self.pause)
 
     def stop(self):
         self.halt.set()
         self.join()
+
+
+class Reader(threading.Thread):
+    """Linearizable reads, round-robin through `members`, of the last write
+    that `writer` had acknowledged when the read began: a read that
+    succeeds must return it (keys are written once), else it is stale."""
+
+    def __init__(self, members, writer, timeout=1.0):
+        super().__init__(daemon=True)
+        self.members = list(members)
+        self.writer = writer
+        self.timeout = timeout
+        self.reads = 0
+        self.failed = 0
+        self.stale = []
+        self.halt = threading.Event()
+
+    def run(self):
+        i = 0
+        while not self.halt.is_set():
+            last = self.writer.last
+            if last is None:
+                time.sleep(0.01)
+                continue
+            m = self.members[i % len(self.members)]
+            i += 1
+            try:
+                r = m.get(last[0], timeout=self.timeout)
+            except grpc.RpcError:
+                self.failed += 1
+                continue
+            self.reads += 1
+            got = r.kvs[0].value.decode() if r.kvs else None
+            if got != last[1]:
+                self.stale.append((m.name, last[0], last[1], got))
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
+def check_reader(checks, name, reader):
+    print("info %s: %d linearizable reads, %d failed" % (name, reader.reads, reader.failed))
+    checks.check("%s: no linearizable read missed a write acknowledged before it began" % name,
+                 not reader.stale, "%d stale, e.g. %s" % (len(reader.stale), reader.stale[:3]))
 
 
 def check_acked(checks, name, members, writer):

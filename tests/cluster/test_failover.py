@@ -8,7 +8,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster, Writer, check_acked, check_converged, run_test, wait_for  # noqa
+from cluster import (Cluster, Reader, Writer, check_acked, check_converged,  # noqa: E402
+                     check_reader, run_test, wait_for)
 
 ELECTION_LIMIT = 3.0
 
@@ -18,7 +19,9 @@ def kill_and_restart(checks, c, victim, name, leader):
     back and converged."""
     survivors = [m for m in c.members if m is not victim]
     w = Writer(c.members, "/%s/" % name)
+    rd = Reader(c.members, w)
     w.start()
+    rd.start()
     try:
         time.sleep(1.0)
         before = len(w.acked)
@@ -41,7 +44,9 @@ def kill_and_restart(checks, c, victim, name, leader):
         checks.check("%s: %s still leads" % (name, nl.name),
                       c.leader(survivors) is nl, "leader changed")
     finally:
+        rd.stop()
         w.stop()
+    check_reader(checks, name, rd)
     check_acked(checks, name, survivors, w)
 
     t0 = time.time()

@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grpc  # noqa: E402
 
-from cluster import (Cluster, Netns, Writer, check_acked, check_converged,  # noqa: E402
-                     error_text, is_etcd_unavailable, run_test, wait_for)
+from cluster import (Cluster, Netns, Reader, Writer, check_acked,  # noqa: E402
+                     check_converged, check_reader, error_text, is_etcd_unavailable, run_test,
+                     wait_for)
 
 MINORITY_TIMEOUT = 15.0  # above the member's request timeout (5 s + 2 election timeouts)
 
@@ -37,7 +38,9 @@ def isolate(checks, c, net, victim, what):
     idx = c.members.index(victim)
     majority = [m for m in c.members if m is not victim]
     w = Writer(majority, "/part/%s/" % what, timeout=2.0)
+    rd = Reader(c.members, w)  # the isolated member too: it must not read stale
     w.start()
+    rd.start()
     try:
         time.sleep(0.5)
         t0 = time.time()
@@ -74,11 +77,13 @@ def isolate(checks, c, net, victim, what):
             checks.check("%s: isolated %s refuses a linearizable read with etcd's error (%s)"
                          % (what, victim.name, detail), ok, detail)
     finally:
+        rd.stop()
         w.stop()
         t1 = time.time()
         for j in range(len(c.members)):
             if j != idx:
                 net.heal(idx, j)
+    check_reader(checks, what, rd)
     check_acked(checks, what + " (majority)", majority, w)
     secs = check_converged(checks, what + " healed", c, timeout=30.0)
     if secs is not None:
