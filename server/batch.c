@@ -133,7 +133,12 @@ static int run_batch(struct srv_member *m, struct srv_batch *b)
 		goto fail;
 	if (b->has_log_compact && (rv = raft_lmdb_compact(m->rl, txn, &b->log_compact)))
 		goto fail;
-	if (b->compact_step) {
+	/* A compaction entry applied in this batch (here or on a follower, or
+	 * one left unfinished before a restart) starts its sweep now: the
+	 * loop's compact_step alone is set when the Compact call is proposed,
+	 * before the entry is applied, so the sweep would find nothing to do
+	 * and stop. Without a pending compaction this is one meta lookup. */
+	if (b->compact_step || b->n_apply) {
 		bool done = true;
 		if ((rv = store_compact_step(w, 10000, &done)))
 			goto fail;

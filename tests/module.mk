@@ -14,3 +14,4 @@ TEST_SCRIPTS += tests/compat/differential.py
 TEST_SCRIPTS += tests/cluster/test_three.py tests/cluster/test_failover.py \
 	tests/cluster/test_snapshot.py tests/cluster/test_membership.py \
 	tests/cluster/test_partition.py tests/cluster/test_lease.py
+include tests/faults/module.mk

@@ -22,6 +22,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "compat"))
+# Members are started with a preexec_fn, so by fork(): with gRPC's fork
+# support on, its pre-fork handler waits for the thread pool to idle and
+# hangs for good while other threads have calls in flight ("Waiting for
+# thread pool to idle before forking"). No child of ours uses gRPC.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 import grpc  # noqa: E402
 
 from etcdpb import Stub, rpc_pb2  # noqa: E402
