@@ -53,60 +53,51 @@ static void members_pb(struct srv_member *m, Etcdserverpb__Member *mb, Etcdserve
 	}
 }
 
+/* Sets message field `name` of msg (found through its descriptor) to
+ * value; for a repeated field, also its count. */
+static void set_field(ProtobufCMessage *msg, const char *name, void *value, size_t n)
+{
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
+	memcpy((char *)msg + f->offset, &value, sizeof(value));
+	if (f->label == PROTOBUF_C_LABEL_REPEATED)
+		memcpy((char *)msg + f->quantifier_offset, &n, sizeof(n));
+}
+
+/* The five Cluster responses differ only in their type (and MemberAdd's
+ * `member`): all carry the header and the member list. */
 static void reply_list(struct srv_member *m, struct rpc_call *call, int method, int kind,
                        uint64_t member_id)
 {
+	static const ProtobufCMessageDescriptor *const desc[C_COUNT] = {
+	    [C_LIST] = &etcdserverpb__member_list_response__descriptor,
+	    [C_ADD] = &etcdserverpb__member_add_response__descriptor,
+	    [C_REMOVE] = &etcdserverpb__member_remove_response__descriptor,
+	    [C_UPDATE] = &etcdserverpb__member_update_response__descriptor,
+	    [C_PROMOTE] = &etcdserverpb__member_promote_response__descriptor,
+	};
 	Etcdserverpb__Member mb[SRV_MAX_MEMBERS];
 	Etcdserverpb__Member *mp[SRV_MAX_MEMBERS];
 	members_pb(m, mb, mp);
 	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
 	hdr(m, &h);
+	union {
+		ProtobufCMessage base;
+		Etcdserverpb__MemberListResponse list;
+		Etcdserverpb__MemberAddResponse add;
+		Etcdserverpb__MemberRemoveResponse remove;
+		Etcdserverpb__MemberUpdateResponse update;
+		Etcdserverpb__MemberPromoteResponse promote;
+	} r;
+	const ProtobufCMessageDescriptor *d = desc[kind >= 0 && kind < C_COUNT ? kind : C_LIST];
+	d->message_init(&r.base);
+	set_field(&r.base, "header", &h, 0);
+	set_field(&r.base, "members", mp, (size_t)m->members.n);
+	for (int i = 0; kind == C_ADD && i < m->members.n; i++)
+		if (mb[i].id == member_id)
+			set_field(&r.base, "member", &mb[i], 0);
 	m->metrics.methods[method].handled[0]++;
-	switch (kind) {
-	case C_ADD: {
-		Etcdserverpb__MemberAddResponse r = ETCDSERVERPB__MEMBER_ADD_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = (size_t)m->members.n;
-		for (int i = 0; i < m->members.n; i++)
-			if (mb[i].id == member_id)
-				r.member = &mb[i];
-		rpc_call_reply_msg(call, &r.base);
-		break;
-	}
-	case C_REMOVE: {
-		Etcdserverpb__MemberRemoveResponse r = ETCDSERVERPB__MEMBER_REMOVE_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = (size_t)m->members.n;
-		rpc_call_reply_msg(call, &r.base);
-		break;
-	}
-	case C_UPDATE: {
-		Etcdserverpb__MemberUpdateResponse r = ETCDSERVERPB__MEMBER_UPDATE_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = (size_t)m->members.n;
-		rpc_call_reply_msg(call, &r.base);
-		break;
-	}
-	case C_PROMOTE: {
-		Etcdserverpb__MemberPromoteResponse r = ETCDSERVERPB__MEMBER_PROMOTE_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = (size_t)m->members.n;
-		rpc_call_reply_msg(call, &r.base);
-		break;
-	}
-	default: {
-		Etcdserverpb__MemberListResponse r = ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
-		r.header = &h;
-		r.members = mp;
-		r.n_members = (size_t)m->members.n;
-		rpc_call_reply_msg(call, &r.base);
-		break;
-	}
-	}
+	rpc_call_reply_msg(call, &r.base);
 }
 
 static void fail_msg(struct srv_member *m, struct rpc_call *call, int method, int status,
@@ -149,7 +140,7 @@ static void propose_change(struct srv_member *m, struct rpc_call *call, int meth
 
 static bool valid_urls(char **urls, size_t n)
 {
-	if (n == 0)
+	if (n == 0 || n > SRV_MAX_URLS) /* a member record keeps SRV_MAX_URLS */
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char host[256];
@@ -200,7 +191,9 @@ static void on_add(struct rpc_call *call, const uint8_t *buf, size_t len, void *
 		cc.type = req->islearner ? CAIRNPB__CONF_CHANGE__TYPE__ADD_LEARNER
 		                         : CAIRNPB__CONF_CHANGE__TYPE__ADD_VOTER;
 		cc.member = &mb;
-		if (srv_membership_find(&m->members, mb.id))
+		if (!mb.id)
+			srv_member_fail(m, call, method, CAIRN_ENOMEM);
+		else if (srv_membership_find(&m->members, mb.id))
 			fail_msg(m, call, method, RPC_FAILED_PRECONDITION,
 			         "etcdserver: member ID already exist");
 		else

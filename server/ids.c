@@ -88,7 +88,9 @@ static int cmp_str(const void *a, const void *b)
 
 uint64_t srv_member_id(const char *const *urls, int n_urls, const char *token, int64_t now_unix)
 {
-	const char **sorted = malloc(sizeof(*sorted) * (size_t)(n_urls ? n_urls : 1));
+	const char *sorted[SRV_IDS_MAX];
+	if (n_urls < 0 || n_urls > SRV_IDS_MAX)
+		return 0;
 	size_t total = strlen(token) + 24;
 	for (int i = 0; i < n_urls; i++) {
 		sorted[i] = urls[i];
@@ -96,6 +98,8 @@ uint64_t srv_member_id(const char *const *urls, int n_urls, const char *token, i
 	}
 	qsort(sorted, (size_t)n_urls, sizeof(*sorted), cmp_str);
 	char *buf = malloc(total);
+	if (!buf)
+		return 0;
 	size_t off = 0;
 	for (int i = 0; i < n_urls; i++) {
 		size_t l = strlen(sorted[i]);
@@ -109,7 +113,6 @@ uint64_t srv_member_id(const char *const *urls, int n_urls, const char *token, i
 	uint8_t d[20];
 	srv_sha1(buf, off, d);
 	free(buf);
-	free(sorted);
 	return be64_prefix(d);
 }
 
@@ -121,8 +124,10 @@ static int cmp_u64(const void *a, const void *b)
 
 uint64_t srv_cluster_id(const uint64_t *member_ids, int n)
 {
-	uint64_t *ids = malloc(sizeof(*ids) * (size_t)(n ? n : 1));
-	uint8_t *b = malloc(8 * (size_t)(n ? n : 1));
+	uint64_t ids[SRV_IDS_MAX];
+	uint8_t b[8 * SRV_IDS_MAX];
+	if (n < 0 || n > SRV_IDS_MAX)
+		return 0;
 	memcpy(ids, member_ids, sizeof(*ids) * (size_t)n);
 	qsort(ids, (size_t)n, sizeof(*ids), cmp_u64);
 	for (int i = 0; i < n; i++)
@@ -130,7 +135,5 @@ uint64_t srv_cluster_id(const uint64_t *member_ids, int n)
 			b[8 * i + j] = (uint8_t)(ids[i] >> (56 - 8 * j));
 	uint8_t d[20];
 	srv_sha1(b, 8 * (size_t)n, d);
-	free(ids);
-	free(b);
 	return be64_prefix(d);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -697,12 +698,20 @@ void srv_member_drain(struct srv_member *m)
 	}
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) ? -1 : 0;
+}
+
+/* Removes a directory tree (our own "<data-dir>/member.old"); a missing one
+ * is fine. */
 static int rmtree(const char *path)
 {
-	char cmd[4400];
-	/* Only ever our own "<data-dir>/member.old". */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	return system(cmd) == 0 ? 0 : CAIRN_EIO;
+	if (access(path, F_OK) != 0)
+		return 0;
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : CAIRN_EIO;
 }
 
 void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *meta,

@@ -57,6 +57,8 @@ int srv_membership_bootstrap(struct srv_membership *ms, const struct srv_config 
 		mb->id = srv_member_id((const char *const *)pl->url, pl->n,
 		                       cfg->initial_cluster_token, -1);
 		ids[i] = mb->id;
+		if (!mb->id)
+			return CAIRN_ENOMEM;
 		/* No client URLs, not even our own: a member publishes them
 		 * through raft once it has a leader (srv_cluster_publish),
 		 * and only if its record lacks them. */
