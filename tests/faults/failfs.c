@@ -14,7 +14,9 @@
  *   FAILFS_ONCE      "1": fail only the first time, then succeed again (the
  *                    fsyncgate case: a retried fsync "succeeds" on lost data)
  *   FAILFS_ERRNO     errno to fail with (default EIO; ENOSPC = 28)
- *   FAILFS_LOG       "1": a line on stderr for every failure injected
+ *   FAILFS_LOG       "1": a line on stderr for every failure injected, with
+ *                    its CLOCK_MONOTONIC time ("... at <sec>.<nsec>"), so a
+ *                    test can tell which writes were invoked after it
  * No allocation, no locks beyond an atomic counter: safe in any thread.
  */
 #define _GNU_SOURCE
@@ -29,6 +31,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 static atomic_long counted;
@@ -74,7 +77,10 @@ static int should_fail(const char *call, int fd)
 		return 0;
 	if (getenv_int("FAILFS_LOG", 0)) {
 		char line[128];
-		int len = snprintf(line, sizeof(line), "failfs: failing %s(fd %d)\n", call, fd);
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int len = snprintf(line, sizeof(line), "failfs: failing %s(fd %d) at %lld.%09ld\n", call,
+				   fd, (long long)ts.tv_sec, ts.tv_nsec);
 		ssize_t (*real_write)(int, const void *, size_t) = dlsym(RTLD_NEXT, "write");
 		if (real_write && len > 0)
 			(void)!real_write(2, line, (size_t)len);

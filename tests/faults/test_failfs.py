@@ -12,6 +12,7 @@ fsyncgate case —, pwrite, writev, pwrite with ENOSPC): a single member under
 And on 3 members with fdatasync failing on one: it stops, the others go on,
 and restarted without the shim it catches up (HashKV)."""
 import os
+import re
 import sys
 import threading
 import time
@@ -83,8 +84,8 @@ def one_case(checks, cleanup, name, env):
     tag = name.replace(" ", "_")
     ts = writers([m], rec, halt, tag)
     time.sleep(1.0)
-    t_arm = rec.now()
     open(arm, "w").close()
+    t_arm = rec.now()  # after the file exists: a write invoked later sees it armed
     rc = m.wait_exit(10.0)
     time.sleep(0.3)
     halt.set()
@@ -99,8 +100,19 @@ def one_case(checks, cleanup, name, env):
     checks.check("%s: exit status non-zero (%s)" % (name, rc), rc not in (None, 0), rc)
     checks.check("%s: fatal log line" % name, FATAL in log, log[-800:])
     checks.check("%s: failure injected" % name, "failfs: failing" in log, log[-500:])
-    checks.check("%s: no write invoked after arming acknowledged" % name, not after,
-                 "%d acknowledged, e.g. %r" % (len(after), after[:3]))
+    # A commit fails only when it makes the failing call: every commit
+    # fdatasyncs, but LMDB writes a run of contiguous pages with pwrite and
+    # only scattered ones with writev, so after arming a writev-only fault a
+    # few commits may still succeed, durably. What must hold in every case:
+    # nothing invoked after the first injected failure is acknowledged.
+    if "fdatasync" in env["FAILFS_CALLS"]:
+        checks.check("%s: no write invoked after arming acknowledged" % name, not after,
+                     "%d acknowledged, e.g. %r" % (len(after), after[:3]))
+    fails = [float(t) for t in re.findall(r"failfs: failing \w+\(fd -?\d+\) at (\d+\.\d+)", log)]
+    t_fail = min(fails) - rec.t0 if fails else None
+    late = [o for o in acked if t_fail is not None and o.invoke > t_fail]
+    checks.check("%s: no write invoked after the first injected failure acknowledged" % name,
+                 fails and not late, "%d acknowledged, e.g. %r" % (len(late), late[:3]))
     m.start(initial)  # without the shim
     got = m.get_dict("f/%s/" % tag, timeout=10.0)
     lost = checker.check_no_lost_writes([(o.key, o.value, None) for o in acked], got)
