@@ -202,6 +202,12 @@ static void stream_gone(struct h2s *s, int reason)
 		struct rpc_server *srv = conn_srv(conn);
 		RPC_DLIST_UNLINK(conn->streams, s);
 		h2out_detach(&s->out);
+		/* What the stream's deframer holds is charged to the connection
+		 * (on_data_chunk): give it back, or every stream that ever took a
+		 * message over several DATA frames would leak its buffer size into
+		 * conn->inbound until the limit refused all large requests. */
+		conn->inbound -= grpc_deframer_buffered(&s->df);
+		grpc_deframer_free(&s->df);
 		if (s->want_writable)
 			conn->nwaiting--;
 		if (conn->h2 != NULL && !conn->closing)

@@ -292,6 +292,9 @@ int main(int argc, char **argv)
 	const char *mr = getenv("ECHO_MAX_RECV");
 	if (mr != NULL)
 		cfg.max_recv_msg_size = strtoull(mr, NULL, 10);
+	const char *ci = getenv("ECHO_CONN_INBOUND");
+	if (ci != NULL)
+		cfg.conn_inbound_limit = strtoull(ci, NULL, 10);
 	if (rpc_server_new(loop, &cfg, &srv) != 0)
 		return 1;
 	static const struct rpc_stream_cbs bidi = {bidi_open, bidi_message, bidi_half_close, NULL,

@@ -450,8 +450,37 @@ def main():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    inbound_accounting()
     print("%d checks failed" % len(failures) if failures else "all checks passed")
     return 1 if failures else 0
+
+
+def inbound_accounting():
+    """A connection's inbound limit bounds what partial messages hold at
+    once, not what the connection ever received: with a 1 MiB limit, 300
+    requests of 40 KB (each spans several DATA frames) in a row on one
+    connection, 12 MB in all, are all served."""
+    os.environ["ECHO_CONN_INBOUND"] = str(1 << 20)
+    try:
+        proc, port = start_server()
+    finally:
+        del os.environ["ECHO_CONN_INBOUND"]
+    ch = grpc.insecure_channel("127.0.0.1:%d" % port)
+    echo = unary(ch, "/test.Echo/Echo")
+    try:
+        data = os.urandom(40000)
+        ok = 0
+        for _ in range(300):
+            code, msg = status_of(echo, data, timeout=5)
+            if code != grpc.StatusCode.OK:
+                break
+            ok += 1
+        check("300 x 40 KB requests on one connection under a 1 MiB inbound limit", ok == 300,
+              "%d served, then %s %s" % (ok, code, msg))
+    finally:
+        ch.close()
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":

@@ -27,3 +27,15 @@ TEST_SCRIPTS += tools/test_cairnctl.sh tools/test_cairnctl_compat.sh tools/test_
 .PHONY: bench
 bench: $(BUILD)/cairnd $(BUILD)/cairn-bench $(BUILD)/cairnctl
 	BUILD=$(BUILD) tools/bench.sh
+
+# The size targets (1M keys: RSS, disk, restart; 100k watchers), cairnd and
+# etcd side by side. SCALE_KEYS / SCALE_WATCHERS / SCALE_PUTS to resize.
+.PHONY: bench-scale
+bench-scale: $(BUILD)/cairnd $(BUILD)/cairn-bench $(BUILD)/cairnctl
+	BUILD=$(BUILD) tools/bench_scale.sh
+
+# `etcdctl check perf` against a 3-member cairn cluster and a 3-member etcd
+# cluster on this machine (LOAD=s|m|l|xl, default s).
+.PHONY: check-perf-cluster
+check-perf-cluster: $(BUILD)/cairnd $(BUILD)/cairnctl
+	BUILD=$(BUILD) tools/check_perf_cluster.sh

@@ -79,8 +79,8 @@ static int should_fail(const char *call, int fd)
 		char line[128];
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		int len = snprintf(line, sizeof(line), "failfs: failing %s(fd %d) at %lld.%09ld\n", call,
-				   fd, (long long)ts.tv_sec, ts.tv_nsec);
+		int len = snprintf(line, sizeof(line), "failfs: failing %s(fd %d) at %lld.%09ld\n",
+		                   call, fd, (long long)ts.tv_sec, ts.tv_nsec);
 		ssize_t (*real_write)(int, const void *, size_t) = dlsym(RTLD_NEXT, "write");
 		if (real_write && len > 0)
 			(void)!real_write(2, line, (size_t)len);
