@@ -547,6 +547,8 @@ static void expire_requests(struct srv_member *m, uint64_t now)
 	}
 }
 
+static void compact_log(struct srv_member *m);
+
 static void on_tick(uv_timer_t *t)
 {
 	struct srv_member *m = t->data;
@@ -565,20 +567,51 @@ static void on_tick(uv_timer_t *t)
 		m->move_call = NULL;
 		srv_maint_move_done(m, c, m->move_method, CAIRN_ETIMEOUT);
 	}
-	/* Log compaction: keep snapshot_catchup_entries behind the applied
-	 * index once snapshot_count entries have been applied since the last. */
-	uint64_t keep = (uint64_t)m->cfg->snapshot_catchup_entries;
+	compact_log(m);
+}
+
+/* Log compaction: keep snapshot_catchup_entries behind the applied index
+ * once snapshot_count entries have been applied since the last — or once
+ * the in-memory log holds LOG_BYTES_MAX of payload, keeping at most
+ * LOG_KEEP_BYTES. The log is raft's memory (every entry since the last
+ * compaction) and what a restart loads, so its bytes are bounded whatever
+ * the entry sizes; a follower behind the kept entries gets a snapshot. */
+#define LOG_BYTES_MAX  (64u << 20)
+#define LOG_KEEP_BYTES (16u << 20)
+
+static void compact_log(struct srv_member *m)
+{
 	struct raft_status st;
 	raft_get_status(m->raft, &st);
-	uint64_t idx = 0;
-	if (st.snap_index == 0 && m->applied_index >= 1)
+	if (m->log_bytes_to < st.snap_index)
+		m->log_bytes_to = st.snap_index;
+	for (; m->log_bytes_to < m->applied_index; m->log_bytes_to++) {
+		const struct raft_entry *e = raft_log_entry(m->raft, m->log_bytes_to + 1);
+		if (e)
+			m->log_bytes += e->data.len;
+	}
+	uint64_t idx = 0, left = m->log_bytes;
+	if (st.snap_index == 0 && m->applied_index >= 1) {
 		/* The bootstrap configuration is not in the log: compact its
 		 * first entry at once so that a member joining later (whose log
 		 * is empty) starts from a snapshot, which carries it. */
 		idx = 1;
-	else if (m->applied_index > m->last_log_compact + (uint64_t)m->cfg->snapshot_count &&
-	         m->applied_index > keep)
-		idx = m->applied_index - keep;
+	} else if (m->applied_index > m->last_log_compact + (uint64_t)m->cfg->snapshot_count ||
+	           m->log_bytes > LOG_BYTES_MAX) {
+		uint64_t keep = (uint64_t)m->cfg->snapshot_catchup_entries, kept = 0;
+		uint64_t kept_bytes = 0;
+		while (kept < keep && m->applied_index - kept > st.snap_index) {
+			const struct raft_entry *e =
+			    raft_log_entry(m->raft, m->applied_index - kept);
+			size_t len = e ? e->data.len : 0;
+			if (kept_bytes + len > LOG_KEEP_BYTES)
+				break;
+			kept_bytes += len;
+			kept++;
+		}
+		idx = m->applied_index - kept;
+		left = kept_bytes;
+	}
 	if (idx > st.snap_index && !m->filling->has_log_compact) {
 		struct raft_snapshot_meta meta;
 		if (raft_snapshot_meta_at(m->raft, idx, &meta) == 0 &&
@@ -586,6 +619,7 @@ static void on_tick(uv_timer_t *t)
 			m->filling->has_log_compact = true;
 			m->filling->log_compact = meta;
 			m->last_log_compact = idx;
+			m->log_bytes = left;
 			maybe_submit(m);
 		}
 	}

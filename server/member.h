@@ -173,6 +173,8 @@ struct srv_member {
 	int64_t revision;
 	bool compact_pending;
 	uint64_t last_log_compact;
+	uint64_t log_bytes;    /* payload bytes of the in-memory raft log up to: */
+	uint64_t log_bytes_to; /* this index (counted as entries are applied) */
 
 	/* requests */
 	uint64_t next_req;

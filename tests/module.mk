@@ -13,7 +13,7 @@ TEST_SCRIPTS += tests/compat/differential.py
 # Process-level cluster tests: real cairnd members (tests/cluster/cluster.py).
 TEST_SCRIPTS += tests/cluster/test_three.py tests/cluster/test_failover.py \
 	tests/cluster/test_snapshot.py tests/cluster/test_membership.py \
-	tests/cluster/test_lease.py
+	tests/cluster/test_lease.py tests/cluster/test_log_bound.py
 
 # KNOWN BUG, kept out of `make test` until fixed: after a follower isolated
 # by blackhole routes is healed, it sometimes does not converge within 30 s
