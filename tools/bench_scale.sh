@@ -22,6 +22,9 @@ results=$tmp/results
 : >"$results"
 
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# private memory: RSS without the file pages mapped (LMDB's and bbolt's maps
+# of the data file are page cache, shared and reclaimable)
+anon_kb() { awk '/RssAnon/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 now_ms() { date +%s%3N; }
 
 # start_on KIND DIR PORT PEER: starts a member on an existing or new data dir.
@@ -70,6 +73,7 @@ for kind in cairnd etcd; do
 	echo "  load: ${line#result: }"
 	echo "$kind load_s $(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100))" >>"$results"
 	echo "$kind rss_loaded_kb $(rss_kb "$server_pid")" >>"$results"
+	echo "$kind anon_loaded_kb $(anon_kb "$server_pid")" >>"$results"
 	echo "$kind disk_kb $(du -sk "$dir" | cut -f1)" >>"$results"
 	# counted after the RSS reading: the count reads every key
 	got=$("$CTL" --endpoints="$ep" get "" --prefix --count-only --write-out=fields 2>/dev/null |
@@ -88,6 +92,7 @@ for kind in cairnd etcd; do
 		echo "$kind restart_ms -1" >>"$results"
 	fi
 	echo "$kind rss_restarted_kb $(rss_kb "$server_pid")" >>"$results"
+	echo "$kind anon_restarted_kb $(anon_kb "$server_pid")" >>"$results"
 
 	echo "== $kind: $((per_stream * watch_streams)) watchers, $puts puts"
 	line=$("$BUILD/cairn-bench" --endpoints="$ep" --server-pid="$server_pid" watch-latency \
@@ -114,9 +119,11 @@ for line in open(sys.argv[1]):
         v[(kind, name)] = float(rest)
 rows = [("keys loaded", "keys", 1, "%.0f"), ("load time (s)", "load_s", 1, "%.1f"),
         ("RSS after load (MiB)", "rss_loaded_kb", 1024, "%.1f"),
+        ("  of it private (RssAnon, MiB)", "anon_loaded_kb", 1024, "%.1f"),
         ("data dir on disk (MiB)", "disk_kb", 1024, "%.1f"),
         ("restart to first read (ms)", "restart_ms", 1, "%.0f"),
         ("RSS after restart (MiB)", "rss_restarted_kb", 1024, "%.1f"),
+        ("  of it private (RssAnon, MiB)", "anon_restarted_kb", 1024, "%.1f"),
         ("RSS with watchers (MiB)", "rss_watchers_mib", 1, "%.1f"),
         ("watch events received", "watch_events", 1, "%.0f"),
         ("put -> all watchers p50 (ms)", "watch_p50_ms", 1, "%.1f"),
