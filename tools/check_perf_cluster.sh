@@ -56,3 +56,4 @@ for kind in cairnd etcd; do
 		wait "$p" 2>/dev/null
 	done
 done
+exit 0
