@@ -1110,8 +1110,13 @@ static void handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 		pr->infl_start = (pr->infl_start + 1) % r->cfg.max_inflight;
 		pr->infl_count--;
 	}
+	/* Send even when there is nothing new (etcd's sendAppend here): the
+	 * AppendEntries that moved pr->next past pr->match may all have been
+	 * lost, and with no proposal to follow nothing else would ever reach
+	 * the follower. An empty one at next - 1 costs little; a follower that
+	 * lacks that index rejects it and we probe back (§5.3). */
 	if (pr->match < last_index(r) || pr->state == PR_PROBE)
-		send_append(r, pr, false);
+		send_append(r, pr, true);
 	release_reads(r);
 }
 

@@ -286,7 +286,7 @@ static void on_connect(uv_connect_t *req, int status)
 	if (conn->closing)
 		return;
 	if (status < 0) {
-		rpc_log("connect: %s", uv_strerror(status));
+		rpc_log("connect to %s: %s", conn_cli(conn)->authority, uv_strerror(status));
 		conn_close(conn, CAIRN_ECONNRESET);
 		return;
 	}
@@ -332,7 +332,7 @@ static int new_conn(struct rpc_client *cli, struct rpc_conn **out)
 	}
 	RPC_DLIST_PUSH(cli->conns, conn);
 	if (rv != 0) {
-		rpc_log("connect: %s", uv_strerror(rv));
+		rpc_log("connect to %s: %s", cli->authority, uv_strerror(rv));
 		conn_close(conn, CAIRN_EIO);
 		return CAIRN_EIO;
 	}

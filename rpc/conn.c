@@ -20,6 +20,7 @@
  * CAIRN_EAGAIN) while other connections are served as usual.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,14 +29,85 @@
 #include "common/cairn_error.h"
 #include "rpc/rpc_int.h"
 
+/* The log sink and its rate limit (rpc.h). The one piece of process-wide
+ * state in rpc: a log line has no object to hang on at every call site
+ * (a connect failure knows only its client). The mutex keeps two loops on
+ * two threads from tearing the table. */
+#define LOG_SITES 32
+
+static struct {
+	pthread_mutex_t mu;
+	rpc_log_cb cb;
+	void *ud;
+	struct {
+		const char *fmt;
+		uint64_t since_ms; /* start of the current period */
+		unsigned lines;    /* let through in it */
+		unsigned long dropped;
+	} site[LOG_SITES];
+} log_state = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void rpc_set_log_sink(rpc_log_cb cb, void *userdata)
+{
+	pthread_mutex_lock(&log_state.mu);
+	log_state.cb = cb;
+	log_state.ud = userdata;
+	pthread_mutex_unlock(&log_state.mu);
+}
+
+/* Counts a line of call site fmt; false if it is to be suppressed, else
+ * *dropped says how many were since the last one let through. */
+static bool log_admit(const char *fmt, uint64_t now, unsigned long *dropped)
+{
+	unsigned i, free_slot = LOG_SITES, oldest = 0;
+	for (i = 0; i < LOG_SITES && log_state.site[i].fmt != fmt; i++) {
+		if (log_state.site[i].fmt == NULL && free_slot == LOG_SITES)
+			free_slot = i;
+		if (log_state.site[i].since_ms < log_state.site[oldest].since_ms)
+			oldest = i;
+	}
+	if (i == LOG_SITES) { /* a new site, in a free slot or the stalest one */
+		i = free_slot < LOG_SITES ? free_slot : oldest;
+		log_state.site[i].fmt = fmt;
+		log_state.site[i].since_ms = now;
+		log_state.site[i].lines = 0;
+		log_state.site[i].dropped = 0;
+	}
+	if (now - log_state.site[i].since_ms >= RPC_LOG_PERIOD_MS) {
+		log_state.site[i].since_ms = now;
+		log_state.site[i].lines = 0;
+	}
+	if (log_state.site[i].lines >= RPC_LOG_BURST) {
+		log_state.site[i].dropped++;
+		return false;
+	}
+	log_state.site[i].lines++;
+	*dropped = log_state.site[i].dropped;
+	log_state.site[i].dropped = 0;
+	return true;
+}
+
 void rpc_log(const char *fmt, ...)
 {
+	char line[512];
+	unsigned long dropped = 0;
+	pthread_mutex_lock(&log_state.mu);
+	if (!log_admit(fmt, uv_hrtime() / 1000000, &dropped)) {
+		pthread_mutex_unlock(&log_state.mu);
+		return;
+	}
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("rpc: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (n >= 0 && dropped > 0 && (size_t)n < sizeof(line))
+		snprintf(line + n, sizeof(line) - (size_t)n, " (%lu similar lines suppressed)",
+		         dropped);
+	if (log_state.cb != NULL)
+		log_state.cb(log_state.ud, line);
+	else
+		fprintf(stderr, "rpc: %s\n", line);
+	pthread_mutex_unlock(&log_state.mu);
 }
 
 nghttp2_nv rpc_nv(const char *name, const char *value)

@@ -115,6 +115,23 @@ enum rpc_status {
  * an out-of-range code. */
 const char *rpc_status_name(int grpc_status);
 
+/* Where rpc reports what it cannot return to a caller (a failed connect, a
+ * peer that stopped acknowledging, a refused hello): one line, without its
+ * newline, for the sink to log. The default sink writes "rpc: LINE" to
+ * stderr. The sink is process-wide: set it once, before any loop runs (or
+ * pass NULL to restore the default); it is called on the thread of the
+ * loop whose object reports.
+ *
+ * Lines are rate limited per call site (per format string): at most
+ * RPC_LOG_BURST of them per RPC_LOG_PERIOD_MS; the first one let through
+ * after a suppression says how many were left out. A member cut off from
+ * its peers retries connects several times a second and would otherwise
+ * fill its log. */
+#define RPC_LOG_BURST     5
+#define RPC_LOG_PERIOD_MS 10000
+typedef void (*rpc_log_cb)(void *userdata, const char *line);
+void rpc_set_log_sink(rpc_log_cb cb, void *userdata);
+
 /* ------------------------------------------------------------------------ */
 /* Server                                                                   */
 /* ------------------------------------------------------------------------ */

@@ -821,6 +821,18 @@ void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *m
 	}
 }
 
+/* What rpc cannot return to a caller (connect failures, peers that stop
+ * acknowledging) goes to our log, rate limited by rpc, with our member id:
+ * three members' logs side by side tell apart whose connections failed. */
+static void rpc_log_line(void *ud, const char *line)
+{
+	struct srv_member *m = ud;
+	char msg[600], id[20];
+	snprintf(msg, sizeof(msg), "rpc: %s", line);
+	snprintf(id, sizeof(id), "%" PRIx64, m->id);
+	srv_log(m->log, SRV_LOG_WARN, msg, "local-member-id", id, NULL);
+}
+
 int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_config *cfg,
                      struct srv_log *log)
 {
@@ -941,6 +953,7 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	    (rv = srv_maint_register(m)) || (rv = srv_cluster_api_register(m)))
 		return rv;
 
+	rpc_set_log_sink(rpc_log_line, m);
 	if ((rv = srv_cluster_start(m)))
 		return rv;
 	uv_async_init(loop, &m->q.async, batch_done);
@@ -1045,6 +1058,7 @@ void srv_member_close(struct srv_member *m)
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
 	uv_run(m->loop, UV_RUN_DEFAULT);
+	rpc_set_log_sink(NULL, NULL);
 	srv_lease_free(m);
 	srv_maint_free(m);
 	free(m->kv_ctx);

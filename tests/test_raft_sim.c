@@ -12,7 +12,9 @@
  * through the wire codec. Every event is checked against the safety
  * invariants. Then the network heals and every member restarts: a leader
  * must be elected within 10 election timeouts (liveness; the ratio over all
- * seeds must be >= 99.9%) and a proposal must then commit.
+ * seeds must be >= 99.9%), every member it reaches must catch up with its
+ * commit index without any new proposal (lost AppendEntries are resent on
+ * heartbeats alone), and a proposal must then commit.
  *
  * Environment:
  *   RAFT_SEED=s      run only seed s with RAFT_NODES members (default 3),
@@ -43,6 +45,47 @@ static uint64_t pick_up(struct sim *s)
 		if (s->nodes[i].state == SIM_UP)
 			c[n++] = i;
 	return n ? c[sim_rand(s) % n] : 0;
+}
+
+/* Liveness without writes: once no more proposals come, every member the
+ * leader can reach (both ways) applies the leader's commit index within a
+ * few election timeouts, driven by heartbeats alone. A follower serving a
+ * ReadIndex waits for exactly this; lost AppendEntries must not leave it
+ * behind until the next write. Returns 0 or -1 with s->err set. */
+static int check_catch_up(struct sim *s)
+{
+	unsigned limit = 5 * s->o.election_ticks;
+	for (unsigned k = 0; k <= limit; k++) {
+		uint64_t l = sim_leader(s);
+		struct raft_status ls;
+		if (l == 0)
+			return 0; /* the leadership moved on: nothing to check */
+		raft_get_status(s->nodes[l].r, &ls);
+		uint64_t behind = 0;
+		for (unsigned i = 1; i <= s->n_nodes && !behind; i++) {
+			struct raft_status st;
+			if (i == l || s->nodes[i].state != SIM_UP || s->cut[l][i] || s->cut[i][l])
+				continue;
+			if (!raft_conf_is_voter(&ls.conf, i) && !raft_conf_is_learner(&ls.conf, i))
+				continue;
+			raft_get_status(s->nodes[i].r, &st);
+			if (st.applied < ls.commit)
+				behind = i;
+		}
+		if (!behind)
+			return 0;
+		if (k == limit) {
+			snprintf(s->err, sizeof(s->err),
+			         "member %llu still behind leader %llu's commit %llu after %u idle "
+			         "ticks",
+			         (unsigned long long)behind, (unsigned long long)l,
+			         (unsigned long long)ls.commit, limit);
+			return -1;
+		}
+		if (sim_tick(s))
+			return -1;
+	}
+	return 0;
 }
 
 static void partition(struct sim *s)
@@ -249,7 +292,9 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 			if (sim_tick(&s))
 				rc = -1;
 		}
-		if (live) {
+		if (live)
+			rc = check_catch_up(&s);
+		if (live && rc == 0) {
 			/* ...and it makes progress: a proposal commits. */
 			uint64_t l = sim_leader(&s);
 			uint64_t before = s.n_commits;

@@ -1,10 +1,12 @@
 /* test_rpc_wire.c — the pure parts of rpc/: gRPC message deframing (split at
  * every byte, several per feed, limits, bad flags), grpc-message
- * percent-encoding, grpc-timeout, HTTP/1.1 request parsing, URL parsing. */
+ * percent-encoding, grpc-timeout, HTTP/1.1 request parsing, URL parsing,
+ * the log sink and its per-call-site rate limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +221,37 @@ static void test_parse_url(void **state)
 	assert_int_equal(rpc_parse_url("http://example.invalid:1", &a), CAIRN_EADDR);
 }
 
+struct log_lines {
+	int n;
+	char last[600];
+};
+
+static void log_sink(void *ud, const char *line)
+{
+	struct log_lines *l = ud;
+	l->n++;
+	snprintf(l->last, sizeof(l->last), "%s", line);
+}
+
+/* A member cut off from its peers fails a connect several times a second:
+ * rpc's lines reach the owner's sink, at most RPC_LOG_BURST per period per
+ * call site, without holding back other call sites. */
+static void test_log_sink_rate_limit(void **state)
+{
+	(void)state;
+	struct log_lines l = {0};
+	rpc_set_log_sink(log_sink, &l);
+	for (int i = 0; i < 3 * RPC_LOG_BURST; i++)
+		rpc_log("connect: %s", "invalid argument");
+	assert_int_equal(l.n, RPC_LOG_BURST);
+	assert_string_equal(l.last, "connect: invalid argument");
+	rpc_log("another site %d", 1); /* its own budget */
+	assert_int_equal(l.n, RPC_LOG_BURST + 1);
+	assert_string_equal(l.last, "another site 1");
+	rpc_set_log_sink(NULL, NULL);
+	assert_int_equal(l.n, RPC_LOG_BURST + 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -228,6 +261,7 @@ int main(void)
 	    cmocka_unit_test(test_timeout),
 	    cmocka_unit_test(test_http1_parse),
 	    cmocka_unit_test(test_parse_url),
+	    cmocka_unit_test(test_log_sink_rate_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
