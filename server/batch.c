@@ -38,6 +38,7 @@ void srv_batch_reset(struct srv_batch *b)
 		free(b->results[i].resp);
 	b->n_persist = 0;
 	b->persist_seq = 0;
+	b->commit_only = true;
 	b->n_apply = 0;
 	b->apply_to = 0;
 	free(b->membership);
