@@ -52,12 +52,13 @@ void srv_batch_reset(struct srv_batch *b)
 	b->revision = 0;
 	b->compact_more = false;
 	b->commit_ns = 0;
-	srv_arena_free(&b->arena);
+	srv_arena_rewind(&b->arena);
 }
 
 void srv_batch_free(struct srv_batch *b)
 {
 	srv_batch_reset(b);
+	srv_arena_free(&b->arena);
 	free(b->persist);
 	free(b->apply);
 	free(b->want_response);

@@ -172,7 +172,8 @@ static bool proposed_here(struct srv_member *m, const struct raft_entry *e)
 /* Queues committed entries for apply; returns the last of them that the
  * store had applied already (before a restart, or in a snapshot taken at a
  * later index than its raft metadata), 0 if none. */
-static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents, size_t n)
+static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents, size_t n,
+                            bool in_batch)
 {
 	struct srv_batch *b = m->filling;
 	uint64_t skipped = 0;
@@ -191,7 +192,7 @@ static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents,
 		if (!wr)
 			oom(m);
 		b->want_response = wr;
-		struct raft_entry *c = copy_entries(b, e, 1);
+		const struct raft_entry *c = in_batch ? e : copy_entries(b, e, 1);
 		if (!c)
 			oom(m);
 		b->want_response[b->n_apply] = proposed_here(m, e);
@@ -229,14 +230,18 @@ static bool single_voter_leader(struct srv_member *m)
 	return st.conf.n_voters == 1 && st.conf.voters[0] == m->id;
 }
 
-static void apply_own_appends(struct srv_member *m, const struct raft_update *up)
+/* The entries just queued to persist (copied into the filling batch by
+ * queue_persist) are applied from that copy. */
+static void apply_own_appends(struct srv_member *m)
 {
-	for (size_t i = 0; i < up->n_entries; i++) {
-		const struct raft_entry *e = &up->entries[i];
+	struct srv_batch *b = m->filling;
+	const struct srv_persist *p = &b->persist[b->n_persist - 1];
+	for (size_t i = 0; i < p->n_entries; i++) {
+		const struct raft_entry *e = &p->entries[i];
 		if (e->index != m->queued_apply + 1 || e->type != RAFT_ENTRY_NORMAL ||
 		    srv_membership_entry(e))
 			break;
-		queue_apply(m, e, 1);
+		queue_apply(m, e, 1, true);
 	}
 }
 
@@ -379,13 +384,13 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 	if (up->persist_seq) {
 		queue_persist(m, up);
 		if (single_voter_leader(m))
-			apply_own_appends(m, up);
+			apply_own_appends(m);
 	}
 	if (up->n_msgs)
 		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
 	uint64_t skipped = 0;
 	if (up->n_committed)
-		skipped = queue_apply(m, up->committed, up->n_committed);
+		skipped = queue_apply(m, up->committed, up->n_committed, false);
 	if (up->n_reads)
 		handle_reads(m, up);
 	maybe_submit(m);
