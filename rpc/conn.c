@@ -21,7 +21,10 @@
  */
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +199,97 @@ void ioctx_close(struct rpc_ioctx *ctx)
 }
 
 /* ---- connections ---- */
+
+/* ---- the session's small-block cache ---- */
+
+/* Each block is preceded by its capacity; the header keeps the payload
+ * aligned for any type. */
+struct mc_hdr {
+	alignas(max_align_t) size_t cap;
+};
+
+static void *mc_malloc(size_t size, void *ud)
+{
+	struct rpc_memcache *mc = ud;
+	if (size == 0)
+		size = 1;
+	if (size <= RPC_MC_MAX) {
+		size_t cls = (size - 1) / RPC_MC_CLASS;
+		void *p = mc->free[cls];
+		if (p != NULL) {
+			memcpy(&mc->free[cls], p, sizeof(void *));
+			mc->bytes -= (cls + 1) * RPC_MC_CLASS;
+			return p;
+		}
+		size = (cls + 1) * RPC_MC_CLASS;
+	} else if (size > SIZE_MAX - sizeof(struct mc_hdr)) {
+		return NULL;
+	}
+	struct mc_hdr *h = malloc(sizeof(*h) + size);
+	if (h == NULL)
+		return NULL;
+	h->cap = size;
+	return h + 1;
+}
+
+static void mc_free(void *p, void *ud)
+{
+	struct rpc_memcache *mc = ud;
+	if (p == NULL)
+		return;
+	struct mc_hdr *h = (struct mc_hdr *)p - 1;
+	if (h->cap <= RPC_MC_MAX && mc->bytes + h->cap <= RPC_MC_KEEP) {
+		size_t cls = h->cap / RPC_MC_CLASS - 1;
+		memcpy(p, &mc->free[cls], sizeof(void *));
+		mc->free[cls] = p;
+		mc->bytes += h->cap;
+		return;
+	}
+	free(h);
+}
+
+static void *mc_calloc(size_t n, size_t size, void *ud)
+{
+	if (size != 0 && n > SIZE_MAX / size)
+		return NULL;
+	void *p = mc_malloc(n * size, ud);
+	if (p != NULL)
+		memset(p, 0, n * size);
+	return p;
+}
+
+static void *mc_realloc(void *p, size_t size, void *ud)
+{
+	if (p == NULL)
+		return mc_malloc(size, ud);
+	struct mc_hdr *h = (struct mc_hdr *)p - 1;
+	if (size <= h->cap)
+		return p;
+	void *n = mc_malloc(size, ud);
+	if (n == NULL)
+		return NULL;
+	memcpy(n, p, h->cap);
+	mc_free(p, ud);
+	return n;
+}
+
+static void mc_drain(struct rpc_memcache *mc)
+{
+	for (size_t i = 0; i < RPC_MC_CLASSES; i++) {
+		while (mc->free[i] != NULL) {
+			void *p = mc->free[i];
+			memcpy(&mc->free[i], p, sizeof(void *));
+			free((struct mc_hdr *)p - 1);
+		}
+	}
+	mc->bytes = 0;
+}
+
+nghttp2_mem conn_h2_mem(struct rpc_conn *conn)
+{
+	nghttp2_mem m = {&conn->mc, mc_malloc, mc_free, mc_calloc, mc_realloc};
+	return m;
+}
 
 void conn_init(struct rpc_conn *conn, struct rpc_ioctx *ctx, void *owner)
 {
@@ -408,6 +502,7 @@ void conn_close(struct rpc_conn *conn, int reason)
 		nghttp2_session_del(conn->h2);
 		conn->h2 = NULL;
 	}
+	mc_drain(&conn->mc);
 	/* A pending uv_write is cancelled by uv_close; write_cb frees spill. */
 	uv_close(&conn->io.h, close_cb);
 }

@@ -652,7 +652,8 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
 static int start_h2(struct rpc_conn *conn)
 {
 	struct rpc_server *srv = conn_srv(conn);
-	int rv = nghttp2_session_server_new2(&conn->h2, srv->cbs, conn, srv->opt);
+	nghttp2_mem mem = conn_h2_mem(conn);
+	int rv = nghttp2_session_server_new3(&conn->h2, srv->cbs, conn, srv->opt, &mem);
 	if (rv != 0)
 		return CAIRN_ENOMEM;
 	nghttp2_settings_entry iv[] = {

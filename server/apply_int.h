@@ -22,13 +22,18 @@ struct srv_arena_chunk;
 struct srv_arena {
 	uint8_t *cur;
 	size_t left;
-	struct srv_arena_chunk *chunks;
+	struct srv_arena_chunk *chunks; /* newest (and largest) first */
+	size_t next_cap;                /* size of the next chunk (0: the minimum) */
 };
 
 void srv_arena_init(struct srv_arena *a, void *buf, size_t len);
 /* Zeroed, aligned memory; NULL when out of memory. */
 void *srv_arena_alloc(struct srv_arena *a, size_t n, size_t size);
 void srv_arena_free(struct srv_arena *a);
+/* Frees everything allocated but keeps the newest chunk for the next
+ * allocations: an arena refilled over and over (a batch) stops calling
+ * malloc once one chunk holds a whole fill. */
+void srv_arena_rewind(struct srv_arena *a);
 
 /* ---- protobuf request -> store request (borrowing the message's bytes) ---- */
 

@@ -38,6 +38,7 @@ void srv_batch_reset(struct srv_batch *b)
 		free(b->results[i].resp);
 	b->n_persist = 0;
 	b->persist_seq = 0;
+	b->commit_only = true;
 	b->n_apply = 0;
 	b->apply_to = 0;
 	free(b->membership);
@@ -51,12 +52,13 @@ void srv_batch_reset(struct srv_batch *b)
 	b->revision = 0;
 	b->compact_more = false;
 	b->commit_ns = 0;
-	srv_arena_free(&b->arena);
+	srv_arena_rewind(&b->arena);
 }
 
 void srv_batch_free(struct srv_batch *b)
 {
 	srv_batch_reset(b);
+	srv_arena_free(&b->arena);
 	free(b->persist);
 	free(b->apply);
 	free(b->want_response);

@@ -18,17 +18,22 @@
 
 struct srv_arena_chunk {
 	struct srv_arena_chunk *next;
+	size_t cap;
 	alignas(max_align_t) uint8_t data[];
 };
 
 #define ARENA_ALIGN alignof(max_align_t)
 #define ARENA_CHUNK 4096u
+/* Chunks double up to this size: a batch of a thousand entries takes a
+ * handful of mallocs, not hundreds. */
+#define ARENA_CHUNK_MAX (1u << 20)
 
 void srv_arena_init(struct srv_arena *a, void *buf, size_t len)
 {
 	uintptr_t p = (uintptr_t)buf;
 	size_t pad = (ARENA_ALIGN - p % ARENA_ALIGN) % ARENA_ALIGN;
 	a->chunks = NULL;
+	a->next_cap = 0;
 	a->cur = buf ? (uint8_t *)buf + (pad < len ? pad : len) : NULL;
 	a->left = buf && pad < len ? len - pad : 0;
 }
@@ -42,10 +47,14 @@ void *srv_arena_alloc(struct srv_arena *a, size_t n, size_t size)
 	if (bytes == 0)
 		bytes = ARENA_ALIGN;
 	if (bytes > a->left) {
-		size_t cap = bytes > ARENA_CHUNK ? bytes : ARENA_CHUNK;
+		size_t want = a->next_cap ? a->next_cap : ARENA_CHUNK;
+		size_t cap = bytes > want ? bytes : want;
 		struct srv_arena_chunk *c = malloc(sizeof(*c) + cap);
 		if (!c)
 			return NULL;
+		if (want < ARENA_CHUNK_MAX)
+			a->next_cap = want * 2;
+		c->cap = cap;
 		c->next = a->chunks;
 		a->chunks = c;
 		a->cur = c->data;
@@ -67,6 +76,28 @@ void srv_arena_free(struct srv_arena *a)
 	}
 	a->cur = NULL;
 	a->left = 0;
+	a->next_cap = 0;
+}
+
+void srv_arena_rewind(struct srv_arena *a)
+{
+	struct srv_arena_chunk *keep = a->chunks;
+	if (!keep) {
+		srv_arena_free(a);
+		return;
+	}
+	while (keep->next) {
+		struct srv_arena_chunk *c = keep->next;
+		keep->next = c->next;
+		free(c);
+	}
+	if (keep->cap > ARENA_CHUNK_MAX) {
+		/* one outsized entry: do not hold on to its memory */
+		srv_arena_free(a);
+		return;
+	}
+	a->cur = keep->data;
+	a->left = keep->cap;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -138,6 +138,12 @@ static void queue_persist(struct srv_member *m, const struct raft_update *up)
 	p->hard_state_changed = up->hard_state_changed;
 	p->hard_state = up->hard_state;
 	b->persist_seq = up->persist_seq;
+	bool commit_only = !up->snapshot && !up->truncate_from && !up->n_entries &&
+	                   up->hard_state_changed && up->hard_state.term == m->queued_hs.term &&
+	                   up->hard_state.vote == m->queued_hs.vote;
+	b->commit_only = b->commit_only && commit_only;
+	if (up->hard_state_changed)
+		m->queued_hs = up->hard_state;
 }
 
 /* Request ids carry the low 16 bits of the member id on top (as etcd's
@@ -166,7 +172,8 @@ static bool proposed_here(struct srv_member *m, const struct raft_entry *e)
 /* Queues committed entries for apply; returns the last of them that the
  * store had applied already (before a restart, or in a snapshot taken at a
  * later index than its raft metadata), 0 if none. */
-static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents, size_t n)
+static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents, size_t n,
+                            bool in_batch)
 {
 	struct srv_batch *b = m->filling;
 	uint64_t skipped = 0;
@@ -185,7 +192,7 @@ static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents,
 		if (!wr)
 			oom(m);
 		b->want_response = wr;
-		struct raft_entry *c = copy_entries(b, e, 1);
+		const struct raft_entry *c = in_batch ? e : copy_entries(b, e, 1);
 		if (!c)
 			oom(m);
 		b->want_response[b->n_apply] = proposed_here(m, e);
@@ -223,28 +230,73 @@ static bool single_voter_leader(struct srv_member *m)
 	return st.conf.n_voters == 1 && st.conf.voters[0] == m->id;
 }
 
-static void apply_own_appends(struct srv_member *m, const struct raft_update *up)
+/* The entries just queued to persist (copied into the filling batch by
+ * queue_persist) are applied from that copy. */
+static void apply_own_appends(struct srv_member *m)
 {
-	for (size_t i = 0; i < up->n_entries; i++) {
-		const struct raft_entry *e = &up->entries[i];
+	struct srv_batch *b = m->filling;
+	const struct srv_persist *p = &b->persist[b->n_persist - 1];
+	for (size_t i = 0; i < p->n_entries; i++) {
+		const struct raft_entry *e = &p->entries[i];
 		if (e->index != m->queued_apply + 1 || e->type != RAFT_ENTRY_NORMAL ||
 		    srv_membership_entry(e))
 			break;
-		queue_apply(m, e, 1);
+		queue_apply(m, e, 1, true);
 	}
 }
 
-static void maybe_submit(struct srv_member *m)
+/* The batch only moves the commit index. Raft needs no durable commit
+ * index (a restarted member learns it again from the leader, or commits its
+ * own log again when alone; etcd does not sync for it either), and no
+ * message waits for one: such a batch costs a full commit (two device
+ * syncs) for nothing. Its hard state stays in the filling batch and is
+ * written with the next batch that has real work. */
+static bool commit_only(const struct srv_batch *b)
+{
+	return b->commit_only && b->n_persist && !b->n_apply && !b->membership &&
+	       !b->has_log_compact && !b->compact_step && !b->apply_to;
+}
+
+static void step_persisted(struct srv_member *m, uint64_t seq)
+{
+	if (seq <= m->reported_seq)
+		return;
+	m->reported_seq = seq;
+	struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
+	ev.persisted.seq = seq;
+	step(m, &ev, NULL);
+}
+
+/* Hands the filling batch to the storage thread when it is idle; `force`
+ * also sends one that only moves the commit index (drain). */
+static void submit(struct srv_member *m, bool force)
 {
 	if (m->inflight || srv_batch_empty(m->filling) || m->stopping)
 		return;
 	struct srv_batch *b = m->filling;
+	if (!force && commit_only(b)) {
+		/* Nothing is in flight: every earlier update is durable, and
+		 * this one needs no durability (above). */
+		step_persisted(m, b->persist_seq);
+		return;
+	}
 	srv_member_header(m, &b->hdr);
 	if (m->compact_pending)
 		b->compact_step = true;
 	m->inflight = b;
-	m->filling = (b == &m->batches[0]) ? &m->batches[1] : &m->batches[0];
+	for (int i = 0; i < 3; i++) {
+		struct srv_batch *n = &m->batches[i];
+		if (n != m->inflight && n != m->answering) {
+			m->filling = n;
+			break;
+		}
+	}
 	srv_batch_submit(m, b);
+}
+
+static void maybe_submit(struct srv_member *m)
+{
+	submit(m, false);
 }
 
 /* ------------------------------------------------------------ reads */
@@ -332,13 +384,13 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 	if (up->persist_seq) {
 		queue_persist(m, up);
 		if (single_voter_leader(m))
-			apply_own_appends(m, up);
+			apply_own_appends(m);
 	}
 	if (up->n_msgs)
 		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
 	uint64_t skipped = 0;
 	if (up->n_committed)
-		skipped = queue_apply(m, up->committed, up->n_committed);
+		skipped = queue_apply(m, up->committed, up->n_committed, false);
 	if (up->n_reads)
 		handle_reads(m, up);
 	maybe_submit(m);
@@ -455,6 +507,12 @@ static void batch_done(uv_async_t *async)
 	if (applied)
 		m->applied_index = applied;
 	m->compact_pending = b->compact_more;
+	/* The storage thread takes the next batch before the loop answers
+	 * this one's clients. */
+	m->answering = b;
+	if (m->compact_pending)
+		m->filling->compact_step = true;
+	maybe_submit(m);
 	bool nospace = false;
 	for (size_t i = 0; i < b->n_results; i++) {
 		struct srv_apply_result *r = &b->results[i];
@@ -479,12 +537,10 @@ static void batch_done(uv_async_t *async)
 	}
 	m->metrics.proposals_applied += b->n_apply;
 	srv_batch_reset(b);
+	m->answering = NULL;
 
-	if (persist_seq) {
-		struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
-		ev.persisted.seq = persist_seq;
-		step(m, &ev, NULL);
-	}
+	if (persist_seq)
+		step_persisted(m, persist_seq);
 	if (applied) {
 		struct raft_event ev = {.type = RAFT_EVENT_APPLIED};
 		ev.applied.index = applied;
@@ -721,7 +777,7 @@ void srv_member_drain(struct srv_member *m)
 {
 	for (int rounds = 0; rounds < 64; rounds++) {
 		if (!m->inflight)
-			maybe_submit(m);
+			submit(m, true);
 		if (!m->inflight)
 			return;
 		pthread_mutex_lock(&m->q.mu);
@@ -806,11 +862,8 @@ void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *m
 	rmtree(old);
 	m->queued_apply = m->applied_index;
 	srv_cluster_sync_peers(m);
-	if (persist_seq) {
-		struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
-		ev.persisted.seq = persist_seq;
-		step(m, &ev, NULL);
-	}
+	if (persist_seq)
+		step_persisted(m, persist_seq);
 	struct raft_event ev = {.type = RAFT_EVENT_SNAPSHOT_INSTALLED};
 	ev.snapshot_installed.index = meta->index;
 	step(m, &ev, NULL);
@@ -841,6 +894,8 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	m->cfg = cfg;
 	m->log = log;
 	m->filling = &m->batches[0];
+	for (int i = 0; i < 3; i++)
+		srv_batch_reset(&m->batches[i]);
 	m->limits.max_request_bytes = (size_t)cfg->max_request_bytes;
 	m->limits.max_txn_ops = (unsigned)cfg->max_txn_ops;
 	m->request_timeout_ms = 5000 + 2 * (uint64_t)cfg->election_timeout_ms;
@@ -1063,8 +1118,8 @@ void srv_member_close(struct srv_member *m)
 	srv_maint_free(m);
 	free(m->kv_ctx);
 	free(m->capi_ctx);
-	srv_batch_free(&m->batches[0]);
-	srv_batch_free(&m->batches[1]);
+	for (int i = 0; i < 3; i++)
+		srv_batch_free(&m->batches[i]);
 	raft_free(m->raft);
 	raft_lmdb_close(m->rl);
 	store_close(m->store);

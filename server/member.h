@@ -73,6 +73,10 @@ struct srv_batch {
 	struct srv_persist *persist;
 	size_t n_persist, cap_persist;
 	uint64_t persist_seq;
+	/* Every persist record only moves the commit index (same term and
+	 * vote, no entries): nothing waits on its durability (see
+	 * maybe_submit). */
+	bool commit_only;
 	struct raft_entry *apply;
 	size_t n_apply, cap_apply;
 	uint64_t apply_to;   /* last index the batch applies (entries or skipped) */
@@ -163,10 +167,14 @@ struct srv_member {
 	uint8_t role;
 	uint64_t commit_index;
 
-	/* batches */
-	struct srv_batch batches[2];
+	/* batches: one filling, one on the storage thread, one whose results
+	 * the loop is answering (batch_done) */
+	struct srv_batch batches[3];
 	struct srv_batch *filling;
 	struct srv_batch *inflight;
+	struct srv_batch *answering;
+	struct raft_hard_state queued_hs; /* last hard state queued to persist */
+	uint64_t reported_seq;            /* last persist seq stepped PERSISTED */
 	struct srv_batch_queue q;
 	uint64_t applied_index; /* applied by committed batches */
 	uint64_t queued_apply;  /* last index handed to a batch for apply */

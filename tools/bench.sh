@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# make bench: the standard cairn-bench set against a fresh cairnd and then,
-# with the same tool in the same run, against a fresh etcd (/usr/bin/etcd),
-# then one table: throughput, p50/p99 latency and server CPU per operation
-# for both, with cairnd/etcd ratios. Also the disk's fsync latency on the
-# filesystem of the data directories (what one durable batch costs).
+# make bench: the standard cairn-bench set against a fresh cairnd and, with
+# the same tool in the same run, a fresh etcd (/usr/bin/etcd), then one
+# table: throughput, p50/p99 latency and server CPU per operation for both,
+# with cairnd/etcd ratios. Also the disk's fsync latency on the filesystem
+# of the data directories (what one durable batch costs), measured beside
+# each single-client put run.
 # Never fails on a timing. BENCH_QUICK=1 for a shorter run; BENCH_SCALE=N
-# multiplies the request counts.
+# multiplies the request counts; BENCH_REPEAT=N runs each benchmark N times
+# (default 3); BENCH_ONLY=REGEX runs the benchmarks whose
+# name matches (e.g. BENCH_ONLY='1000c' for the 1000 clients / 100
+# connections put and range set).
 set -u
 . "$(dirname "$0")/test_lib.sh"
 scale=${BENCH_SCALE:-1}
@@ -17,9 +21,12 @@ set_=(
 	"put-1c|put --clients 1 --total $(n 500) --key-space-size 10000 --val-size 256"
 	"put-16c|put --clients 16 --conns 4 --total $(n 4000) --key-space-size 10000 --val-size 256"
 	"put-64c|put --clients 64 --conns 8 --total $(n 6000) --key-space-size 10000 --val-size 256"
+	"put-1000c|put --clients 1000 --conns 100 --total $(n 30000) --key-space-size 10000 --val-size 256"
 	"txn-put-16c|txn-put --clients 16 --conns 4 --total $(n 2000) --txn-ops 4 --key-space-size 100000 --sequential-keys --val-size 256"
 	"range-l-16c|range 0000000001 --clients 16 --conns 4 --total $(n 6000)"
 	"range-s-16c|range 0000000001 --clients 16 --conns 4 --total $(n 10000) --consistency s"
+	"range-l-1000c|range 0000000001 --clients 1000 --conns 100 --total $(n 60000)"
+	"range-s-1000c|range 0000000001 --clients 1000 --conns 100 --total $(n 60000) --consistency s"
 	"range-prefix-s|range 0000000 0000001 --clients 8 --conns 4 --total $(n 300) --consistency s"
 	"keepalive-16c|lease-keepalive --clients 16 --conns 4 --total $(n 10000)"
 	"watch-latency|watch-latency --streams 4 --watchers-per-stream 5 --put-total $(n 200) --put-rate 200"
@@ -27,65 +34,117 @@ set_=(
 
 results=$tmp/results
 : >"$results"
-for kind in cairnd etcd; do
-	if [ "$kind" = etcd ] && [ ! -x /usr/bin/etcd ]; then
-		echo "etcd not installed: cairnd only"
-		continue
-	fi
+kinds=(cairnd)
+if [ -x /usr/bin/etcd ]; then
+	kinds+=(etcd)
+else
+	echo "etcd not installed: cairnd only"
+fi
+# Both servers run side by side and every benchmark runs on one right after
+# the other (BENCH_REPEAT times, 3 by default): on a shared machine the disk
+# and the CPUs change speed from one minute to the next, and a ratio is only
+# meaningful between runs made under the same conditions.
+declare -A eps spids
+for kind in "${kinds[@]}"; do
 	start_server "$kind" || exit 1
+	eps[$kind]=$ep
+	spids[$kind]=$server_pid
 	echo "== $kind (pid $server_pid, $ep)"
 	# Keys for the range benchmarks: 1000 sequential keys.
 	"$BUILD/cairn-bench" --endpoints="$ep" put --total 1000 --clients 16 --key-size 10 \
 		--key-space-size 1000 --sequential-keys --val-size 256 --quiet >/dev/null
-	for entry in "${set_[@]}"; do
-		name=${entry%%|*}
-		args=${entry#*|}
-		# shellcheck disable=SC2086
-		line=$("$BUILD/cairn-bench" --endpoints="$ep" --server-pid="$server_pid" --key-size 10 \
-			$args --quiet 2>"$tmp/err" | grep '^result:')
-		echo "  $name: ${line#result: }"
-		echo "$kind $name ${line#result: }" >>"$results"
-	done
-	rss=$(awk '/VmRSS/{print $2}' "/proc/$server_pid/status" 2>/dev/null)
-	echo "$kind rss_end ${rss:-0}" >>"$results"
-	kill "$server_pid"
-	wait "$server_pid" 2>/dev/null
 done
-fs=$("$BUILD/cairn-bench" fsync --dir "$tmp" --total "$(n 200)" --quiet | grep '^result:')
-echo "fsync ${fs#result: }" >>"$results"
+repeat=${BENCH_REPEAT:-3}
+for entry in "${set_[@]}"; do
+	name=${entry%%|*}
+	args=${entry#*|}
+	[[ "$name" =~ ${BENCH_ONLY:-.} ]] || continue
+	for rep in $(seq "$repeat"); do
+		for kind in "${kinds[@]}"; do
+			# shellcheck disable=SC2086
+			line=$("$BUILD/cairn-bench" --endpoints="${eps[$kind]}" \
+				--server-pid="${spids[$kind]}" --key-size 10 $args --quiet 2>"$tmp/err" |
+				grep '^result:')
+			echo "  $name #$rep $kind: ${line#result: }"
+			echo "$kind $name $rep ${line#result: }" >>"$results"
+		done
+		if [ "$name" = put-1c ]; then
+			fs=$("$BUILD/cairn-bench" fsync --dir "$tmp" --total "$(n 200)" --quiet |
+				grep '^result:')
+			echo "  fsync #$rep: ${fs#result: }"
+			echo "fsync $rep ${fs#result: }" >>"$results"
+		fi
+	done
+done
+for kind in "${kinds[@]}"; do
+	rss=$(awk '/VmRSS/{print $2}' "/proc/${spids[$kind]}/status" 2>/dev/null)
+	echo "$kind rss_end 0 ${rss:-0}" >>"$results"
+	kill "${spids[$kind]}"
+	wait "${spids[$kind]}" 2>/dev/null
+done
 
 /usr/bin/python3 - "$results" <<'PY'
 import sys
-rows, rss, fs = {}, {}, None
+from statistics import median
+rows, rss, fs = {}, {}, {}
 for line in open(sys.argv[1]):
     w = line.split()
     if w[0] == "fsync":
-        fs = dict(x.split("=", 1) for x in w[1:])
+        fs[w[1]] = dict(x.split("=", 1) for x in w[2:])
         continue
     if w[1] == "rss_end":
-        rss[w[0]] = int(w[2]) / 1024.0
+        rss[w[0]] = int(w[3]) / 1024.0
         continue
-    rows.setdefault(w[1], {})[w[0]] = dict(x.split("=", 1) for x in w[2:])
+    r = rows.setdefault(w[1], {}).setdefault(w[2], {})
+    r[w[0]] = dict(x.split("=", 1) for x in w[3:])
 
-def ratio(a, b):
+def num(d, k):
     try:
-        a, b = float(a), float(b)
-        return "%.2f" % (a / b) if b > 0 and a >= 0 else "-"
+        v = float(d.get(k, "-"))
+        return v if v >= 0 else None
     except ValueError:
-        return "-"
+        return None
 
-hdr = ["benchmark", "cairnd/s", "etcd/s", "ratio", "p50 ms c/e", "p99 ms c/e",
-       "cpu us/op c/e", "cpu ratio", "errors c/e"]
+def med(reps, kind, k):
+    v = [num(r[kind], k) for r in reps if kind in r]
+    v = [x for x in v if x is not None]
+    return median(v) if v else None
+
+def ratios(reps, k):
+    v = []
+    for r in reps:
+        if "cairnd" in r and "etcd" in r:
+            a, b = num(r["cairnd"], k), num(r["etcd"], k)
+            if a is not None and b:
+                v.append(a / b)
+    return v
+
+def fmt(x, p=1):
+    return "-" if x is None else "%.*f" % (p, x)
+
+def rfmt(v):
+    # the median of the paired (same repetition) ratios, and their range
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return "%.2f" % v[0]
+    return "%.2f [%.2f-%.2f]" % (median(v), min(v), max(v))
+
+hdr = ["benchmark", "cairnd/s", "etcd/s", "ratio [min-max]", "p50 ms c/e", "p50 ratio",
+       "p99 ms c/e", "p99 ratio", "cpu us/op c/e", "cpu ratio", "errors c/e"]
 out = []
-for name, r in rows.items():
-    c, e = r.get("cairnd", {}), r.get("etcd", {})
-    g = lambda d, k: d.get(k, "-")
-    out.append([name, g(c, "rps"), g(e, "rps"), ratio(g(c, "rps"), g(e, "rps")),
-                "%s / %s" % (g(c, "p50_ms"), g(e, "p50_ms")),
-                "%s / %s" % (g(c, "p99_ms"), g(e, "p99_ms")),
-                "%s / %s" % (g(c, "cpu_us_per_op"), g(e, "cpu_us_per_op")),
-                ratio(g(c, "cpu_us_per_op"), g(e, "cpu_us_per_op")),
-                "%s / %s" % (g(c, "errors"), g(e, "errors"))])
+for name, byrep in rows.items():
+    reps = list(byrep.values())
+    g = lambda kind, k, p=1: fmt(med(reps, kind, k), p)
+    errs = lambda kind: "%d" % sum(int(num(r[kind], "errors") or 0) for r in reps if kind in r)
+    out.append([name, g("cairnd", "rps"), g("etcd", "rps"), rfmt(ratios(reps, "rps")),
+                "%s / %s" % (g("cairnd", "p50_ms", 2), g("etcd", "p50_ms", 2)),
+                rfmt(ratios(reps, "p50_ms")),
+                "%s / %s" % (g("cairnd", "p99_ms", 2), g("etcd", "p99_ms", 2)),
+                rfmt(ratios(reps, "p99_ms")),
+                "%s / %s" % (g("cairnd", "cpu_us_per_op"), g("etcd", "cpu_us_per_op")),
+                rfmt(ratios(reps, "cpu_us_per_op")),
+                "%s / %s" % (errs("cairnd"), errs("etcd"))])
 w = [max(len(str(x[i])) for x in out + [hdr]) for i in range(len(hdr))]
 print()
 print("  ".join(h.ljust(w[i]) for i, h in enumerate(hdr)))
@@ -93,9 +152,20 @@ print("  ".join("-" * w[i] for i in range(len(hdr))))
 for row in out:
     print("  ".join(str(x).rjust(w[i]) if i else str(x).ljust(w[i]) for i, x in enumerate(row)))
 print()
-print("ratio = cairnd / etcd (throughput: higher is better for cairnd; cpu: lower is better)")
+print("figures: medians over the repetitions; ratio = cairnd / etcd, the median of the")
+print("per-repetition ratios with their range (throughput: higher is better for cairnd;")
+print("latency and cpu: lower is better)")
 print("server RSS at end: cairnd %.1f MiB, etcd %.1f MiB" % (rss.get("cairnd", 0), rss.get("etcd", 0)))
 if fs:
-    print("disk fsync (4 KiB write + fdatasync): p50 %s ms, p99 %s ms, %s/s" %
-          (fs["p50_ms"], fs["p99_ms"], fs["rps"]))
+    f50 = [float(f["p50_ms"]) for f in fs.values()]
+    f99 = [float(f["p99_ms"]) for f in fs.values()]
+    print("disk fsync (4 KiB write + fdatasync), beside each put-1c run: p50 %.3f ms "
+          "[%.3f-%.3f], p99 %.3f ms" % (median(f50), min(f50), max(f50), median(f99)))
+    one = rows.get("put-1c", {})
+    for k in ("cairnd", "etcd"):
+        v = [num(one[rep][k], "p50_ms") / float(f["p50_ms"]) for rep, f in fs.items()
+             if rep in one and k in one[rep] and float(f["p50_ms"]) > 0 and
+             num(one[rep][k], "p50_ms") is not None]
+        if v:
+            print("  put-1c p50 / fsync p50: %s %s" % (k, rfmt(v)))
 PY

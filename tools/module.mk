@@ -2,7 +2,8 @@
 # load generator) and their tests. See DESIGN.md §1.
 #
 #   make bench            cairn-bench against a fresh cairnd, then etcd (table)
-#   BENCH_QUICK=1         a shorter run
+#   make bench-vs-etcd    the same
+#   BENCH_QUICK=1         a shorter run; BENCH_ONLY=REGEX runs the matching subset
 
 CTL_SRCS := tools/cairnctl.c tools/cairnctl_kv.c tools/cairnctl_cluster.c \
 	tools/cairnctl_inspect.c tools/cairnctl_snapshot.c tools/cairnctl_check.c tools/ctl_client.c tools/ctl_json.c
@@ -24,8 +25,8 @@ BINS += $(BUILD)/cairn-bench
 TEST_SCRIPTS += tools/test_cairnctl.sh tools/test_cairnctl_compat.sh tools/test_inspect.sh \
 	tools/test_bench.sh
 
-.PHONY: bench
-bench: $(BUILD)/cairnd $(BUILD)/cairn-bench $(BUILD)/cairnctl
+.PHONY: bench bench-vs-etcd
+bench bench-vs-etcd: $(BUILD)/cairnd $(BUILD)/cairn-bench $(BUILD)/cairnctl
 	BUILD=$(BUILD) tools/bench.sh
 
 # The size targets (1M keys: RSS, disk, restart; 100k watchers), cairnd and
