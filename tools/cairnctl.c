@@ -165,8 +165,8 @@ static bool g_conn_open;
 struct ctl_conn *ctl_conn(void)
 {
 	if (!g_conn_open) {
-		if (ctl_conn_open(&g_conn, ctl_g.endpoints[0], ctl_g.dial_timeout_ms,
-		                  ctl_g.command_timeout_ms) != 0)
+		if (ctl_conn_open_list(&g_conn, ctl_g.endpoints, ctl_g.n_endpoints,
+		                       ctl_g.dial_timeout_ms, ctl_g.command_timeout_ms) != 0)
 			ctl_die(EXIT_BAD_CONNECTION, "bad endpoint %s", ctl_g.endpoints[0]);
 		g_conn.alloc = &arena_pb;
 		g_conn_open = true;
@@ -366,10 +366,10 @@ int ctl_argify(const char *line, char ***argv, int *argc)
 	return 0;
 }
 
-static const struct ctl_flag *find_flag(const struct ctl_flag *flags, const char *name, size_t len,
-                                        char shorthand)
+static const struct ctl_flag *find_flag(const struct ctl_flag *flags, bool globals,
+                                        const char *name, size_t len, char shorthand)
 {
-	const struct ctl_flag *sets[2] = {flags, global_flags};
+	const struct ctl_flag *sets[2] = {flags, globals ? global_flags : NULL};
 	for (int s = 0; s < 2; s++) {
 		for (const struct ctl_flag *f = sets[s]; f && f->name; f++) {
 			if (shorthand ? f->shorthand == shorthand
@@ -380,7 +380,9 @@ static const struct ctl_flag *find_flag(const struct ctl_flag *flags, const char
 	return NULL;
 }
 
-static void set_flag(const struct ctl_flag *f, const char *val, const char *shown)
+/* Sets the flag from its text; on a bad value, pflag's message in err. */
+static int set_flag(const struct ctl_flag *f, const char *val, const char *shown, char *err,
+                    size_t errlen)
 {
 	switch (f->type) {
 	case FLAG_BOOL:
@@ -389,37 +391,40 @@ static void set_flag(const struct ctl_flag *f, const char *val, const char *show
 		else if (!strcmp(val, "false") || !strcmp(val, "0"))
 			*(bool *)f->ptr = false;
 		else
-			ctl_die(EXIT_ERROR,
-			        "invalid argument \"%s\" for \"%s\" flag: strconv.ParseBool: "
-			        "parsing \"%s\": invalid syntax",
-			        val, shown, val);
-		break;
+			goto bad;
+		return 0;
 	case FLAG_STR:
 		*(const char **)f->ptr = val;
-		break;
+		return 0;
 	case FLAG_INT: {
 		char *end;
 		errno = 0;
 		long long v = strtoll(val, &end, 0);
 		if (*val == 0 || *end || errno)
-			ctl_die(EXIT_ERROR,
-			        "invalid argument \"%s\" for \"%s\" flag: strconv.ParseInt: "
-			        "parsing \"%s\": invalid syntax",
-			        val, shown, val);
+			goto bad;
 		*(int64_t *)f->ptr = v;
-		break;
+		return 0;
 	}
 	case FLAG_DUR:
 		if (ctl_parse_duration_ms(val, f->ptr) != 0)
-			ctl_die(EXIT_ERROR,
-			        "invalid argument \"%s\" for \"%s\" flag: time: invalid "
-			        "duration %s",
-			        val, shown, val);
-		break;
+			goto bad;
+		return 0;
 	}
+bad:
+	if (f->type == FLAG_DUR)
+		snprintf(err, errlen,
+		         "invalid argument \"%s\" for \"%s\" flag: time: invalid duration %s", val,
+		         shown, val);
+	else
+		snprintf(err, errlen,
+		         "invalid argument \"%s\" for \"%s\" flag: strconv.%s: parsing \"%s\": "
+		         "invalid syntax",
+		         val, shown, f->type == FLAG_BOOL ? "ParseBool" : "ParseInt", val);
+	return -1;
 }
 
-void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos)
+int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, char **argv,
+                        char ***pos, int *npos, char *err, size_t errlen)
 {
 	char **out = ctl_alloc(((size_t)argc + 1) * sizeof(*out));
 	int n = 0;
@@ -441,30 +446,46 @@ void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char *
 			const char *name = a + 2;
 			const char *eq = strchr(name, '=');
 			size_t len = eq ? (size_t)(eq - name) : strlen(name);
-			f = find_flag(flags, name, len, 0);
-			if (!f)
-				ctl_die(EXIT_ERROR, "unknown flag: --%.*s", (int)len, name);
+			f = find_flag(flags, globals, name, len, 0);
+			if (!f) {
+				snprintf(err, errlen, "unknown flag: --%.*s", (int)len, name);
+				return -1;
+			}
 			if (eq)
 				val = eq + 1;
 			snprintf(shown, sizeof(shown), "--%s", f->name);
 		} else {
-			f = find_flag(flags, NULL, 0, a[1]);
-			if (!f)
-				ctl_die(EXIT_ERROR, "unknown shorthand flag: '%c' in %s", a[1], a);
+			f = find_flag(flags, globals, NULL, 0, a[1]);
+			if (!f) {
+				snprintf(err, errlen, "unknown shorthand flag: '%c' in %s", a[1],
+				         a);
+				return -1;
+			}
 			if (a[2])
 				val = a[2] == '=' ? a + 3 : a + 2;
 			snprintf(shown, sizeof(shown), "-%c, --%s", f->shorthand, f->name);
 		}
 		if (!val && f->type != FLAG_BOOL) {
-			if (i + 1 >= argc)
-				ctl_die(EXIT_ERROR, "flag needs an argument: %s", a);
+			if (i + 1 >= argc) {
+				snprintf(err, errlen, "flag needs an argument: %s", a);
+				return -1;
+			}
 			val = argv[++i];
 		}
-		set_flag(f, val, shown);
+		if (set_flag(f, val, shown, err, errlen) != 0)
+			return -1;
 	}
 	out[n] = NULL;
 	*pos = out;
 	*npos = n;
+	return 0;
+}
+
+void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos)
+{
+	char err[256];
+	if (ctl_parse_flags_err(flags, true, argc, argv, pos, npos, err, sizeof(err)) != 0)
+		ctl_die(EXIT_ERROR, "%s", err);
 }
 
 /* --------------------------------------------------------------- printing */
@@ -939,9 +960,10 @@ static void env_flags(void)
 			name[o] = 0;
 			const char *v = getenv(name);
 			if (v) {
-				char shown[80];
+				char shown[80], err[256];
 				snprintf(shown, sizeof(shown), "--%s", f->name);
-				set_flag(f, v, shown);
+				if (set_flag(f, v, shown, err, sizeof(err)) != 0)
+					ctl_die(EXIT_ERROR, "%s", err);
 				break;
 			}
 		}
@@ -974,9 +996,9 @@ static int next_word(int argc, char **argv, int i)
 			return -1;
 		const struct ctl_flag *f = NULL;
 		if (a[1] == '-' && !strchr(a, '='))
-			f = find_flag(NULL, a + 2, strlen(a + 2), 0);
+			f = find_flag(NULL, true, a + 2, strlen(a + 2), 0);
 		else if (a[1] != '-' && !a[2])
-			f = find_flag(NULL, NULL, 0, a[1]);
+			f = find_flag(NULL, true, NULL, 0, a[1]);
 		if (f && f->type != FLAG_BOOL)
 			i++;
 	}

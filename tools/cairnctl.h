@@ -69,7 +69,8 @@ extern struct ctl_globals ctl_g;
  * ExitWithError). */
 _Noreturn void ctl_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The connection to the first endpoint (opened on first use). */
+/* The connection to the endpoints, failing over from the first (opened on
+ * first use). */
 struct ctl_conn *ctl_conn(void);
 /* Unary call on ctl_conn(); exits with `exit_code` on error. */
 ProtobufCMessage *ctl_must_call(const char *path, const ProtobufCMessage *req,
@@ -97,6 +98,10 @@ int ctl_argify(const char *line, char ***argv, int *argc);
 /* Parses args against `flags` (plus the globals); positional arguments are
  * returned in *pos. Exits on a bad flag. */
 void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos);
+/* The same without exiting: -1 with pflag's message in err; the global
+ * flags only if `globals`. */
+int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, char **argv,
+                        char ***pos, int *npos, char *err, size_t errlen);
 
 /* Builds a request op from a txn line's arguments ("put k v", "get k --prefix"). */
 int ctl_parse_request_op(int argc, char **argv, Etcdserverpb__RequestOp *op);

@@ -3,6 +3,7 @@
  * watch. Flags and argument checks follow etcdctl's get_command.go,
  * put_command.go, del_command.go, txn_command.go, watch_command.go.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,12 +483,6 @@ static const struct ctl_flag watch_flags[] = {
     {0},
 };
 
-struct watch_state {
-	bool done;
-	int status;
-	char *message;
-};
-
 static void print_watch(const Etcdserverpb__WatchResponse *w)
 {
 	switch (ctl_g.out) {
@@ -509,7 +504,10 @@ static void print_watch(const Etcdserverpb__WatchResponse *w)
 			ctl_json_fields(stdout, &w->header->base, &first);
 		fputs("},\"Events\":", stdout);
 		if (w->n_events == 0) {
-			fputs(w->canceled ? "[]" : "null", stdout);
+			/* clientv3 makes the slice for every response it passes
+			 * on; only the one it makes when a watch is closed without
+			 * compaction has none */
+			fputs(w->canceled && !w->compact_revision ? "null" : "[]", stdout);
 		} else {
 			putchar('[');
 			for (size_t i = 0; i < w->n_events; i++) {
@@ -548,13 +546,36 @@ static void print_watch(const Etcdserverpb__WatchResponse *w)
 	fflush(stdout);
 }
 
+/* One Watch stream and its watchers, multiplexed as clientv3 does: creates
+ * are answered in order, events and cancels name their watcher, and the
+ * answer to a WatchProgressRequest (watch id -1) is every watcher's. */
+struct watch_session {
+	struct ctl_conn *c;
+	struct rpc_client_stream *s; /* NULL until the first watch (or after close) */
+	bool interactive;
+	bool got;  /* a message came on the stream */
+	bool stop; /* leave the loop: the stream ended, or (not interactive) the
+	            * watch was cancelled, or stdin ended */
+	int status;
+	char *message; /* of the stream's end */
+	size_t live;   /* watchers created and not cancelled */
+	/* interactive: stdin */
+	uv_poll_t in;
+	bool in_polled;
+	char *line;
+	size_t line_len, line_cap;
+	bool eof;
+};
+
 static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t len)
 {
-	struct watch_state *st = rpc_client_stream_data(s);
+	struct watch_session *ws = rpc_client_stream_data(s);
 	Etcdserverpb__WatchResponse *w = etcdserverpb__watch_response__unpack(NULL, len, msg);
 	if (!w)
 		return;
+	ws->got = true;
 	if (w->created && !w->canceled) {
+		ws->live++;
 		etcdserverpb__watch_response__free_unpacked(w, NULL);
 		return;
 	}
@@ -566,14 +587,19 @@ static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t le
 		                                        "future revision";
 		fflush(stdout);
 		fprintf(stderr, "watch was canceled (%s)\n", why);
+		if (!w->created && ws->live)
+			ws->live--;
 	}
 	bool progress = w->n_events == 0 && !w->canceled && !w->created &&
 	                w->compact_revision == 0 && w->header && w->header->revision != 0;
-	if (progress)
-		printf("progress notify: %lld\n", (long long)w->header->revision);
-	print_watch(w);
-	if (w->canceled) {
-		st->done = true;
+	size_t copies = progress && w->watch_id == -1 ? ws->live : 1;
+	for (size_t i = 0; i < copies; i++) {
+		if (progress)
+			printf("progress notify: %lld\n", (long long)w->header->revision);
+		print_watch(w);
+	}
+	if (w->canceled && !ws->interactive) {
+		ws->stop = true;
 		rpc_client_stream_cancel(s);
 	}
 	etcdserverpb__watch_response__free_unpacked(w, NULL);
@@ -581,75 +607,250 @@ static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t le
 
 static void watch_close(struct rpc_client_stream *s, int grpc_status, const char *message)
 {
-	struct watch_state *st = rpc_client_stream_data(s);
-	st->status = grpc_status;
-	st->message = ctl_strdup(message ? message : "");
-	st->done = true;
+	struct watch_session *ws = rpc_client_stream_data(s);
+	ws->status = grpc_status;
+	ws->message = ctl_strdup(message ? message : "");
+	ws->s = NULL;
+	ws->stop = true;
+}
+
+static int watch_open(struct watch_session *ws)
+{
+	struct rpc_client_stream_cbs cbs = {.on_message = watch_msg, .on_close = watch_close};
+	ws->got = false;
+	ws->live = 0;
+	ws->message = NULL;
+	return ws->c->cli ? rpc_client_stream_open(ws->c->cli, "/etcdserverpb.Watch/Watch", &cbs,
+	                                           ws, &ws->s)
+	                  : -1;
+}
+
+/* getWatchChan: the create request for a key (and range end) with the
+ * watch flags; -1 with etcdctl's message if they conflict. */
+static int watch_create(int argc, char **argv, Etcdserverpb__WatchRequest *req, const char **err)
+{
+	if (argc < 1) {
+		*err = "bad number of arguments";
+		return -1;
+	}
+	if (argc == 2 && watch_o.prefix) {
+		*err = "`range_end` and `--prefix` are mutually exclusive";
+		return -1;
+	}
+	Etcdserverpb__WatchCreateRequest *cr = ctl_alloc(sizeof(*cr));
+	etcdserverpb__watch_create_request__init(cr);
+	cr->key = BIN(argv[0], strlen(argv[0]));
+	/* etcdctl: a range end only with exactly two arguments */
+	if (argc == 2)
+		cr->range_end = BIN(argv[1], strlen(argv[1]));
+	ctl_key_range(&cr->key, &cr->range_end, watch_o.prefix, false);
+	cr->start_revision = watch_o.rev;
+	cr->prev_kv = watch_o.prev_kv;
+	cr->progress_notify = watch_o.progress_notify;
+	etcdserverpb__watch_request__init(req);
+	req->request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+	req->create_request = cr;
+	return 0;
+}
+
+/* The key (and range end) from ETCDCTL_WATCH_KEY / _RANGE_END before the
+ * arguments, as parseWatchArgs does; exits on a conflict. */
+static void watch_args(int argc, char **argv, char ***out, int *nout)
+{
+	const char *env_key = getenv("ETCDCTL_WATCH_KEY");
+	const char *env_end = getenv("ETCDCTL_WATCH_RANGE_END");
+	bool have_key = env_key && *env_key;
+	if (!have_key && argc < 1)
+		ctl_bad_args("bad number of arguments");
+	if (have_key && argc > 0)
+		ctl_bad_args("bad number of arguments (found conflicting environment key)");
+	if (!have_key) {
+		*out = argv;
+		*nout = argc;
+		return;
+	}
+	char **v = ctl_alloc(3 * sizeof(*v));
+	int n = 0;
+	v[n++] = (char *)env_key;
+	if (env_end && *env_end)
+		v[n++] = (char *)env_end;
+	*out = v;
+	*nout = n;
+}
+
+/* One line of interactive input (watchInteractiveFunc). */
+static void watch_line(struct watch_session *ws, char *line)
+{
+	char **av;
+	int ac;
+	if (ctl_argify(line, &av, &ac) != 0 || ac < 1) {
+		fprintf(stderr, "Invalid command: %s (watch and progress supported)\n", line);
+		return;
+	}
+	const char *env_key = getenv("ETCDCTL_WATCH_KEY");
+	if (!strcmp(av[0], "progress")) {
+		if (!ws->s && watch_open(ws) != 0)
+			ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
+		Etcdserverpb__WatchProgressRequest pr = ETCDSERVERPB__WATCH_PROGRESS_REQUEST__INIT;
+		Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+		req.request_union_case =
+		    ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
+		req.progress_request = &pr;
+		rpc_client_stream_send_msg(ws->s, &req.base);
+		return;
+	}
+	if (strcmp(av[0], "watch") != 0) {
+		fprintf(stderr, "Invalid command %s (only support watch)\n", line);
+		return;
+	}
+	if (ac < 2 && !(env_key && *env_key)) {
+		fprintf(stderr, "Invalid command %s (command type or key is not provided)\n", line);
+		return;
+	}
+	for (int i = 1; i < ac; i++) {
+		if (strcmp(av[i], "--") != 0)
+			continue;
+		if (i == ac - 1)
+			ctl_bad_args(
+			    "bad number of arguments (found separator --, but no commands)");
+		fprintf(stderr,
+		        "Invalid command %s (exec commands are not supported by cairnctl)\n", line);
+		return;
+	}
+	/* Each line's flags alone count (etcdctl parses it with a fresh flag
+	 * set of the watch command: no global flags, defaults reset). */
+	memset(&watch_o, 0, sizeof(watch_o));
+	char **pos, **keys;
+	int npos, nkeys;
+	char err[256];
+	if (ctl_parse_flags_err(watch_flags, false, ac - 1, av + 1, &pos, &npos, err,
+	                        sizeof(err)) != 0)
+		ctl_bad_args("%s", err);
+	watch_args(npos, pos, &keys, &nkeys);
+	Etcdserverpb__WatchRequest req;
+	const char *why;
+	if (watch_create(nkeys, keys, &req, &why) != 0) {
+		fprintf(stderr, "Invalid command %s (%s)\n", line, why);
+		return;
+	}
+	if (!ws->s && watch_open(ws) != 0)
+		ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
+	rpc_client_stream_send_msg(ws->s, &req.base);
+}
+
+/* Reads what stdin has and runs each complete line; a partial last line
+ * at EOF is dropped, as bufio's ReadString('\n') returns it with EOF. */
+static void watch_read(struct watch_session *ws)
+{
+	if (ws->line_cap - ws->line_len < 4096)
+		ws->line = ctl_realloc(ws->line, ws->line_cap = ws->line_cap * 2 + 4096);
+	ssize_t n = read(0, ws->line + ws->line_len, ws->line_cap - ws->line_len - 1);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		ws->eof = true;
+		ws->stop = true;
+		return;
+	}
+	ws->line_len += (size_t)n;
+	char *nl;
+	while ((nl = memchr(ws->line, '\n', ws->line_len))) {
+		*nl = 0;
+		size_t used = (size_t)(nl - ws->line) + 1;
+		watch_line(ws, ctl_strdup(ws->line));
+		memmove(ws->line, nl + 1, ws->line_len - used);
+		ws->line_len -= used;
+	}
+	fflush(stdout);
+}
+
+static void stdin_cb(uv_poll_t *h, int status, int events)
+{
+	(void)events;
+	struct watch_session *ws = h->data;
+	if (status < 0) {
+		ws->eof = true;
+		ws->stop = true;
+		return;
+	}
+	watch_read(ws);
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static _Noreturn void watch_interactive(struct watch_session *ws)
+{
+	ws->interactive = true;
+	ws->in.data = ws;
+	/* a regular file (or /dev/null) cannot be polled: it never blocks, so
+	 * it is read in one go, as etcdctl would before its watches answer */
+	if (uv_poll_init(&ws->c->loop, &ws->in, 0) == 0) {
+		ws->in_polled = true;
+		uv_poll_start(&ws->in, UV_READABLE, stdin_cb);
+	} else {
+		while (!ws->eof)
+			watch_read(ws);
+	}
+	while (!ws->eof) {
+		ws->stop = false;
+		ctl_run(ws->c, &ws->stop);
+		if (!ws->eof && !ws->s && ws->message && ws->status != RPC_OK) {
+			/* the stream ended under its watchers */
+			char err[CTL_ERR_LEN];
+			ctl_format_error(ws->status, ws->message, err);
+			fflush(stdout);
+			fprintf(stderr, "watch was canceled (%s)\n", err);
+			ctl_die(EXIT_INTERRUPTED, "watch is canceled by the server");
+		}
+	}
+	if (ws->in_polled) {
+		uv_poll_stop(&ws->in);
+		uv_close((uv_handle_t *)&ws->in, poll_closed);
+	}
+	if (ws->s)
+		rpc_client_stream_cancel(ws->s);
+	ctl_die(EXIT_INVALID_INPUT, "Error reading watch request line: EOF");
 }
 
 static int cmd_watch(int argc, char **argv)
 {
-	if (watch_o.interactive)
-		ctl_die(EXIT_BAD_FEATURE, "interactive watch is not supported by cairnctl");
 	const char *env_key = getenv("ETCDCTL_WATCH_KEY");
 	const char *env_end = getenv("ETCDCTL_WATCH_RANGE_END");
 	if ((!env_key || !*env_key) && env_end && *env_end)
 		ctl_bad_args("ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=\"%s\"",
 		             env_end);
-	const char *key = NULL, *end = NULL;
-	if (env_key && *env_key) {
-		key = env_key;
-		end = env_end && *env_end ? env_end : NULL;
-		if (argc > 0)
-			ctl_bad_args("key and range_end are given both as arguments and in the "
-			             "environment");
-	} else {
-		if (argc < 1)
-			ctl_bad_args(
-			    "watch in non-interactive mode requires one argument as key or "
-			    "prefix, with range end");
-		if (argc > 2)
-			ctl_bad_args("too many arguments");
-		key = argv[0];
-		end = argc > 1 ? argv[1] : NULL;
-	}
-	if (end && watch_o.prefix)
-		ctl_bad_args("unexpected range_end");
-	Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
-	cr.key = BIN(key, strlen(key));
-	if (end)
-		cr.range_end = BIN(end, strlen(end));
-	ctl_key_range(&cr.key, &cr.range_end, watch_o.prefix, false);
-	cr.start_revision = watch_o.rev;
-	cr.prev_kv = watch_o.prev_kv;
-	cr.progress_notify = watch_o.progress_notify;
-	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
-	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
-	req.create_request = &cr;
-
-	struct ctl_conn *c = ctl_conn();
-	struct watch_state st = {0};
-	struct rpc_client_stream_cbs cbs = {.on_message = watch_msg, .on_close = watch_close};
+	struct watch_session ws = {.c = ctl_conn()};
+	if (watch_o.interactive)
+		watch_interactive(&ws);
+	char **keys;
+	int nkeys;
+	watch_args(argc, argv, &keys, &nkeys);
+	Etcdserverpb__WatchRequest req;
+	const char *why;
+	if (watch_create(nkeys, keys, &req, &why) != 0)
+		ctl_bad_args("%s", why);
 	uint64_t start = ctl_now_ms();
+	struct ctl_retry retry = {0};
 	for (;;) {
-		struct rpc_client_stream *s;
-		memset(&st, 0, sizeof(st));
-		if (rpc_client_stream_open(c->cli, "/etcdserverpb.Watch/Watch", &cbs, &st, &s) !=
-		        0 ||
-		    rpc_client_stream_send_msg(s, &req.base) != 0)
+		ws.stop = false;
+		if (watch_open(&ws) != 0 || rpc_client_stream_send_msg(ws.s, &req.base) != 0)
 			ctl_die(EXIT_BAD_CONNECTION, "grpc: the client connection is closing");
-		ctl_run(c, &st.done);
-		if (st.message && st.status == RPC_UNAVAILABLE &&
-		    strncmp(st.message, "etcdserver: ", 12) != 0 &&
-		    ctl_now_ms() - start < c->dial_timeout_ms) {
-			uv_sleep(100);
+		ctl_run(ws.c, &ws.stop);
+		/* nothing came yet: the watch may be made again, elsewhere if the
+		 * connection could not be made */
+		bool not_sent = ctl_not_sent(ws.status, ws.message);
+		if (!ws.s && !ws.got && ws.message && ws.status == RPC_UNAVAILABLE &&
+		    strncmp(ws.message, "etcdserver: ", 12) != 0 &&
+		    ctl_retry(ws.c, start, &retry, not_sent))
 			continue;
-		}
 		break;
 	}
-	if (st.message && st.status != RPC_OK && st.status != RPC_CANCELLED) {
+	if (ws.message && ws.status != RPC_OK && ws.status != RPC_CANCELLED) {
 		char err[CTL_ERR_LEN];
-		ctl_format_error(st.status, st.message, err);
+		ctl_format_error(ws.status, ws.message, err);
 		fflush(stdout);
 		fprintf(stderr, "watch was canceled (%s)\n", err);
 	}

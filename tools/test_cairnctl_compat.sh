@@ -56,6 +56,28 @@ same_stdin() {
 	check "$kind: $name" "$a" "$b"
 }
 
+# same_watch_i NAME PAUSE FIRST THEN ARGS...: `watch -i ARGS` given the
+# lines FIRST, then after PAUSE seconds THEN, then EOF after another PAUSE;
+# stdout (progress revisions and JSON revisions normalised), stderr and exit
+# code. The sessions only read, so both tools run at once.
+same_watch_i() {
+	local name=$1 pause=$2 first=$3 then=$4
+	shift 4
+	local n='s/^progress notify: [0-9]+$/progress notify: N/; s/"revision":[0-9]+/"revision":R/g; s/"raft_term":[0-9]+/"raft_term":T/g'
+	{ printf '%b' "$first"; sleep "$pause"; printf '%b' "$then"; sleep "$pause"; } |
+		etcdctl --endpoints="$ep" "$@" watch -i >"$tmp/e.out" 2>"$tmp/e.err" &
+	local epid=$! ra rb
+	rb=$({ printf '%b' "$first"; sleep "$pause"; printf '%b' "$then"; sleep "$pause"; } |
+		"$CTL" --endpoints="$ep" "$@" watch -i >"$tmp/c.out" 2>"$tmp/c.err"
+		echo $?)
+	wait $epid
+	ra=$?
+	local a b
+	a=$(sed -E "$n" "$tmp/e.out")
+	b=$(sed -E "$n" "$tmp/c.out")
+	check "$kind: $name" "$a|$(cat "$tmp/e.err")|rc=$ra" "$b|$(cat "$tmp/c.err")|rc=$rb"
+}
+
 run_set() {
 	kind=$1
 	start_server "$kind" || return 1
@@ -114,6 +136,22 @@ run_set() {
 	a=$(timeout 1.5 etcdctl --endpoints="$ep" watch f --prefix --rev=1 -w json 2>/dev/null)
 	b=$(timeout 1.5 "$CTL" --endpoints="$ep" watch f --prefix --rev=1 -w json 2>/dev/null)
 	check "$kind: watch json" "$a" "$b"
+	# watch -i: lines from stdin (kept open a while: EOF ends the session
+	# with exit 3 at once, as in etcdctl); events replayed from a revision
+	# so that they do not depend on when the watch is made
+	local wr
+	wr=$(($($e put iw1 a -w json | /usr/bin/python3 -c 'import json,sys;print(json.load(sys.stdin)["header"]["revision"])')))
+	$e put iw1 b >/dev/null
+	$e del iw1 >/dev/null
+	same_watch_i "watch -i" 0.8 "\nbogus\nwatch\nwatch a b --prefix\nwatch iw1 --rev=$wr --prev-kv\n" "progress\n"
+	same_watch_i "watch -i json" 0.8 "watch iw1 --rev=$wr\n" "progress\n" -w json
+	same_watch_i "watch -i two watchers" 0.8 "watch iw2\nwatch iw3 --prefix\n" "progress\n"
+	same_watch_i "watch -i bad flag" 0 "watch iw1 --bogus\n" ""
+	same_watch_i "watch -i no key" 0 "watch --prefix\n" ""
+	same_watch_i "watch -i separator" 0 "watch iw1 --\n" ""
+	same "watch -i EOF" watch -i
+	same "watch range_end and --prefix" watch a b --prefix
+	same "watch no key" watch
 	same "put empty key" put '' x
 	same "get bad consistency" get foo --consistency=x
 	same "get --prefix --from-key" get foo --prefix --from-key
