@@ -559,6 +559,12 @@ struct watch_session {
 	int status;
 	char *message; /* of the stream's end */
 	size_t live;   /* watchers created and not cancelled */
+	/* interactive: what was sent on the stream, sent again on the next
+	 * endpoint if the connection could not be made */
+	Etcdserverpb__WatchRequest **sent;
+	size_t n_sent;
+	uint64_t start; /* of the attempts to open the stream */
+	struct ctl_retry retry;
 	/* interactive: stdin */
 	uv_poll_t in;
 	bool in_polled;
@@ -625,6 +631,21 @@ static int watch_open(struct watch_session *ws)
 	                  : -1;
 }
 
+/* Sends on the stream (opened first if need be) and keeps the request. */
+static void watch_send(struct watch_session *ws, Etcdserverpb__WatchRequest *req)
+{
+	if (!ws->s) {
+		ws->start = ctl_now_ms();
+		ws->retry = (struct ctl_retry){0};
+		ws->n_sent = 0;
+		if (watch_open(ws) != 0)
+			ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
+	}
+	ws->sent = ctl_realloc(ws->sent, (ws->n_sent + 1) * sizeof(*ws->sent));
+	ws->sent[ws->n_sent++] = req;
+	rpc_client_stream_send_msg(ws->s, &req->base);
+}
+
 /* getWatchChan: the create request for a key (and range end) with the
  * watch flags; -1 with etcdctl's message if they conflict. */
 static int watch_create(int argc, char **argv, Etcdserverpb__WatchRequest *req, const char **err)
@@ -689,14 +710,14 @@ static void watch_line(struct watch_session *ws, char *line)
 	}
 	const char *env_key = getenv("ETCDCTL_WATCH_KEY");
 	if (!strcmp(av[0], "progress")) {
-		if (!ws->s && watch_open(ws) != 0)
-			ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
-		Etcdserverpb__WatchProgressRequest pr = ETCDSERVERPB__WATCH_PROGRESS_REQUEST__INIT;
-		Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
-		req.request_union_case =
+		Etcdserverpb__WatchProgressRequest *pr = ctl_alloc(sizeof(*pr));
+		etcdserverpb__watch_progress_request__init(pr);
+		Etcdserverpb__WatchRequest *req = ctl_alloc(sizeof(*req));
+		etcdserverpb__watch_request__init(req);
+		req->request_union_case =
 		    ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
-		req.progress_request = &pr;
-		rpc_client_stream_send_msg(ws->s, &req.base);
+		req->progress_request = pr;
+		watch_send(ws, req);
 		return;
 	}
 	if (strcmp(av[0], "watch") != 0) {
@@ -727,15 +748,13 @@ static void watch_line(struct watch_session *ws, char *line)
 	                        sizeof(err)) != 0)
 		ctl_bad_args("%s", err);
 	watch_args(npos, pos, &keys, &nkeys);
-	Etcdserverpb__WatchRequest req;
+	Etcdserverpb__WatchRequest *req = ctl_alloc(sizeof(*req));
 	const char *why;
-	if (watch_create(nkeys, keys, &req, &why) != 0) {
+	if (watch_create(nkeys, keys, req, &why) != 0) {
 		fprintf(stderr, "Invalid command %s (%s)\n", line, why);
 		return;
 	}
-	if (!ws->s && watch_open(ws) != 0)
-		ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
-	rpc_client_stream_send_msg(ws->s, &req.base);
+	watch_send(ws, req);
 }
 
 /* Reads what stdin has and runs each complete line; a partial last line
@@ -797,6 +816,16 @@ static _Noreturn void watch_interactive(struct watch_session *ws)
 	while (!ws->eof) {
 		ws->stop = false;
 		ctl_run(ws->c, &ws->stop);
+		if (!ws->eof && !ws->s && ws->message && !ws->got &&
+		    ctl_not_sent(ws->status, ws->message) &&
+		    ctl_retry(ws->c, ws->start, &ws->retry, true)) {
+			/* the same requests on the next endpoint */
+			if (watch_open(ws) != 0)
+				ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
+			for (size_t i = 0; i < ws->n_sent; i++)
+				rpc_client_stream_send_msg(ws->s, &ws->sent[i]->base);
+			continue;
+		}
 		if (!ws->eof && !ws->s && ws->message && ws->status != RPC_OK) {
 			/* the stream ended under its watchers */
 			char err[CTL_ERR_LEN];
