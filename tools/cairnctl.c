@@ -424,11 +424,13 @@ bad:
 }
 
 int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, char **argv,
-                        char ***pos, int *npos, char *err, size_t errlen)
+                        char ***pos, int *npos, int *dash, char *err, size_t errlen)
 {
 	char **out = ctl_alloc(((size_t)argc + 1) * sizeof(*out));
 	int n = 0;
 	bool only_pos = false;
+	if (dash)
+		*dash = -1;
 	for (int i = 0; i < argc; i++) {
 		char *a = argv[i];
 		if (only_pos || a[0] != '-' || a[1] == 0) {
@@ -437,6 +439,8 @@ int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, ch
 		}
 		if (!strcmp(a, "--")) {
 			only_pos = true;
+			if (dash)
+				*dash = n;
 			continue;
 		}
 		const struct ctl_flag *f;
@@ -484,7 +488,7 @@ int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, ch
 void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos)
 {
 	char err[256];
-	if (ctl_parse_flags_err(flags, true, argc, argv, pos, npos, err, sizeof(err)) != 0)
+	if (ctl_parse_flags_err(flags, true, argc, argv, pos, npos, NULL, err, sizeof(err)) != 0)
 		ctl_die(EXIT_ERROR, "%s", err);
 }
 
@@ -534,31 +538,36 @@ static size_t utf8_len(const uint8_t *p, size_t len)
 	return n;
 }
 
+void ctl_go_quote(FILE *f, const uint8_t *p, size_t len)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < len; i++) {
+		unsigned c = p[i];
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (c >= 0xc2 && utf8_len(p + i, len - i) > 1) {
+			size_t l = utf8_len(p + i, len - i);
+			fwrite(p + i, 1, l, f);
+			i += l - 1;
+		} else if (c < 0x20 || c == 0x7f || c >= 0x80)
+			fprintf(f, "\\x%02x", c);
+		else
+			fputc((int)c, f);
+	}
+	fputc('"', f);
+}
+
 static void fields_bytes(const char *name, const ProtobufCBinaryData *b)
 {
 	printf("\"%s\" : ", name);
-	/* Go's %q */
-	putchar('"');
-	for (size_t i = 0; i < b->len; i++) {
-		unsigned c = b->data[i];
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c == '\t')
-			fputs("\\t", stdout);
-		else if (c == '\r')
-			fputs("\\r", stdout);
-		else if (c >= 0xc2 && utf8_len(b->data + i, b->len - i) > 1) {
-			size_t l = utf8_len(b->data + i, b->len - i);
-			fwrite(b->data + i, 1, l, stdout);
-			i += l - 1;
-		} else if (c < 0x20 || c == 0x7f || c >= 0x80)
-			printf("\\x%02x", c);
-		else
-			putchar((int)c);
-	}
-	puts("\"");
+	ctl_go_quote(stdout, b->data, b->len);
+	putchar('\n');
 }
 
 static void fields_kv(const char *pfx, const Mvccpb__KeyValue *kv)
@@ -1060,7 +1069,10 @@ int main(int argc, char **argv)
 			rest[nrest++] = argv[i];
 	char **pos;
 	int npos;
-	ctl_parse_flags(c->flags, nrest, rest, &pos, &npos);
+	char err[256];
+	if (ctl_parse_flags_err(c->flags, true, nrest, rest, &pos, &npos, &ctl_g.dash, err,
+	                        sizeof(err)) != 0)
+		ctl_die(EXIT_ERROR, "%s", err);
 	ctl_g.cmd_name = c->name;
 	ctl_g.hex = g_hex;
 	ctl_g.dial_timeout_ms = g_dial_ms;

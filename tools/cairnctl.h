@@ -61,6 +61,7 @@ struct ctl_globals {
 	enum ctl_output out;
 	bool hex;
 	const char *cmd_name;
+	int dash; /* positional arguments before "--" (-1: no "--") */
 };
 
 extern struct ctl_globals ctl_g;
@@ -99,9 +100,10 @@ int ctl_argify(const char *line, char ***argv, int *argc);
  * returned in *pos. Exits on a bad flag. */
 void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos);
 /* The same without exiting: -1 with pflag's message in err; the global
- * flags only if `globals`. */
+ * flags only if `globals`; *dash (if not NULL) is the number of positional
+ * arguments before "--", -1 if there was none. */
 int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, char **argv,
-                        char ***pos, int *npos, char *err, size_t errlen);
+                        char ***pos, int *npos, int *dash, char *err, size_t errlen);
 
 /* Builds a request op from a txn line's arguments ("put k v", "get k --prefix"). */
 int ctl_parse_request_op(int argc, char **argv, Etcdserverpb__RequestOp *op);
@@ -123,6 +125,8 @@ void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t 
 /* The same with rows `stride` cells apart (extra columns not printed). */
 void ctl_print_table_stride(const char *const *hdr, size_t ncols, size_t stride, char **cells,
                             size_t nrows);
+/* Go's %q of a byte string. */
+void ctl_go_quote(FILE *f, const uint8_t *p, size_t len);
 /* "fields" printer pieces. */
 void ctl_fields_header(const Etcdserverpb__ResponseHeader *h);
 /* JSON of v3 lease responses: the header's fields promoted into the object. */

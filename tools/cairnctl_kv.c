@@ -3,10 +3,13 @@
  * watch. Flags and argument checks follow etcdctl's get_command.go,
  * put_command.go, del_command.go, txn_command.go, watch_command.go.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tools/cairnctl.h"
@@ -559,6 +562,11 @@ struct watch_session {
 	int status;
 	char *message; /* of the stream's end */
 	size_t live;   /* watchers created and not cancelled */
+	/* per create request in the order sent: the command to run for each
+	 * of its events (NULL: none) and, once created, its watch id */
+	char ***execs;
+	int64_t *ids;
+	size_t n_creates, n_created;
 	/* interactive: what was sent on the stream, sent again on the next
 	 * endpoint if the connection could not be made */
 	Etcdserverpb__WatchRequest **sent;
@@ -573,6 +581,92 @@ struct watch_session {
 	bool eof;
 };
 
+/* Runs `exec` once per event as etcdctl does: ETCD_WATCH_REVISION,
+ * _EVENT_TYPE, _KEY and _VALUE (Go-quoted) in its environment, our stdout
+ * and stderr; a command that fails ends cairnctl (exit 1). */
+static void watch_exec(char **exec, const Etcdserverpb__WatchResponse *w)
+{
+	for (size_t i = 0; i < w->n_events; i++) {
+		const Mvccpb__Event *e = w->events[i];
+		static const ProtobufCBinaryData none;
+		const ProtobufCBinaryData *k = e->kv ? &e->kv->key : &none;
+		const ProtobufCBinaryData *v = e->kv ? &e->kv->value : &none;
+		char *key = NULL, *val = NULL, rev[32];
+		size_t kl, vl;
+		FILE *f = open_memstream(&key, &kl);
+		ctl_go_quote(f, k->data, k->len);
+		fclose(f);
+		f = open_memstream(&val, &vl);
+		ctl_go_quote(f, v->data, v->len);
+		fclose(f);
+		snprintf(rev, sizeof(rev), "%lld",
+		         (long long)(w->header ? w->header->revision : 0));
+		fflush(stdout);
+		fflush(stderr);
+		int fds[2];
+		if (pipe2(fds, O_CLOEXEC) != 0)
+			ctl_die(EXIT_ERROR, "pipe: %s", strerror(errno));
+		pid_t pid = fork();
+		if (pid == 0) {
+			setenv("ETCD_WATCH_REVISION", rev, 1);
+			setenv("ETCD_WATCH_EVENT_TYPE",
+			       e->type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? "\"DELETE\""
+			                                                    : "\"PUT\"",
+			       1);
+			setenv("ETCD_WATCH_KEY", key, 1);
+			setenv("ETCD_WATCH_VALUE", val, 1);
+			execvp(exec[0], exec);
+			int err = errno;
+			ssize_t unused = write(fds[1], &err, sizeof(err));
+			(void)unused;
+			_exit(127);
+		}
+		free(key);
+		free(val);
+		close(fds[1]);
+		int err = 0, st = 0;
+		bool exec_failed =
+		    pid > 0 && read(fds[0], &err, sizeof(err)) == (ssize_t)sizeof(err);
+		close(fds[0]);
+		char why[256] = "";
+		if (pid < 0)
+			snprintf(why, sizeof(why), "fork: %s", strerror(errno));
+		else if (waitpid(pid, &st, 0) < 0)
+			snprintf(why, sizeof(why), "wait: %s", strerror(errno));
+		else if (exec_failed && err == ENOENT && !strchr(exec[0], '/'))
+			snprintf(why, sizeof(why),
+			         "exec: \"%s\": executable file not found in $PATH", exec[0]);
+		else if (exec_failed)
+			snprintf(why, sizeof(why), "fork/exec %s: %s", exec[0], strerror(err));
+		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+			snprintf(why, sizeof(why), "exit status %d", WEXITSTATUS(st));
+		else if (WIFSIGNALED(st))
+			snprintf(why, sizeof(why), "signal: %s", strsignal(WTERMSIG(st)));
+		if (!*why)
+			continue;
+		/* Go's %q of the []string, then the error */
+		fputs("command [", stderr);
+		for (size_t j = 0; exec[j]; j++) {
+			if (j)
+				fputc(' ', stderr);
+			ctl_go_quote(stderr, (const uint8_t *)exec[j], strlen(exec[j]));
+		}
+		if (!strncmp(why, "signal: ", 8))
+			why[8] = (char)tolower((unsigned char)why[8]);
+		fprintf(stderr, "] error (%s)\n", why);
+		exit(EXIT_ERROR);
+	}
+}
+
+/* The command of the watcher with this id (NULL if none). */
+static char **watch_exec_of(const struct watch_session *ws, int64_t id)
+{
+	for (size_t i = 0; i < ws->n_created; i++)
+		if (ws->ids[i] == id)
+			return ws->execs[i];
+	return NULL;
+}
+
 static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t len)
 {
 	struct watch_session *ws = rpc_client_stream_data(s);
@@ -580,6 +674,8 @@ static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t le
 	if (!w)
 		return;
 	ws->got = true;
+	if (w->created && ws->n_created < ws->n_creates)
+		ws->ids[ws->n_created++] = w->watch_id;
 	if (w->created && !w->canceled) {
 		ws->live++;
 		etcdserverpb__watch_response__free_unpacked(w, NULL);
@@ -604,6 +700,9 @@ static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t le
 			printf("progress notify: %lld\n", (long long)w->header->revision);
 		print_watch(w);
 	}
+	char **exec = w->n_events ? watch_exec_of(ws, w->watch_id) : NULL;
+	if (exec)
+		watch_exec(exec, w);
 	if (w->canceled && !ws->interactive) {
 		ws->stop = true;
 		rpc_client_stream_cancel(s);
@@ -625,22 +724,35 @@ static int watch_open(struct watch_session *ws)
 	struct rpc_client_stream_cbs cbs = {.on_message = watch_msg, .on_close = watch_close};
 	ws->got = false;
 	ws->live = 0;
+	ws->n_created = 0; /* the creates are answered again, in order */
 	ws->message = NULL;
 	return ws->c->cli ? rpc_client_stream_open(ws->c->cli, "/etcdserverpb.Watch/Watch", &cbs,
 	                                           ws, &ws->s)
 	                  : -1;
 }
 
-/* Sends on the stream (opened first if need be) and keeps the request. */
-static void watch_send(struct watch_session *ws, Etcdserverpb__WatchRequest *req)
+/* A create request's command (exec), in the order they are sent. */
+static void watch_add_create(struct watch_session *ws, char **exec)
+{
+	ws->execs = ctl_realloc(ws->execs, (ws->n_creates + 1) * sizeof(*ws->execs));
+	ws->ids = ctl_realloc(ws->ids, (ws->n_creates + 1) * sizeof(*ws->ids));
+	ws->execs[ws->n_creates++] = exec;
+}
+
+/* Sends on the stream (opened first if need be) and keeps the request;
+ * `exec` is a create request's command. */
+static void watch_send(struct watch_session *ws, Etcdserverpb__WatchRequest *req, char **exec)
 {
 	if (!ws->s) {
 		ws->start = ctl_now_ms();
 		ws->retry = (struct ctl_retry){0};
 		ws->n_sent = 0;
+		ws->n_creates = 0;
 		if (watch_open(ws) != 0)
 			ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
 	}
+	if (req->request_union_case == ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST)
+		watch_add_create(ws, exec);
 	ws->sent = ctl_realloc(ws->sent, (ws->n_sent + 1) * sizeof(*ws->sent));
 	ws->sent[ws->n_sent++] = req;
 	rpc_client_stream_send_msg(ws->s, &req->base);
@@ -699,6 +811,19 @@ static void watch_args(int argc, char **argv, char ***out, int *nout)
 	*nout = n;
 }
 
+/* The command after "--" (NULL if none); *argc becomes the count of the
+ * arguments before it. `dash` as ctl_parse_flags_err gives it. */
+static char **watch_split_exec(int *argc, char **argv, int dash)
+{
+	if (dash < 0)
+		return NULL;
+	if (dash == *argc)
+		ctl_bad_args("bad number of arguments (found separator --, but no commands)");
+	char **exec = argv + dash; /* argv ends with NULL */
+	*argc = dash;
+	return exec;
+}
+
 /* One line of interactive input (watchInteractiveFunc). */
 static void watch_line(struct watch_session *ws, char *line)
 {
@@ -717,7 +842,7 @@ static void watch_line(struct watch_session *ws, char *line)
 		req->request_union_case =
 		    ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
 		req->progress_request = pr;
-		watch_send(ws, req);
+		watch_send(ws, req, NULL);
 		return;
 	}
 	if (strcmp(av[0], "watch") != 0) {
@@ -728,25 +853,18 @@ static void watch_line(struct watch_session *ws, char *line)
 		fprintf(stderr, "Invalid command %s (command type or key is not provided)\n", line);
 		return;
 	}
-	for (int i = 1; i < ac; i++) {
-		if (strcmp(av[i], "--") != 0)
-			continue;
-		if (i == ac - 1)
-			ctl_bad_args(
-			    "bad number of arguments (found separator --, but no commands)");
-		fprintf(stderr,
-		        "Invalid command %s (exec commands are not supported by cairnctl)\n", line);
-		return;
-	}
+	if (!strcmp(av[ac - 1], "--"))
+		ctl_bad_args("bad number of arguments (found separator --, but no commands)");
 	/* Each line's flags alone count (etcdctl parses it with a fresh flag
 	 * set of the watch command: no global flags, defaults reset). */
 	memset(&watch_o, 0, sizeof(watch_o));
 	char **pos, **keys;
-	int npos, nkeys;
+	int npos, nkeys, dash;
 	char err[256];
-	if (ctl_parse_flags_err(watch_flags, false, ac - 1, av + 1, &pos, &npos, err,
+	if (ctl_parse_flags_err(watch_flags, false, ac - 1, av + 1, &pos, &npos, &dash, err,
 	                        sizeof(err)) != 0)
 		ctl_bad_args("%s", err);
+	char **exec = watch_split_exec(&npos, pos, dash);
 	watch_args(npos, pos, &keys, &nkeys);
 	Etcdserverpb__WatchRequest *req = ctl_alloc(sizeof(*req));
 	const char *why;
@@ -754,7 +872,7 @@ static void watch_line(struct watch_session *ws, char *line)
 		fprintf(stderr, "Invalid command %s (%s)\n", line, why);
 		return;
 	}
-	watch_send(ws, req);
+	watch_send(ws, req, exec);
 }
 
 /* Reads what stdin has and runs each complete line; a partial last line
@@ -856,11 +974,13 @@ static int cmd_watch(int argc, char **argv)
 		watch_interactive(&ws);
 	char **keys;
 	int nkeys;
+	char **exec = watch_split_exec(&argc, argv, ctl_g.dash);
 	watch_args(argc, argv, &keys, &nkeys);
 	Etcdserverpb__WatchRequest req;
 	const char *why;
 	if (watch_create(nkeys, keys, &req, &why) != 0)
 		ctl_bad_args("%s", why);
+	watch_add_create(&ws, exec);
 	uint64_t start = ctl_now_ms();
 	struct ctl_retry retry = {0};
 	for (;;) {
@@ -897,7 +1017,8 @@ const struct ctl_cmd ctl_kv_cmds[] = {
      txn_flags},
     {"compaction", cmd_compaction, "compaction [options] <revision>",
      "Compacts the event history in etcd", compact_flags},
-    {"watch", cmd_watch, "watch [options] [key or prefix] [range_end]",
+    {"watch", cmd_watch,
+     "watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]",
      "Watches events stream on keys or prefixes", watch_flags},
 };
 const size_t ctl_n_kv_cmds = sizeof(ctl_kv_cmds) / sizeof(ctl_kv_cmds[0]);
