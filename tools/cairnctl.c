@@ -30,7 +30,7 @@ static uint64_t g_keepalive_ms;
 static uint64_t g_keepalive_timeout_ms;
 
 static const struct ctl_flag global_flags[] = {
-    {"endpoints", 0, FLAG_STR, &g_endpoints, "[127.0.0.1:2379]", "gRPC endpoints"},
+    {"endpoints", 0, FLAG_SLICE, &g_endpoints, "[127.0.0.1:2379]", "gRPC endpoints"},
     {"write-out", 'w', FLAG_STR, &g_write_out, "simple",
      "set the output format (fields, json, protobuf, simple, table)"},
     {"hex", 0, FLAG_BOOL, &g_hex, "false", "print byte strings as hex encoded strings"},
@@ -396,6 +396,25 @@ static int set_flag(const struct ctl_flag *f, const char *val, const char *shown
 	case FLAG_STR:
 		*(const char **)f->ptr = val;
 		return 0;
+	case FLAG_SLICE: {
+		/* pflag's StringSlice: the first use replaces the default (or
+		 * the environment's value), each later one appends */
+		static const void *seen[4];
+		size_t i = 0;
+		while (i < sizeof(seen) / sizeof(seen[0]) && seen[i] && seen[i] != f->ptr)
+			i++;
+		if (i < sizeof(seen) / sizeof(seen[0]) && seen[i] == f->ptr) {
+			const char *old = *(const char **)f->ptr;
+			char *both = ctl_alloc(strlen(old) + strlen(val) + 2);
+			sprintf(both, "%s,%s", old, val);
+			*(const char **)f->ptr = both;
+		} else {
+			if (i < sizeof(seen) / sizeof(seen[0]))
+				seen[i] = f->ptr;
+			*(const char **)f->ptr = val;
+		}
+		return 0;
+	}
 	case FLAG_INT: {
 		char *end;
 		errno = 0;
@@ -907,10 +926,11 @@ static void print_flags(const struct ctl_flag *flags)
 			snprintf(left, sizeof(left), "-%c, --%s", f->shorthand, f->name);
 		else
 			snprintf(left, sizeof(left), "    --%s", f->name);
-		const char *ty = f->type == FLAG_STR   ? " string"
-		                 : f->type == FLAG_INT ? " int"
-		                 : f->type == FLAG_DUR ? " duration"
-		                                       : "";
+		const char *ty = f->type == FLAG_STR     ? " string"
+		                 : f->type == FLAG_SLICE ? " strings"
+		                 : f->type == FLAG_INT   ? " int"
+		                 : f->type == FLAG_DUR   ? " duration"
+		                                         : "";
 		char l2[96];
 		snprintf(l2, sizeof(l2), "%s%s", left, ty);
 		printf("      %-38s %s", l2, f->help);
@@ -968,6 +988,11 @@ static void env_flags(void)
 				name[o++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
 			name[o] = 0;
 			const char *v = getenv(name);
+			if (v && f->type == FLAG_SLICE) {
+				/* a default: the command line's flag replaces it */
+				*(const char **)f->ptr = v;
+				break;
+			}
 			if (v) {
 				char shown[80], err[256];
 				snprintf(shown, sizeof(shown), "--%s", f->name);

@@ -34,13 +34,15 @@ enum {
 
 enum ctl_output { OUT_SIMPLE, OUT_JSON, OUT_TABLE, OUT_FIELDS, OUT_PROTOBUF };
 
-enum ctl_flag_type { FLAG_BOOL, FLAG_STR, FLAG_INT, FLAG_DUR };
+/* FLAG_SLICE: a comma-separated list in a const char *, appended to when
+ * the flag is given again (pflag's StringSlice). */
+enum ctl_flag_type { FLAG_BOOL, FLAG_STR, FLAG_SLICE, FLAG_INT, FLAG_DUR };
 
 struct ctl_flag {
 	const char *name;
 	char shorthand; /* 0 = none */
 	enum ctl_flag_type type;
-	void *ptr; /* bool *, const char **, int64_t *, uint64_t * (ms) */
+	void *ptr; /* bool *, const char ** (STR, SLICE), int64_t *, uint64_t * (ms) */
 	const char *def;
 	const char *help;
 };

@@ -156,6 +156,7 @@ check "failover lease keep-alive" "lease $flid keepalived with TTL(60)" "$(f lea
 check "failover watch" $'PUT\nfo\nv1' "$(timeout 2 "$CTL" --endpoints="$dead,$ep" watch fo --rev="$frev" 2>&1 | head -3)"
 check "failover watch -i" $'PUT\nfo\nv1' "$({ echo "watch fo --rev=$frev"; sleep 1; } | "$CTL" --endpoints="$dead,$ep" watch -i 2>/dev/null)"
 check "failover no stray output" "" "$(f get fo 2>&1 >/dev/null)"
+check "--endpoints twice appends" "$ep, $ep, " "$(c endpoint status --endpoints="$ep" | cut -d, -f1 | tr '\n' ',' | sed 's/,/, /g')"
 check "failover all dead" "Error: context deadline exceeded" "$("$CTL" --endpoints="$dead,127.0.0.1:1" --dial-timeout=300ms get fo 2>&1)"
 check "failover all dead exit" "1" "$(rc "$CTL" --endpoints="$dead,127.0.0.1:1" --dial-timeout=300ms get fo)"
 check "endpoint status per endpoint (no failover)" "Failed to get the status of endpoint $dead (context deadline exceeded)" "$(f endpoint status --dial-timeout=300ms 2>&1 >/dev/null)"

@@ -162,6 +162,13 @@ run_set() {
 	same "watch -i EOF" watch -i
 	same "watch range_end and --prefix" watch a b --prefix
 	same "watch no key" watch
+	# a dead endpoint (a second --endpoints appends to the first, as
+	# pflag's StringSlice does): the per-endpoint commands report it, the
+	# others use another endpoint
+	local two="--endpoints=127.0.0.1:$(free_port),$ep"
+	same "endpoint hashkv, a dead endpoint" endpoint hashkv "$two" --dial-timeout=500ms
+	same "defrag, a dead endpoint" defrag "$two" --dial-timeout=500ms
+	same "get, a dead endpoint" get foo "$two"
 	same "put empty key" put '' x
 	same "get bad consistency" get foo --consistency=x
 	same "get --prefix --from-key" get foo --prefix --from-key
