@@ -25,6 +25,7 @@
 struct cconn {
 	struct rpc_conn c; /* first: a struct rpc_conn * is a struct cconn * */
 	uv_connect_t creq;
+	int connect_error; /* the libuv error of a failed connect, else 0 */
 };
 
 struct rpc_client {
@@ -263,9 +264,17 @@ static void cli_conn_teardown(struct rpc_conn *conn, int reason)
 	if (cli->conn == conn)
 		cli->conn = NULL;
 	int status = cli->closing ? RPC_CANCELLED : RPC_UNAVAILABLE;
+	char buf[96];
 	const char *msg = cli->closing              ? "client closed"
 	                  : reason == CAIRN_ECLOSED ? "connection closed"
 	                                            : cairn_strerror(reason);
+	if (!conn->connected && !cli->closing) {
+		/* No byte of any request left: the caller may retry it elsewhere. */
+		const struct cconn *cc = (const struct cconn *)conn;
+		snprintf(buf, sizeof(buf), "%s%s", RPC_CONNECT_FAILED,
+		         cc->connect_error ? uv_strerror(cc->connect_error) : msg);
+		msg = buf;
+	}
 	while (conn->streams != NULL)
 		finish(conn->streams, status, msg);
 }
@@ -287,6 +296,7 @@ static void on_connect(uv_connect_t *req, int status)
 		return;
 	if (status < 0) {
 		rpc_log("connect to %s: %s", conn_cli(conn)->authority, uv_strerror(status));
+		((struct cconn *)conn)->connect_error = status;
 		conn_close(conn, CAIRN_ECONNRESET);
 		return;
 	}
@@ -333,6 +343,7 @@ static int new_conn(struct rpc_client *cli, struct rpc_conn **out)
 	RPC_DLIST_PUSH(cli->conns, conn);
 	if (rv != 0) {
 		rpc_log("connect to %s: %s", cli->authority, uv_strerror(rv));
+		cc->connect_error = rv;
 		conn_close(conn, CAIRN_EIO);
 		return CAIRN_EIO;
 	}

@@ -339,7 +339,12 @@ struct rpc_client_config {
  * UNAVAILABLE when the connection failed, DEADLINE_EXCEEDED on timeout,
  * CANCELLED when the client closed), `message` the decoded grpc-message
  * (never NULL), `resp`/`len` the response message (NULL/0 unless OK). All
- * valid until the callback returns. */
+ * valid until the callback returns. A connection that was never established
+ * fails its calls and streams with UNAVAILABLE and a message starting with
+ * RPC_CONNECT_FAILED ("connect failed: connection refused"): nothing of the
+ * request was sent, so it is safe to retry, on this or another server. */
+#define RPC_CONNECT_FAILED "connect failed: "
+
 typedef void (*rpc_client_unary_cb)(int grpc_status, const char *message, const uint8_t *resp,
                                     size_t len, void *arg);
 

@@ -30,7 +30,7 @@ static uint64_t g_keepalive_ms;
 static uint64_t g_keepalive_timeout_ms;
 
 static const struct ctl_flag global_flags[] = {
-    {"endpoints", 0, FLAG_STR, &g_endpoints, "[127.0.0.1:2379]", "gRPC endpoints"},
+    {"endpoints", 0, FLAG_SLICE, &g_endpoints, "[127.0.0.1:2379]", "gRPC endpoints"},
     {"write-out", 'w', FLAG_STR, &g_write_out, "simple",
      "set the output format (fields, json, protobuf, simple, table)"},
     {"hex", 0, FLAG_BOOL, &g_hex, "false", "print byte strings as hex encoded strings"},
@@ -165,8 +165,8 @@ static bool g_conn_open;
 struct ctl_conn *ctl_conn(void)
 {
 	if (!g_conn_open) {
-		if (ctl_conn_open(&g_conn, ctl_g.endpoints[0], ctl_g.dial_timeout_ms,
-		                  ctl_g.command_timeout_ms) != 0)
+		if (ctl_conn_open_list(&g_conn, ctl_g.endpoints, ctl_g.n_endpoints,
+		                       ctl_g.dial_timeout_ms, ctl_g.command_timeout_ms) != 0)
 			ctl_die(EXIT_BAD_CONNECTION, "bad endpoint %s", ctl_g.endpoints[0]);
 		g_conn.alloc = &arena_pb;
 		g_conn_open = true;
@@ -366,10 +366,10 @@ int ctl_argify(const char *line, char ***argv, int *argc)
 	return 0;
 }
 
-static const struct ctl_flag *find_flag(const struct ctl_flag *flags, const char *name, size_t len,
-                                        char shorthand)
+static const struct ctl_flag *find_flag(const struct ctl_flag *flags, bool globals,
+                                        const char *name, size_t len, char shorthand)
 {
-	const struct ctl_flag *sets[2] = {flags, global_flags};
+	const struct ctl_flag *sets[2] = {flags, globals ? global_flags : NULL};
 	for (int s = 0; s < 2; s++) {
 		for (const struct ctl_flag *f = sets[s]; f && f->name; f++) {
 			if (shorthand ? f->shorthand == shorthand
@@ -380,7 +380,9 @@ static const struct ctl_flag *find_flag(const struct ctl_flag *flags, const char
 	return NULL;
 }
 
-static void set_flag(const struct ctl_flag *f, const char *val, const char *shown)
+/* Sets the flag from its text; on a bad value, pflag's message in err. */
+static int set_flag(const struct ctl_flag *f, const char *val, const char *shown, char *err,
+                    size_t errlen)
 {
 	switch (f->type) {
 	case FLAG_BOOL:
@@ -389,41 +391,65 @@ static void set_flag(const struct ctl_flag *f, const char *val, const char *show
 		else if (!strcmp(val, "false") || !strcmp(val, "0"))
 			*(bool *)f->ptr = false;
 		else
-			ctl_die(EXIT_ERROR,
-			        "invalid argument \"%s\" for \"%s\" flag: strconv.ParseBool: "
-			        "parsing \"%s\": invalid syntax",
-			        val, shown, val);
-		break;
+			goto bad;
+		return 0;
 	case FLAG_STR:
 		*(const char **)f->ptr = val;
-		break;
+		return 0;
+	case FLAG_SLICE: {
+		/* pflag's StringSlice: the first use replaces the default (or
+		 * the environment's value), each later one appends */
+		static const void *seen[4];
+		size_t i = 0;
+		while (i < sizeof(seen) / sizeof(seen[0]) && seen[i] && seen[i] != f->ptr)
+			i++;
+		if (i < sizeof(seen) / sizeof(seen[0]) && seen[i] == f->ptr) {
+			const char *old = *(const char **)f->ptr;
+			char *both = ctl_alloc(strlen(old) + strlen(val) + 2);
+			sprintf(both, "%s,%s", old, val);
+			*(const char **)f->ptr = both;
+		} else {
+			if (i < sizeof(seen) / sizeof(seen[0]))
+				seen[i] = f->ptr;
+			*(const char **)f->ptr = val;
+		}
+		return 0;
+	}
 	case FLAG_INT: {
 		char *end;
 		errno = 0;
 		long long v = strtoll(val, &end, 0);
 		if (*val == 0 || *end || errno)
-			ctl_die(EXIT_ERROR,
-			        "invalid argument \"%s\" for \"%s\" flag: strconv.ParseInt: "
-			        "parsing \"%s\": invalid syntax",
-			        val, shown, val);
+			goto bad;
 		*(int64_t *)f->ptr = v;
-		break;
+		return 0;
 	}
 	case FLAG_DUR:
 		if (ctl_parse_duration_ms(val, f->ptr) != 0)
-			ctl_die(EXIT_ERROR,
-			        "invalid argument \"%s\" for \"%s\" flag: time: invalid "
-			        "duration %s",
-			        val, shown, val);
-		break;
+			goto bad;
+		return 0;
 	}
+bad:
+	if (f->type == FLAG_DUR)
+		snprintf(err, errlen,
+		         "invalid argument \"%s\" for \"%s\" flag: time: invalid duration %s", val,
+		         shown, val);
+	else
+		snprintf(err, errlen,
+		         "invalid argument \"%s\" for \"%s\" flag: strconv.%s: parsing \"%s\": "
+		         "invalid syntax",
+		         val, shown, f->type == FLAG_BOOL ? "ParseBool" : "ParseInt", val);
+	return -1;
 }
 
-void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos)
+int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, char **argv,
+                        char ***pos, int *npos, int *dash, char *err, size_t errlen)
 {
 	char **out = ctl_alloc(((size_t)argc + 1) * sizeof(*out));
 	int n = 0;
 	bool only_pos = false;
+	if (dash)
+		*dash = -1;
 	for (int i = 0; i < argc; i++) {
 		char *a = argv[i];
 		if (only_pos || a[0] != '-' || a[1] == 0) {
@@ -432,6 +458,8 @@ void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char *
 		}
 		if (!strcmp(a, "--")) {
 			only_pos = true;
+			if (dash)
+				*dash = n;
 			continue;
 		}
 		const struct ctl_flag *f;
@@ -441,30 +469,46 @@ void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char *
 			const char *name = a + 2;
 			const char *eq = strchr(name, '=');
 			size_t len = eq ? (size_t)(eq - name) : strlen(name);
-			f = find_flag(flags, name, len, 0);
-			if (!f)
-				ctl_die(EXIT_ERROR, "unknown flag: --%.*s", (int)len, name);
+			f = find_flag(flags, globals, name, len, 0);
+			if (!f) {
+				snprintf(err, errlen, "unknown flag: --%.*s", (int)len, name);
+				return -1;
+			}
 			if (eq)
 				val = eq + 1;
 			snprintf(shown, sizeof(shown), "--%s", f->name);
 		} else {
-			f = find_flag(flags, NULL, 0, a[1]);
-			if (!f)
-				ctl_die(EXIT_ERROR, "unknown shorthand flag: '%c' in %s", a[1], a);
+			f = find_flag(flags, globals, NULL, 0, a[1]);
+			if (!f) {
+				snprintf(err, errlen, "unknown shorthand flag: '%c' in %s", a[1],
+				         a);
+				return -1;
+			}
 			if (a[2])
 				val = a[2] == '=' ? a + 3 : a + 2;
 			snprintf(shown, sizeof(shown), "-%c, --%s", f->shorthand, f->name);
 		}
 		if (!val && f->type != FLAG_BOOL) {
-			if (i + 1 >= argc)
-				ctl_die(EXIT_ERROR, "flag needs an argument: %s", a);
+			if (i + 1 >= argc) {
+				snprintf(err, errlen, "flag needs an argument: %s", a);
+				return -1;
+			}
 			val = argv[++i];
 		}
-		set_flag(f, val, shown);
+		if (set_flag(f, val, shown, err, errlen) != 0)
+			return -1;
 	}
 	out[n] = NULL;
 	*pos = out;
 	*npos = n;
+	return 0;
+}
+
+void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos)
+{
+	char err[256];
+	if (ctl_parse_flags_err(flags, true, argc, argv, pos, npos, NULL, err, sizeof(err)) != 0)
+		ctl_die(EXIT_ERROR, "%s", err);
 }
 
 /* --------------------------------------------------------------- printing */
@@ -513,31 +557,36 @@ static size_t utf8_len(const uint8_t *p, size_t len)
 	return n;
 }
 
+void ctl_go_quote(FILE *f, const uint8_t *p, size_t len)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < len; i++) {
+		unsigned c = p[i];
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (c >= 0xc2 && utf8_len(p + i, len - i) > 1) {
+			size_t l = utf8_len(p + i, len - i);
+			fwrite(p + i, 1, l, f);
+			i += l - 1;
+		} else if (c < 0x20 || c == 0x7f || c >= 0x80)
+			fprintf(f, "\\x%02x", c);
+		else
+			fputc((int)c, f);
+	}
+	fputc('"', f);
+}
+
 static void fields_bytes(const char *name, const ProtobufCBinaryData *b)
 {
 	printf("\"%s\" : ", name);
-	/* Go's %q */
-	putchar('"');
-	for (size_t i = 0; i < b->len; i++) {
-		unsigned c = b->data[i];
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", stdout);
-		else if (c == '\t')
-			fputs("\\t", stdout);
-		else if (c == '\r')
-			fputs("\\r", stdout);
-		else if (c >= 0xc2 && utf8_len(b->data + i, b->len - i) > 1) {
-			size_t l = utf8_len(b->data + i, b->len - i);
-			fwrite(b->data + i, 1, l, stdout);
-			i += l - 1;
-		} else if (c < 0x20 || c == 0x7f || c >= 0x80)
-			printf("\\x%02x", c);
-		else
-			putchar((int)c);
-	}
-	puts("\"");
+	ctl_go_quote(stdout, b->data, b->len);
+	putchar('\n');
 }
 
 static void fields_kv(const char *pfx, const Mvccpb__KeyValue *kv)
@@ -877,10 +926,11 @@ static void print_flags(const struct ctl_flag *flags)
 			snprintf(left, sizeof(left), "-%c, --%s", f->shorthand, f->name);
 		else
 			snprintf(left, sizeof(left), "    --%s", f->name);
-		const char *ty = f->type == FLAG_STR   ? " string"
-		                 : f->type == FLAG_INT ? " int"
-		                 : f->type == FLAG_DUR ? " duration"
-		                                       : "";
+		const char *ty = f->type == FLAG_STR     ? " string"
+		                 : f->type == FLAG_SLICE ? " strings"
+		                 : f->type == FLAG_INT   ? " int"
+		                 : f->type == FLAG_DUR   ? " duration"
+		                                         : "";
 		char l2[96];
 		snprintf(l2, sizeof(l2), "%s%s", left, ty);
 		printf("      %-38s %s", l2, f->help);
@@ -938,10 +988,16 @@ static void env_flags(void)
 				name[o++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
 			name[o] = 0;
 			const char *v = getenv(name);
+			if (v && f->type == FLAG_SLICE) {
+				/* a default: the command line's flag replaces it */
+				*(const char **)f->ptr = v;
+				break;
+			}
 			if (v) {
-				char shown[80];
+				char shown[80], err[256];
 				snprintf(shown, sizeof(shown), "--%s", f->name);
-				set_flag(f, v, shown);
+				if (set_flag(f, v, shown, err, sizeof(err)) != 0)
+					ctl_die(EXIT_ERROR, "%s", err);
 				break;
 			}
 		}
@@ -974,18 +1030,28 @@ static int next_word(int argc, char **argv, int i)
 			return -1;
 		const struct ctl_flag *f = NULL;
 		if (a[1] == '-' && !strchr(a, '='))
-			f = find_flag(NULL, a + 2, strlen(a + 2), 0);
+			f = find_flag(NULL, true, a + 2, strlen(a + 2), 0);
 		else if (a[1] != '-' && !a[2])
-			f = find_flag(NULL, NULL, 0, a[1]);
+			f = find_flag(NULL, true, NULL, 0, a[1]);
 		if (f && f->type != FLAG_BOOL)
 			i++;
 	}
 	return -1;
 }
 
+/* cairnctl reports a failed call (connect failures included) through the
+ * command's own error, as etcdctl does: rpc's diagnostic lines would only
+ * repeat it on stderr. */
+static void drop_rpc_line(void *ud, const char *line)
+{
+	(void)ud;
+	(void)line;
+}
+
 int main(int argc, char **argv)
 {
 	atexit(arena_free);
+	rpc_set_log_sink(drop_rpc_line, NULL);
 	env_flags();
 	bool help = false;
 	for (int i = 1; i < argc; i++) {
@@ -1038,7 +1104,10 @@ int main(int argc, char **argv)
 			rest[nrest++] = argv[i];
 	char **pos;
 	int npos;
-	ctl_parse_flags(c->flags, nrest, rest, &pos, &npos);
+	char err[256];
+	if (ctl_parse_flags_err(c->flags, true, nrest, rest, &pos, &npos, &ctl_g.dash, err,
+	                        sizeof(err)) != 0)
+		ctl_die(EXIT_ERROR, "%s", err);
 	ctl_g.cmd_name = c->name;
 	ctl_g.hex = g_hex;
 	ctl_g.dial_timeout_ms = g_dial_ms;

@@ -34,13 +34,15 @@ enum {
 
 enum ctl_output { OUT_SIMPLE, OUT_JSON, OUT_TABLE, OUT_FIELDS, OUT_PROTOBUF };
 
-enum ctl_flag_type { FLAG_BOOL, FLAG_STR, FLAG_INT, FLAG_DUR };
+/* FLAG_SLICE: a comma-separated list in a const char *, appended to when
+ * the flag is given again (pflag's StringSlice). */
+enum ctl_flag_type { FLAG_BOOL, FLAG_STR, FLAG_SLICE, FLAG_INT, FLAG_DUR };
 
 struct ctl_flag {
 	const char *name;
 	char shorthand; /* 0 = none */
 	enum ctl_flag_type type;
-	void *ptr; /* bool *, const char **, int64_t *, uint64_t * (ms) */
+	void *ptr; /* bool *, const char ** (STR, SLICE), int64_t *, uint64_t * (ms) */
 	const char *def;
 	const char *help;
 };
@@ -61,6 +63,7 @@ struct ctl_globals {
 	enum ctl_output out;
 	bool hex;
 	const char *cmd_name;
+	int dash; /* positional arguments before "--" (-1: no "--") */
 };
 
 extern struct ctl_globals ctl_g;
@@ -69,7 +72,8 @@ extern struct ctl_globals ctl_g;
  * ExitWithError). */
 _Noreturn void ctl_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The connection to the first endpoint (opened on first use). */
+/* The connection to the endpoints, failing over from the first (opened on
+ * first use). */
 struct ctl_conn *ctl_conn(void);
 /* Unary call on ctl_conn(); exits with `exit_code` on error. */
 ProtobufCMessage *ctl_must_call(const char *path, const ProtobufCMessage *req,
@@ -97,6 +101,11 @@ int ctl_argify(const char *line, char ***argv, int *argc);
 /* Parses args against `flags` (plus the globals); positional arguments are
  * returned in *pos. Exits on a bad flag. */
 void ctl_parse_flags(const struct ctl_flag *flags, int argc, char **argv, char ***pos, int *npos);
+/* The same without exiting: -1 with pflag's message in err; the global
+ * flags only if `globals`; *dash (if not NULL) is the number of positional
+ * arguments before "--", -1 if there was none. */
+int ctl_parse_flags_err(const struct ctl_flag *flags, bool globals, int argc, char **argv,
+                        char ***pos, int *npos, int *dash, char *err, size_t errlen);
 
 /* Builds a request op from a txn line's arguments ("put k v", "get k --prefix"). */
 int ctl_parse_request_op(int argc, char **argv, Etcdserverpb__RequestOp *op);
@@ -118,6 +127,8 @@ void ctl_print_table(const char *const *hdr, size_t ncols, char **cells, size_t 
 /* The same with rows `stride` cells apart (extra columns not printed). */
 void ctl_print_table_stride(const char *const *hdr, size_t ncols, size_t stride, char **cells,
                             size_t nrows);
+/* Go's %q of a byte string. */
+void ctl_go_quote(FILE *f, const uint8_t *p, size_t len);
 /* "fields" printer pieces. */
 void ctl_fields_header(const Etcdserverpb__ResponseHeader *h);
 /* JSON of v3 lease responses: the header's fields promoted into the object. */

@@ -247,6 +247,7 @@ static const struct ctl_flag ka_flags[] = {
 struct ka_state {
 	bool done;
 	bool got;
+	bool not_sent; /* the stream's connection could not be made */
 	int status;
 	int64_t id;
 	int64_t ttl;
@@ -321,6 +322,7 @@ static void ka_close(struct rpc_client_stream *s, int grpc_status, const char *m
 	struct ka_state *st = rpc_client_stream_data(s);
 	if (!st->done) {
 		st->status = grpc_status;
+		st->not_sent = ctl_not_sent(grpc_status, message);
 		ctl_format_error(grpc_status, message ? message : "", st->message);
 	}
 	st->done = true;
@@ -342,11 +344,20 @@ static int cmd_lease_keepalive(int argc, char **argv)
 	uv_timer_init(&c->loop, &st.timer);
 	st.timer.data = &st;
 	struct rpc_client_stream_cbs cbs = {.on_message = ka_msg, .on_close = ka_close};
-	if (rpc_client_stream_open(c->cli, "/etcdserverpb.Lease/LeaseKeepAlive", &cbs, &st,
-	                           &st.s) != 0)
-		ctl_die(EXIT_BAD_CONNECTION, "grpc: the client connection is closing");
-	ka_send(&st);
-	ctl_run(c, &st.done);
+	uint64_t start = ctl_now_ms();
+	struct ctl_retry retry = {0};
+	for (;;) {
+		st.done = st.not_sent = false;
+		st.status = 0;
+		if (!c->cli || rpc_client_stream_open(c->cli, "/etcdserverpb.Lease/LeaseKeepAlive",
+		                                      &cbs, &st, &st.s) != 0)
+			ctl_die(EXIT_BAD_CONNECTION, "grpc: the client connection is closing");
+		ka_send(&st);
+		ctl_run(c, &st.done);
+		if (!st.got && st.not_sent && ctl_retry(c, start, &retry, true))
+			continue; /* on the next endpoint */
+		break;
+	}
 	uv_timer_stop(&st.timer);
 	bool closed = false;
 	st.timer.data = &closed;

@@ -3,9 +3,13 @@
  * watch. Flags and argument checks follow etcdctl's get_command.go,
  * put_command.go, del_command.go, txn_command.go, watch_command.go.
  */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tools/cairnctl.h"
@@ -482,12 +486,6 @@ static const struct ctl_flag watch_flags[] = {
     {0},
 };
 
-struct watch_state {
-	bool done;
-	int status;
-	char *message;
-};
-
 static void print_watch(const Etcdserverpb__WatchResponse *w)
 {
 	switch (ctl_g.out) {
@@ -509,7 +507,10 @@ static void print_watch(const Etcdserverpb__WatchResponse *w)
 			ctl_json_fields(stdout, &w->header->base, &first);
 		fputs("},\"Events\":", stdout);
 		if (w->n_events == 0) {
-			fputs(w->canceled ? "[]" : "null", stdout);
+			/* clientv3 makes the slice for every response it passes
+			 * on; only the one it makes when a watch is closed without
+			 * compaction has none */
+			fputs(w->canceled && !w->compact_revision ? "null" : "[]", stdout);
 		} else {
 			putchar('[');
 			for (size_t i = 0; i < w->n_events; i++) {
@@ -548,13 +549,135 @@ static void print_watch(const Etcdserverpb__WatchResponse *w)
 	fflush(stdout);
 }
 
+/* One Watch stream and its watchers, multiplexed as clientv3 does: creates
+ * are answered in order, events and cancels name their watcher, and the
+ * answer to a WatchProgressRequest (watch id -1) is every watcher's. */
+struct watch_session {
+	struct ctl_conn *c;
+	struct rpc_client_stream *s; /* NULL until the first watch (or after close) */
+	bool interactive;
+	bool got;  /* a message came on the stream */
+	bool stop; /* leave the loop: the stream ended, or (not interactive) the
+	            * watch was cancelled, or stdin ended */
+	int status;
+	char *message; /* of the stream's end */
+	size_t live;   /* watchers created and not cancelled */
+	/* per create request in the order sent: the command to run for each
+	 * of its events (NULL: none) and, once created, its watch id */
+	char ***execs;
+	int64_t *ids;
+	size_t n_creates, n_created;
+	/* interactive: what was sent on the stream, sent again on the next
+	 * endpoint if the connection could not be made */
+	Etcdserverpb__WatchRequest **sent;
+	size_t n_sent;
+	uint64_t start; /* of the attempts to open the stream */
+	struct ctl_retry retry;
+	/* interactive: stdin */
+	uv_poll_t in;
+	bool in_polled;
+	char *line;
+	size_t line_len, line_cap;
+	bool eof;
+};
+
+/* Runs `exec` once per event as etcdctl does: ETCD_WATCH_REVISION,
+ * _EVENT_TYPE, _KEY and _VALUE (Go-quoted) in its environment, our stdout
+ * and stderr; a command that fails ends cairnctl (exit 1). */
+static void watch_exec(char **exec, const Etcdserverpb__WatchResponse *w)
+{
+	for (size_t i = 0; i < w->n_events; i++) {
+		const Mvccpb__Event *e = w->events[i];
+		static const ProtobufCBinaryData none;
+		const ProtobufCBinaryData *k = e->kv ? &e->kv->key : &none;
+		const ProtobufCBinaryData *v = e->kv ? &e->kv->value : &none;
+		char *key = NULL, *val = NULL, rev[32];
+		size_t kl, vl;
+		FILE *f = open_memstream(&key, &kl);
+		ctl_go_quote(f, k->data, k->len);
+		fclose(f);
+		f = open_memstream(&val, &vl);
+		ctl_go_quote(f, v->data, v->len);
+		fclose(f);
+		snprintf(rev, sizeof(rev), "%lld",
+		         (long long)(w->header ? w->header->revision : 0));
+		fflush(stdout);
+		fflush(stderr);
+		int fds[2];
+		if (pipe2(fds, O_CLOEXEC) != 0)
+			ctl_die(EXIT_ERROR, "pipe: %s", strerror(errno));
+		pid_t pid = fork();
+		if (pid == 0) {
+			setenv("ETCD_WATCH_REVISION", rev, 1);
+			setenv("ETCD_WATCH_EVENT_TYPE",
+			       e->type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? "\"DELETE\""
+			                                                    : "\"PUT\"",
+			       1);
+			setenv("ETCD_WATCH_KEY", key, 1);
+			setenv("ETCD_WATCH_VALUE", val, 1);
+			execvp(exec[0], exec);
+			int err = errno;
+			ssize_t unused = write(fds[1], &err, sizeof(err));
+			(void)unused;
+			_exit(127);
+		}
+		free(key);
+		free(val);
+		close(fds[1]);
+		int err = 0, st = 0;
+		bool exec_failed =
+		    pid > 0 && read(fds[0], &err, sizeof(err)) == (ssize_t)sizeof(err);
+		close(fds[0]);
+		char why[256] = "";
+		if (pid < 0)
+			snprintf(why, sizeof(why), "fork: %s", strerror(errno));
+		else if (waitpid(pid, &st, 0) < 0)
+			snprintf(why, sizeof(why), "wait: %s", strerror(errno));
+		else if (exec_failed && err == ENOENT && !strchr(exec[0], '/'))
+			snprintf(why, sizeof(why),
+			         "exec: \"%s\": executable file not found in $PATH", exec[0]);
+		else if (exec_failed)
+			snprintf(why, sizeof(why), "fork/exec %s: %s", exec[0], strerror(err));
+		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+			snprintf(why, sizeof(why), "exit status %d", WEXITSTATUS(st));
+		else if (WIFSIGNALED(st))
+			snprintf(why, sizeof(why), "signal: %s", strsignal(WTERMSIG(st)));
+		if (!*why)
+			continue;
+		/* Go's %q of the []string, then the error */
+		fputs("command [", stderr);
+		for (size_t j = 0; exec[j]; j++) {
+			if (j)
+				fputc(' ', stderr);
+			ctl_go_quote(stderr, (const uint8_t *)exec[j], strlen(exec[j]));
+		}
+		if (!strncmp(why, "signal: ", 8))
+			why[8] = (char)tolower((unsigned char)why[8]);
+		fprintf(stderr, "] error (%s)\n", why);
+		exit(EXIT_ERROR);
+	}
+}
+
+/* The command of the watcher with this id (NULL if none). */
+static char **watch_exec_of(const struct watch_session *ws, int64_t id)
+{
+	for (size_t i = 0; i < ws->n_created; i++)
+		if (ws->ids[i] == id)
+			return ws->execs[i];
+	return NULL;
+}
+
 static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t len)
 {
-	struct watch_state *st = rpc_client_stream_data(s);
+	struct watch_session *ws = rpc_client_stream_data(s);
 	Etcdserverpb__WatchResponse *w = etcdserverpb__watch_response__unpack(NULL, len, msg);
 	if (!w)
 		return;
+	ws->got = true;
+	if (w->created && ws->n_created < ws->n_creates)
+		ws->ids[ws->n_created++] = w->watch_id;
 	if (w->created && !w->canceled) {
+		ws->live++;
 		etcdserverpb__watch_response__free_unpacked(w, NULL);
 		return;
 	}
@@ -566,14 +689,22 @@ static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t le
 		                                        "future revision";
 		fflush(stdout);
 		fprintf(stderr, "watch was canceled (%s)\n", why);
+		if (!w->created && ws->live)
+			ws->live--;
 	}
 	bool progress = w->n_events == 0 && !w->canceled && !w->created &&
 	                w->compact_revision == 0 && w->header && w->header->revision != 0;
-	if (progress)
-		printf("progress notify: %lld\n", (long long)w->header->revision);
-	print_watch(w);
-	if (w->canceled) {
-		st->done = true;
+	size_t copies = progress && w->watch_id == -1 ? ws->live : 1;
+	for (size_t i = 0; i < copies; i++) {
+		if (progress)
+			printf("progress notify: %lld\n", (long long)w->header->revision);
+		print_watch(w);
+	}
+	char **exec = w->n_events ? watch_exec_of(ws, w->watch_id) : NULL;
+	if (exec)
+		watch_exec(exec, w);
+	if (w->canceled && !ws->interactive) {
+		ws->stop = true;
 		rpc_client_stream_cancel(s);
 	}
 	etcdserverpb__watch_response__free_unpacked(w, NULL);
@@ -581,75 +712,294 @@ static void watch_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t le
 
 static void watch_close(struct rpc_client_stream *s, int grpc_status, const char *message)
 {
-	struct watch_state *st = rpc_client_stream_data(s);
-	st->status = grpc_status;
-	st->message = ctl_strdup(message ? message : "");
-	st->done = true;
+	struct watch_session *ws = rpc_client_stream_data(s);
+	ws->status = grpc_status;
+	ws->message = ctl_strdup(message ? message : "");
+	ws->s = NULL;
+	ws->stop = true;
+}
+
+static int watch_open(struct watch_session *ws)
+{
+	struct rpc_client_stream_cbs cbs = {.on_message = watch_msg, .on_close = watch_close};
+	ws->got = false;
+	ws->live = 0;
+	ws->n_created = 0; /* the creates are answered again, in order */
+	ws->message = NULL;
+	return ws->c->cli ? rpc_client_stream_open(ws->c->cli, "/etcdserverpb.Watch/Watch", &cbs,
+	                                           ws, &ws->s)
+	                  : -1;
+}
+
+/* A create request's command (exec), in the order they are sent. */
+static void watch_add_create(struct watch_session *ws, char **exec)
+{
+	ws->execs = ctl_realloc(ws->execs, (ws->n_creates + 1) * sizeof(*ws->execs));
+	ws->ids = ctl_realloc(ws->ids, (ws->n_creates + 1) * sizeof(*ws->ids));
+	ws->execs[ws->n_creates++] = exec;
+}
+
+/* Sends on the stream (opened first if need be) and keeps the request;
+ * `exec` is a create request's command. */
+static void watch_send(struct watch_session *ws, Etcdserverpb__WatchRequest *req, char **exec)
+{
+	if (!ws->s) {
+		ws->start = ctl_now_ms();
+		ws->retry = (struct ctl_retry){0};
+		ws->n_sent = 0;
+		ws->n_creates = 0;
+		if (watch_open(ws) != 0)
+			ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
+	}
+	if (req->request_union_case == ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST)
+		watch_add_create(ws, exec);
+	ws->sent = ctl_realloc(ws->sent, (ws->n_sent + 1) * sizeof(*ws->sent));
+	ws->sent[ws->n_sent++] = req;
+	rpc_client_stream_send_msg(ws->s, &req->base);
+}
+
+/* getWatchChan: the create request for a key (and range end) with the
+ * watch flags; -1 with etcdctl's message if they conflict. */
+static int watch_create(int argc, char **argv, Etcdserverpb__WatchRequest *req, const char **err)
+{
+	if (argc < 1) {
+		*err = "bad number of arguments";
+		return -1;
+	}
+	if (argc == 2 && watch_o.prefix) {
+		*err = "`range_end` and `--prefix` are mutually exclusive";
+		return -1;
+	}
+	Etcdserverpb__WatchCreateRequest *cr = ctl_alloc(sizeof(*cr));
+	etcdserverpb__watch_create_request__init(cr);
+	cr->key = BIN(argv[0], strlen(argv[0]));
+	/* etcdctl: a range end only with exactly two arguments */
+	if (argc == 2)
+		cr->range_end = BIN(argv[1], strlen(argv[1]));
+	ctl_key_range(&cr->key, &cr->range_end, watch_o.prefix, false);
+	cr->start_revision = watch_o.rev;
+	cr->prev_kv = watch_o.prev_kv;
+	cr->progress_notify = watch_o.progress_notify;
+	etcdserverpb__watch_request__init(req);
+	req->request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+	req->create_request = cr;
+	return 0;
+}
+
+/* The key (and range end) from ETCDCTL_WATCH_KEY / _RANGE_END before the
+ * arguments, as parseWatchArgs does; exits on a conflict. */
+static void watch_args(int argc, char **argv, char ***out, int *nout)
+{
+	const char *env_key = getenv("ETCDCTL_WATCH_KEY");
+	const char *env_end = getenv("ETCDCTL_WATCH_RANGE_END");
+	bool have_key = env_key && *env_key;
+	if (!have_key && argc < 1)
+		ctl_bad_args("bad number of arguments");
+	if (have_key && argc > 0)
+		ctl_bad_args("bad number of arguments (found conflicting environment key)");
+	if (!have_key) {
+		*out = argv;
+		*nout = argc;
+		return;
+	}
+	char **v = ctl_alloc(3 * sizeof(*v));
+	int n = 0;
+	v[n++] = (char *)env_key;
+	if (env_end && *env_end)
+		v[n++] = (char *)env_end;
+	*out = v;
+	*nout = n;
+}
+
+/* The command after "--" (NULL if none); *argc becomes the count of the
+ * arguments before it. `dash` as ctl_parse_flags_err gives it. */
+static char **watch_split_exec(int *argc, char **argv, int dash)
+{
+	if (dash < 0)
+		return NULL;
+	if (dash == *argc)
+		ctl_bad_args("bad number of arguments (found separator --, but no commands)");
+	char **exec = argv + dash; /* argv ends with NULL */
+	*argc = dash;
+	return exec;
+}
+
+/* One line of interactive input (watchInteractiveFunc). */
+static void watch_line(struct watch_session *ws, char *line)
+{
+	char **av;
+	int ac;
+	if (ctl_argify(line, &av, &ac) != 0 || ac < 1) {
+		fprintf(stderr, "Invalid command: %s (watch and progress supported)\n", line);
+		return;
+	}
+	const char *env_key = getenv("ETCDCTL_WATCH_KEY");
+	if (!strcmp(av[0], "progress")) {
+		Etcdserverpb__WatchProgressRequest *pr = ctl_alloc(sizeof(*pr));
+		etcdserverpb__watch_progress_request__init(pr);
+		Etcdserverpb__WatchRequest *req = ctl_alloc(sizeof(*req));
+		etcdserverpb__watch_request__init(req);
+		req->request_union_case =
+		    ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
+		req->progress_request = pr;
+		watch_send(ws, req, NULL);
+		return;
+	}
+	if (strcmp(av[0], "watch") != 0) {
+		fprintf(stderr, "Invalid command %s (only support watch)\n", line);
+		return;
+	}
+	if (ac < 2 && !(env_key && *env_key)) {
+		fprintf(stderr, "Invalid command %s (command type or key is not provided)\n", line);
+		return;
+	}
+	if (!strcmp(av[ac - 1], "--"))
+		ctl_bad_args("bad number of arguments (found separator --, but no commands)");
+	/* Each line's flags alone count (etcdctl parses it with a fresh flag
+	 * set of the watch command: no global flags, defaults reset). */
+	memset(&watch_o, 0, sizeof(watch_o));
+	char **pos, **keys;
+	int npos, nkeys, dash;
+	char err[256];
+	if (ctl_parse_flags_err(watch_flags, false, ac - 1, av + 1, &pos, &npos, &dash, err,
+	                        sizeof(err)) != 0)
+		ctl_bad_args("%s", err);
+	char **exec = watch_split_exec(&npos, pos, dash);
+	watch_args(npos, pos, &keys, &nkeys);
+	Etcdserverpb__WatchRequest *req = ctl_alloc(sizeof(*req));
+	const char *why;
+	if (watch_create(nkeys, keys, req, &why) != 0) {
+		fprintf(stderr, "Invalid command %s (%s)\n", line, why);
+		return;
+	}
+	watch_send(ws, req, exec);
+}
+
+/* Reads what stdin has and runs each complete line; a partial last line
+ * at EOF is dropped, as bufio's ReadString('\n') returns it with EOF. */
+static void watch_read(struct watch_session *ws)
+{
+	if (ws->line_cap - ws->line_len < 4096)
+		ws->line = ctl_realloc(ws->line, ws->line_cap = ws->line_cap * 2 + 4096);
+	ssize_t n = read(0, ws->line + ws->line_len, ws->line_cap - ws->line_len - 1);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		ws->eof = true;
+		ws->stop = true;
+		return;
+	}
+	ws->line_len += (size_t)n;
+	char *nl;
+	while ((nl = memchr(ws->line, '\n', ws->line_len))) {
+		*nl = 0;
+		size_t used = (size_t)(nl - ws->line) + 1;
+		watch_line(ws, ctl_strdup(ws->line));
+		memmove(ws->line, nl + 1, ws->line_len - used);
+		ws->line_len -= used;
+	}
+	fflush(stdout);
+}
+
+static void stdin_cb(uv_poll_t *h, int status, int events)
+{
+	(void)events;
+	struct watch_session *ws = h->data;
+	if (status < 0) {
+		ws->eof = true;
+		ws->stop = true;
+		return;
+	}
+	watch_read(ws);
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static _Noreturn void watch_interactive(struct watch_session *ws)
+{
+	ws->interactive = true;
+	ws->in.data = ws;
+	/* a regular file (or /dev/null) cannot be polled: it never blocks, so
+	 * it is read in one go, as etcdctl would before its watches answer */
+	if (uv_poll_init(&ws->c->loop, &ws->in, 0) == 0) {
+		ws->in_polled = true;
+		uv_poll_start(&ws->in, UV_READABLE, stdin_cb);
+	} else {
+		while (!ws->eof)
+			watch_read(ws);
+	}
+	while (!ws->eof) {
+		ws->stop = false;
+		ctl_run(ws->c, &ws->stop);
+		if (!ws->eof && !ws->s && ws->message && !ws->got &&
+		    ctl_not_sent(ws->status, ws->message) &&
+		    ctl_retry(ws->c, ws->start, &ws->retry, true)) {
+			/* the same requests on the next endpoint */
+			if (watch_open(ws) != 0)
+				ctl_die(EXIT_ERROR, "grpc: the client connection is closing");
+			for (size_t i = 0; i < ws->n_sent; i++)
+				rpc_client_stream_send_msg(ws->s, &ws->sent[i]->base);
+			continue;
+		}
+		if (!ws->eof && !ws->s && ws->message && ws->status != RPC_OK) {
+			/* the stream ended under its watchers */
+			char err[CTL_ERR_LEN];
+			ctl_format_error(ws->status, ws->message, err);
+			fflush(stdout);
+			fprintf(stderr, "watch was canceled (%s)\n", err);
+			ctl_die(EXIT_INTERRUPTED, "watch is canceled by the server");
+		}
+	}
+	if (ws->in_polled) {
+		uv_poll_stop(&ws->in);
+		uv_close((uv_handle_t *)&ws->in, poll_closed);
+	}
+	if (ws->s)
+		rpc_client_stream_cancel(ws->s);
+	ctl_die(EXIT_INVALID_INPUT, "Error reading watch request line: EOF");
 }
 
 static int cmd_watch(int argc, char **argv)
 {
-	if (watch_o.interactive)
-		ctl_die(EXIT_BAD_FEATURE, "interactive watch is not supported by cairnctl");
 	const char *env_key = getenv("ETCDCTL_WATCH_KEY");
 	const char *env_end = getenv("ETCDCTL_WATCH_RANGE_END");
 	if ((!env_key || !*env_key) && env_end && *env_end)
 		ctl_bad_args("ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=\"%s\"",
 		             env_end);
-	const char *key = NULL, *end = NULL;
-	if (env_key && *env_key) {
-		key = env_key;
-		end = env_end && *env_end ? env_end : NULL;
-		if (argc > 0)
-			ctl_bad_args("key and range_end are given both as arguments and in the "
-			             "environment");
-	} else {
-		if (argc < 1)
-			ctl_bad_args(
-			    "watch in non-interactive mode requires one argument as key or "
-			    "prefix, with range end");
-		if (argc > 2)
-			ctl_bad_args("too many arguments");
-		key = argv[0];
-		end = argc > 1 ? argv[1] : NULL;
-	}
-	if (end && watch_o.prefix)
-		ctl_bad_args("unexpected range_end");
-	Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
-	cr.key = BIN(key, strlen(key));
-	if (end)
-		cr.range_end = BIN(end, strlen(end));
-	ctl_key_range(&cr.key, &cr.range_end, watch_o.prefix, false);
-	cr.start_revision = watch_o.rev;
-	cr.prev_kv = watch_o.prev_kv;
-	cr.progress_notify = watch_o.progress_notify;
-	Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
-	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
-	req.create_request = &cr;
-
-	struct ctl_conn *c = ctl_conn();
-	struct watch_state st = {0};
-	struct rpc_client_stream_cbs cbs = {.on_message = watch_msg, .on_close = watch_close};
+	struct watch_session ws = {.c = ctl_conn()};
+	if (watch_o.interactive)
+		watch_interactive(&ws);
+	char **keys;
+	int nkeys;
+	char **exec = watch_split_exec(&argc, argv, ctl_g.dash);
+	watch_args(argc, argv, &keys, &nkeys);
+	Etcdserverpb__WatchRequest req;
+	const char *why;
+	if (watch_create(nkeys, keys, &req, &why) != 0)
+		ctl_bad_args("%s", why);
+	watch_add_create(&ws, exec);
 	uint64_t start = ctl_now_ms();
+	struct ctl_retry retry = {0};
 	for (;;) {
-		struct rpc_client_stream *s;
-		memset(&st, 0, sizeof(st));
-		if (rpc_client_stream_open(c->cli, "/etcdserverpb.Watch/Watch", &cbs, &st, &s) !=
-		        0 ||
-		    rpc_client_stream_send_msg(s, &req.base) != 0)
+		ws.stop = false;
+		if (watch_open(&ws) != 0 || rpc_client_stream_send_msg(ws.s, &req.base) != 0)
 			ctl_die(EXIT_BAD_CONNECTION, "grpc: the client connection is closing");
-		ctl_run(c, &st.done);
-		if (st.message && st.status == RPC_UNAVAILABLE &&
-		    strncmp(st.message, "etcdserver: ", 12) != 0 &&
-		    ctl_now_ms() - start < c->dial_timeout_ms) {
-			uv_sleep(100);
+		ctl_run(ws.c, &ws.stop);
+		/* nothing came yet: the watch may be made again, elsewhere if the
+		 * connection could not be made */
+		bool not_sent = ctl_not_sent(ws.status, ws.message);
+		if (!ws.s && !ws.got && ws.message && ws.status == RPC_UNAVAILABLE &&
+		    strncmp(ws.message, "etcdserver: ", 12) != 0 &&
+		    ctl_retry(ws.c, start, &retry, not_sent))
 			continue;
-		}
 		break;
 	}
-	if (st.message && st.status != RPC_OK && st.status != RPC_CANCELLED) {
+	if (ws.message && ws.status != RPC_OK && ws.status != RPC_CANCELLED) {
 		char err[CTL_ERR_LEN];
-		ctl_format_error(st.status, st.message, err);
+		ctl_format_error(ws.status, ws.message, err);
 		fflush(stdout);
 		fprintf(stderr, "watch was canceled (%s)\n", err);
 	}
@@ -667,7 +1017,8 @@ const struct ctl_cmd ctl_kv_cmds[] = {
      txn_flags},
     {"compaction", cmd_compaction, "compaction [options] <revision>",
      "Compacts the event history in etcd", compact_flags},
-    {"watch", cmd_watch, "watch [options] [key or prefix] [range_end]",
+    {"watch", cmd_watch,
+     "watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]",
      "Watches events stream on keys or prefixes", watch_flags},
 };
 const size_t ctl_n_kv_cmds = sizeof(ctl_kv_cmds) / sizeof(ctl_kv_cmds[0]);

@@ -2,10 +2,17 @@
  * ctl_client.h — blocking calls over the libuv rpc client, for cairnctl.
  *
  * One struct ctl_conn owns a private uv loop and one rpc_client for one
- * endpoint. ctl_call() starts a unary call and runs the loop until it ends,
- * so the CLI reads like straight-line code; streaming commands (watch,
- * keep-alive, snapshot) open streams on ctl_conn.cli themselves and drive
- * the loop with ctl_run().
+ * endpoint of a list. ctl_call() starts a unary call and runs the loop until
+ * it ends, so the CLI reads like straight-line code; streaming commands
+ * (watch, keep-alive, snapshot) open streams on ctl_conn.cli themselves and
+ * drive the loop with ctl_run().
+ *
+ * Failover, as clientv3's balancer gives etcdctl: a call whose connection
+ * could not be established (nothing was sent) moves to the next endpoint
+ * of the list at once; once every endpoint failed, the round starts again
+ * after a short pause until the dial timeout has passed. A call that was
+ * sent and lost its connection is retried (on the same endpoint) only if it
+ * only reads: a write may have been applied.
  *
  * Errors are reported as etcdctl (clientv3) words them: the server's
  * "etcdserver: ..." text as is, other statuses as
@@ -27,7 +34,12 @@
 struct ctl_conn {
 	uv_loop_t loop;
 	struct rpc_client *cli;
-	char endpoint[256]; /* as the user gave it (printed by endpoint commands) */
+	char endpoint[256];     /* the current one, as the user gave it */
+	char *const *endpoints; /* borrowed (or `self`): outlives the connection */
+	size_t n_endpoints;
+	size_t cur;    /* index of `endpoint` in `endpoints` */
+	char one[256]; /* ctl_conn_open's list of one */
+	char *self[1];
 	uint64_t dial_timeout_ms;
 	uint64_t command_timeout_ms;
 	/* Unpacks responses (NULL: malloc; then free them with
@@ -41,13 +53,36 @@ struct ctl_conn {
 /* "127.0.0.1:2379", "http://host:port" or "unix:///path". No I/O yet. */
 int ctl_conn_open(struct ctl_conn *c, const char *endpoint, uint64_t dial_timeout_ms,
                   uint64_t command_timeout_ms);
+/* The same over a list (n >= 1) that fails over; starts on endpoints[0]. */
+int ctl_conn_open_list(struct ctl_conn *c, char *const *endpoints, size_t n,
+                       uint64_t dial_timeout_ms, uint64_t command_timeout_ms);
 void ctl_conn_close(struct ctl_conn *c);
+
+/* Moves to the next endpoint of the list (wrapping); pending calls and
+ * streams on the current one end with CANCELLED first. -1 if the client
+ * for it could not be made (bad URL). */
+int ctl_conn_next(struct ctl_conn *c);
+
+/* True for the failure of a call or stream whose request was never sent
+ * (its connection could not be established). */
+bool ctl_not_sent(int grpc_status, const char *message);
+
+/* Retry state of one call or stream, zeroed before its first attempt. */
+struct ctl_retry {
+	size_t failed; /* endpoints that failed in this round */
+	unsigned backoff_ms;
+};
+/* After a failed attempt of a call begun at `start` (ctl_now_ms()): false
+ * once the dial timeout has passed; else moves to the next endpoint if the
+ * request was not sent (pausing once a whole round failed) and returns
+ * true: try again. */
+bool ctl_retry(struct ctl_conn *c, uint64_t start, struct ctl_retry *r, bool not_sent);
 
 /* Unary call: packs req, waits, unpacks the response with `rd` into *out
  * (allocated with c->alloc). Returns 0, or
  * the gRPC status (> 0) with err filled. A connection failure is retried
- * until the dial timeout has passed (the server may still be starting,
- * as gRPC's blocking dial waits). */
+ * (on the next endpoint, see above) until the dial timeout has passed (the
+ * server may still be starting, as gRPC's blocking dial waits). */
 int ctl_call(struct ctl_conn *c, const char *path, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *rd, ProtobufCMessage **out, char *err);
 

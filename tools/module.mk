@@ -23,7 +23,7 @@ $(BUILD)/cairn-bench: $(BUILD)/tools/cairn_bench.o $(BUILD)/librpc.a $(BUILD)/li
 BINS += $(BUILD)/cairn-bench
 
 TEST_SCRIPTS += tools/test_cairnctl.sh tools/test_cairnctl_compat.sh tools/test_inspect.sh \
-	tools/test_bench.sh
+	tools/test_bench.sh tools/test_cairnctl_cluster.py
 
 .PHONY: bench bench-vs-etcd
 bench bench-vs-etcd: $(BUILD)/cairnd $(BUILD)/cairn-bench $(BUILD)/cairnctl

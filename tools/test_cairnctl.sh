@@ -142,17 +142,41 @@ check "ETCDCTL_ENDPOINTS" $'foo\nbar3' "$(ETCDCTL_ENDPOINTS=$ep "$CTL" get foo 2
 check "CAIRNCTL_WRITE_OUT" "1" "$(CAIRNCTL_WRITE_OUT=json c get foo | json 'd["count"]')"
 check "unreachable" "Error: context deadline exceeded" "$("$CTL" --endpoints=127.0.0.1:1 --dial-timeout=300ms get foo 2>&1 | grep -v '^rpc: ')"
 check "unreachable exit" "1" "$(rc "$CTL" --endpoints=127.0.0.1:1 --dial-timeout=300ms get foo)"
+# failover: a dead first endpoint (clientv3's balancer uses the next one)
+dead=127.0.0.1:$(free_port)
+f() { "$CTL" --endpoints="$dead,$ep" "$@"; }
+check "failover put" "OK" "$(f put fo v1 2>&1)"
+frev=$(f get fo -w json | json 'd["kvs"][0]["mod_revision"]')
+check "failover get" $'fo\nv1' "$(f get fo 2>&1)"
+check "failover txn" $'SUCCESS\n\nfo\nv1' "$(printf 'value("fo") = "v1"\n\nget fo\n\n\n' | f txn 2>&1)"
+check "failover member list" "$(c member list)" "$(f member list 2>&1)"
+check "failover endpoint health --cluster" "1" "$(f endpoint health --cluster 2>&1 | grep -c "^http://$ep is healthy")"
+flid=$(f lease grant 60 2>&1 | awk '/granted/{print $2}')
+check "failover lease keep-alive" "lease $flid keepalived with TTL(60)" "$(f lease keep-alive --once "$flid" 2>&1)"
+check "failover watch" $'PUT\nfo\nv1' "$(timeout 2 "$CTL" --endpoints="$dead,$ep" watch fo --rev="$frev" 2>&1 | head -3)"
+check "failover watch -i" $'PUT\nfo\nv1' "$({ echo "watch fo --rev=$frev"; sleep 1; } | "$CTL" --endpoints="$dead,$ep" watch -i 2>/dev/null)"
+check "failover no stray output" "" "$(f get fo 2>&1 >/dev/null)"
+check "--endpoints twice appends" "$ep, $ep, " "$(c endpoint status --endpoints="$ep" | cut -d, -f1 | tr '\n' ',' | sed 's/,/, /g')"
+check "failover all dead" "Error: context deadline exceeded" "$("$CTL" --endpoints="$dead,127.0.0.1:1" --dial-timeout=300ms get fo 2>&1)"
+check "failover all dead exit" "1" "$(rc "$CTL" --endpoints="$dead,127.0.0.1:1" --dial-timeout=300ms get fo)"
+check "endpoint status per endpoint (no failover)" "Failed to get the status of endpoint $dead (context deadline exceeded)" "$(f endpoint status --dial-timeout=300ms 2>&1 >/dev/null)"
 check "unknown flag" "Error: unknown flag: --bogus" "$(c get foo --bogus 2>&1)"
 check "unknown command" "1" "$(rc c bogus)"
 check "help" "1" "$(c get --help | grep -c -- '--print-value-only')"
-for cmd in get put del txn watch compaction "lease grant" "lease keep-alive" "member list" \
-	"endpoint status" "alarm list" defrag "snapshot save" "inspect keys"; do
+# every command (as `cairnctl --help` lists them) has its --help
+while IFS= read -r cmd; do
 	# shellcheck disable=SC2086
-	check "help $cmd" "0" "$(rc "$CTL" $cmd --help)"
-done
+	check "help $cmd" "0 NAME:" "$(rc "$CTL" $cmd --help) $("$CTL" $cmd --help 2>&1 | head -1)"
+done < <("$CTL" --help | awk '/^COMMANDS:/{on=1;next} /^$/{on=0} on{sub(/^\t/,""); split($0,a,"  "); print a[1]}')
+check "help lists watch -i" "1" "$("$CTL" watch --help | grep -c -- '-i, --interactive')"
 # bash completion (tools/cairnctl.bash) reads commands and flags from --help
 comp() { bash -c 'source tools/cairnctl.bash; PATH=$PWD/'"$BUILD"':$PATH; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _cairnctl; echo "${COMPREPLY[*]}"' _ "$@"; }
 check "completion commands" "lease" "$(comp cairnctl le)"
 check "completion subcommands" "grant revoke timetolive list keep-alive" "$(comp cairnctl lease '')"
 check "completion flags" "--prefix --print-value-only" "$(comp cairnctl get --pr)"
+check "completion member" "add remove update list promote" "$(comp cairnctl member '')"
+check "completion move-leader" "move-leader" "$(comp cairnctl mov)"
+check "completion endpoint" "health status hashkv" "$(comp cairnctl endpoint '')"
+check "completion watch -i" "--interactive" "$(comp cairnctl watch --inter)"
+check "completion after global flags" "promote" "$(comp cairnctl --endpoints=x member pro)"
 finish
