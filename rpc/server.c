@@ -88,6 +88,7 @@ struct h2s {
 	uint64_t timeout_ms;
 	int http_error;
 	bool http_get, http_head; /* a plain HTTP GET/HEAD over HTTP/2 */
+	bool has_method;
 	int close_reason;
 	bool has_timeout, timer_inited;
 	bool h2_open, owner_holds, dispatched, ended, final_sent, cancelled;
@@ -366,6 +367,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		if (s->path == NULL)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	} else if (name_is(name, namelen, ":method")) {
+		if (s->has_method)
+			s->http_error = 400; /* one :method only */
+		s->has_method = true;
 		s->http_get = valuelen == 3 && memcmp(value, "GET", 3) == 0;
 		s->http_head = valuelen == 4 && memcmp(value, "HEAD", 4) == 0;
 		if (!(valuelen == 4 && memcmp(value, "POST", 4) == 0))
@@ -484,7 +488,7 @@ static void request_ready(struct h2s *s)
 		http2_plain(s);
 		return;
 	}
-	if (s->http_error != 0 || s->path == NULL) {
+	if (s->http_error != 0 || s->path == NULL || s->path[0] != '/' || !s->has_method) {
 		s->bad = true;
 		send_http_error(s, s->http_error != 0 ? s->http_error : 400);
 		return;
@@ -909,6 +913,13 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *cfg, struct 
 		free(srv);
 		return CAIRN_ENOMEM;
 	}
+	/* nghttp2's HTTP messaging checks refuse (RST_STREAM PROTOCOL_ERROR) an
+	 * :authority that grpc-go sends as given, e.g. "http://host:port" when
+	 * etcdctl --cluster dials the member URLs; etcd (Go's HTTP/2) accepts
+	 * it. We need none of those checks: request_ready refuses a request
+	 * without one :method and a :path starting with '/', and the gRPC
+	 * framing, not content-length, delimits messages. */
+	nghttp2_option_set_no_http_messaging(srv->opt, 1);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(srv->cbs, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(srv->cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(srv->cbs, on_frame_recv);

@@ -89,6 +89,17 @@ def body(checks, cleanup):
         checks.check("endpoint status: the leader is the one Status reports",
                      leaders == {leader.id}, (leaders, leader.id))
 
+    # --cluster: etcdctl dials every member's client URL as listed, and its
+    # HTTP/2 :authority is then the whole URL ("http://host:port")
+    for cmd in ("status", "hashkv", "health"):
+        rc, out = etcdctl(c.members[0].endpoint, "endpoint", cmd, "--cluster", "-w", "json")
+        try:
+            n = len(json.loads(out))
+        except ValueError:
+            n = 0
+        checks.check("etcdctl endpoint %s --cluster through one endpoint: 3 members" % cmd,
+                     rc == 0 and n == 3, out[-600:])
+
     rc, out = etcdctl(eps, "put", "/ctl/k", "v1")
     checks.check("etcdctl put through all endpoints", rc == 0 and out.strip() == "OK", out)
     for m in c.members:
