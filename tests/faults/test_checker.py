@@ -299,6 +299,21 @@ class Watches(unittest.TestCase):
         r2.resumes = [(1, 5)]
         self.assertEqual(check_watches([r, r2], first_rev=2), [])
 
+    def test_delete_at_compact_revision_may_be_gone(self):
+        # resumed at the compact revision 5: its delete may be compacted
+        # away; a put there is kept by compaction and must be seen
+        h = self.history() + [[ev("y", "e", 6, ("d", 4))]]
+        r = self.rec("a", h)
+        r2 = self.rec("b", [h[0], h[1], h[4]])
+        r2.compacted = [(2, 5)]
+        r2.resumes = [(2, 5)]
+        self.assertEqual(check_watches([r, r2], first_rev=2), [])
+        r3 = self.rec("c", [h[0], h[1], h[4]])
+        r3.compacted = [(2, 4)]
+        r3.resumes = [(2, 4)]
+        bad = check_watches([r, r3], first_rev=2)
+        self.assertTrue(any("c missed" in s for s in bad), bad)
+
     def test_prev_kv_left_out_at_compact_revision(self):
         # resumed at the compact revision 4: prev_kv of its events (at 3 and
         # 2) is compacted away and may be missing; at 5 it is not
