@@ -7,7 +7,9 @@ An input is a mode byte (see fuzz_raft_step.c: 0 follower of 2, 1 candidate,
 a text-format cairnraft.Message (encoded with protoc --encode, framed as
 opcode 0 + u16 LE length), "tick", "propose" or "read". After setup the
 cluster is at term 1 with entries 1..5 committed (the candidate at term 2).
-Crash reproducers found by fuzzing are kept beside them as crash-*."""
+seed14 reproduces the term overflow raft_msg_check() now refuses: a
+heartbeat of term 2^64-1, then enough ticks to campaign (term + 1 wrapped
+to 0)."""
 import os
 import struct
 import subprocess
