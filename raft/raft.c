@@ -930,20 +930,6 @@ static void commit_to(struct raft *r, uint64_t c)
 		r->commit = c;
 }
 
-static bool entries_valid(const struct raft_msg *m)
-{
-	uint64_t t = m->log_term;
-	for (uint32_t i = 0; i < m->n_entries; i++) {
-		const struct raft_entry *e = &m->entries[i];
-		if (e->index != m->index + 1 + i || e->term < t || e->term > m->term)
-			return false;
-		if (e->data.len && !e->data.base)
-			return false;
-		t = e->term;
-	}
-	return true;
-}
-
 static void ack(struct raft *r, uint64_t to, uint64_t index)
 {
 	struct raft_msg m = {
@@ -954,8 +940,6 @@ static void ack(struct raft *r, uint64_t to, uint64_t index)
 /* §5.3 AppendEntries receiver, Figure 2 rules 2-5. */
 static void handle_append(struct raft *r, const struct raft_msg *m)
 {
-	if (!entries_valid(m))
-		return;
 	if (m->index < r->commit) {
 		ack(r, m->from, r->commit);
 		return;
@@ -1122,10 +1106,58 @@ static void handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 
 /* ------------------------------------------------------------------ step */
 
+static bool conf_valid(const struct raft_conf *c)
+{
+	if (c->n_voters == 0 || c->n_voters > RAFT_MAX_MEMBERS ||
+	    c->n_learners > RAFT_MAX_MEMBERS - c->n_voters)
+		return false;
+	for (uint32_t i = 0; i < c->n_voters; i++)
+		if (c->voters[i] == RAFT_NONE || id_in(c->voters, i, c->voters[i]))
+			return false;
+	for (uint32_t i = 0; i < c->n_learners; i++)
+		if (c->learners[i] == RAFT_NONE || id_in(c->learners, i, c->learners[i]) ||
+		    raft_conf_is_voter(c, c->learners[i]))
+			return false;
+	return true;
+}
+
+/* A peer may be broken or hostile: nothing it sends may crash the core,
+ * overflow its arithmetic or break an invariant raft_check() checks. What
+ * a legitimate leader of msg.term could never send is refused here. */
+int raft_msg_check(const struct raft_msg *m)
+{
+	if (m->type == 0 || m->type > RAFT_MSG_TYPE_MAX || m->from == RAFT_NONE)
+		return CAIRN_EINVAL;
+	if (m->term > RAFT_MAX_INDEX || m->index > RAFT_MAX_INDEX || m->log_term > RAFT_MAX_INDEX ||
+	    m->commit > RAFT_MAX_INDEX || m->reject_hint > RAFT_MAX_INDEX)
+		return CAIRN_EINVAL;
+	if (m->n_entries &&
+	    (m->type != RAFT_MSG_APPEND || !m->entries || m->n_entries > RAFT_MAX_INDEX - m->index))
+		return CAIRN_EINVAL;
+	/* §5.3: entries follow msg.index; a log's terms never decrease and no
+	 * entry is newer than the leader sending it. */
+	uint64_t t = m->log_term;
+	for (uint32_t i = 0; i < m->n_entries; i++) {
+		const struct raft_entry *e = &m->entries[i];
+		if (e->index != m->index + 1 + i || e->term < t || e->term > m->term ||
+		    e->type > RAFT_ENTRY_CONF || (e->data.len && !e->data.base))
+			return CAIRN_EINVAL;
+		t = e->term;
+	}
+	if (m->type == RAFT_MSG_SNAPSHOT) {
+		const struct raft_snapshot_meta *s = &m->snapshot;
+		if (s->index == 0 || s->index > RAFT_MAX_INDEX || s->term == 0 ||
+		    s->term > m->term || !conf_valid(&s->conf) ||
+		    (m->snapshot_data.len && !m->snapshot_data.base))
+			return CAIRN_EINVAL;
+	}
+	return 0;
+}
+
 static void step_message(struct raft *r, const struct raft_msg *m)
 {
 	uint8_t t = m->type;
-	if (m->from == RAFT_NONE || m->from == r->id || t == 0 || t > RAFT_MSG_TYPE_MAX)
+	if (m->from == r->id || raft_msg_check(m) != 0)
 		return;
 	if (m->term > r->term) {
 		if (t == RAFT_MSG_VOTE || t == RAFT_MSG_PRE_VOTE) {

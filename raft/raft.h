@@ -98,6 +98,13 @@
 /* Upper bound on voters + learners: keeps configurations fixed-size. */
 #define RAFT_MAX_MEMBERS 16
 
+/* Largest term or log index the core accepts from a peer (2^63 - 1: a
+ * term or entry per nanosecond for 292 years). Keeping terms and indexes
+ * this far below UINT64_MAX makes every term + 1 and index + n the core
+ * computes exact: a peer announcing term UINT64_MAX would otherwise wrap
+ * the next election's term to 0. */
+#define RAFT_MAX_INDEX INT64_MAX
+
 /* ---------------------------------------------------------------- types */
 
 struct raft_buf {
@@ -420,6 +427,15 @@ int raft_progress_match(const struct raft *r, uint64_t id, uint64_t *match);
 int raft_log_term(const struct raft *r, uint64_t index, uint64_t *term);
 /* Entry at index (borrowed, valid until the next call that mutates r). */
 const struct raft_entry *raft_log_entry(const struct raft *r, uint64_t index);
+
+/* Field checks every received message must pass (raft_step ignores one
+ * that does not, raft_msg_decode refuses it): a known type, a sender,
+ * terms and indexes <= RAFT_MAX_INDEX, AppendEntries entries contiguous
+ * after msg.index with terms in [log_term, term] and data present, and a
+ * snapshot of a non-zero index and term <= msg.term whose configuration
+ * has a voter, fits struct raft_conf, and lists no id twice (voters and
+ * learners disjoint). 0 or CAIRN_EINVAL. */
+int raft_msg_check(const struct raft_msg *m);
 
 /* Checks the core's internal invariants; 0 or CAIRN_ECORRUPT with a
  * description in buf (may be NULL). Used by tests and debug builds. */

@@ -2,9 +2,10 @@
  * raft_codec.c — struct raft_msg <-> proto/raft.proto (cairnraft.Message).
  *
  * Decoding validates everything the core relies on before handing a
- * message out: a known type, non-zero sender and receiver, entry types the
- * core knows, contiguous entry indexes following msg.index, configurations
- * that fit struct raft_conf. Anything else is CAIRN_EPROTO. The decoded
+ * message out: a non-zero receiver, configurations that fit struct
+ * raft_conf, and raft_msg_check() (a known type, a sender, bounded terms
+ * and indexes, contiguous entries of sane terms, a sane snapshot). Anything
+ * else is CAIRN_EPROTO. The decoded
  * message points into the unpacked protobuf message, kept alive next to it.
  */
 #include <stdlib.h>
@@ -177,6 +178,10 @@ int raft_msg_decode(const uint8_t *buf, size_t len, struct raft_msg_decoded **ou
 		m->snapshot_data.base = pb->snapshot_data.data;
 		m->snapshot_data.len = pb->snapshot_data.len;
 	}
+	/* Whatever the core would ignore is refused here, where the peer's
+	 * bytes are still at hand (raft.h raft_msg_check). */
+	if (raft_msg_check(m))
+		goto fail;
 	*out = &d->pub;
 	return 0;
 fail:

@@ -83,6 +83,9 @@ int rec_decode(const MDB_val *k, const MDB_val *v, struct rec *r)
 	r->create = (int64_t)get_u64be(p + 8);
 	r->version = (int64_t)get_u64be(p + 16);
 	r->lease = (int64_t)get_u64be(p + 24);
+	if (r->main < 1 || r->main > REV_MAX || r->sub < 0 || r->sub > REV_MAX || r->create < 0 ||
+	    r->create > REV_MAX || r->version < 0 || r->version > REV_MAX)
+		return CAIRN_ECORRUPT;
 	r->key = p + REC_HDR;
 	r->klen = kl;
 	r->val = p + REC_HDR + kl;
@@ -90,12 +93,17 @@ int rec_decode(const MDB_val *k, const MDB_val *v, struct rec *r)
 	return 0;
 }
 
-void idx_decode(const MDB_val *v, struct idx *out)
+int idx_decode(const MDB_val *v, struct idx *out)
 {
 	const uint8_t *p = v->mv_data;
+	if (v->mv_size != IDX_ITEM)
+		return CAIRN_ECORRUPT;
 	out->main = (int64_t)get_u64be(p);
 	out->sub = (int64_t)get_u64be(p + 8);
 	out->tomb = p[16] != 0;
+	if (out->main < 1 || out->main > REV_MAX || out->sub < 0 || out->sub > REV_MAX)
+		return CAIRN_ECORRUPT;
+	return 0;
 }
 
 int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
@@ -177,7 +185,9 @@ int idx_at(MDB_cursor *ic, const MDB_val *key, int64_t rev, struct idx *out)
 	rc = mdb_cursor_get(ic, &k, &d, MDB_LAST_DUP);
 	if (rc)
 		return store_lmdb_err(rc);
-	idx_decode(&d, out);
+	rc = idx_decode(&d, out);
+	if (rc)
+		return rc;
 	if (out->main <= rev)
 		return 0;
 	uint8_t probe[IDX_ITEM] = {0};
@@ -190,8 +200,7 @@ int idx_at(MDB_cursor *ic, const MDB_val *key, int64_t rev, struct idx *out)
 	rc = mdb_cursor_get(ic, &k, &d, MDB_PREV_DUP);
 	if (rc)
 		return store_lmdb_err(rc);
-	idx_decode(&d, out);
-	return 0;
+	return idx_decode(&d, out);
 }
 
 /* Whether compaction at `compact` keeps record r (main <= compact): it is
@@ -217,9 +226,9 @@ int is_kept(MDB_cursor *ic, const struct rec *r, int64_t compact, bool *kept)
 	if (rc)
 		return store_lmdb_err(rc);
 	struct idx nx;
-	idx_decode(&d, &nx);
-	*kept = nx.main > compact;
-	return 0;
+	rc = idx_decode(&d, &nx);
+	*kept = rc == 0 && nx.main > compact;
+	return rc;
 }
 
 /* ---- response memory --------------------------------------------------- */
@@ -332,6 +341,11 @@ static int meta_load(MDB_txn *t, MDB_dbi meta, int64_t *rev, int64_t *compact, u
 		if (rc && rc != CAIRN_ENOTFOUND)
 			return rc;
 	}
+	/* A revision beyond REV_MAX, a compaction beyond the revision or a
+	 * negative count is damage, not a state to compute with. */
+	if (vals[0] < 1 || vals[0] > REV_MAX || vals[1] < 0 || vals[1] > vals[0] || vals[2] < 0 ||
+	    vals[3] < 0)
+		return CAIRN_ECORRUPT;
 	*rev = vals[0];
 	*compact = vals[1];
 	if (applied)

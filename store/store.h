@@ -524,7 +524,8 @@ int store_hash_kv(struct store_rtxn *r, int64_t rev, uint32_t *hash, int64_t *ha
 
 /* Invariant checker (full scan, O(data)): index <-> kv consistency, versions
  * and create revisions chain correctly, no record above the revision, live
- * key count, leases <-> lease_keys <-> kv leases, meta sane. 0 or
+ * key count, leases <-> lease_keys <-> kv leases, lease records well
+ * formed, meta sane. 0 or
  * CAIRN_ECORRUPT with a description in msg (may be NULL). Read-only. */
 int store_check(struct store *s, char *msg, size_t msg_len);
 

@@ -17,6 +17,10 @@
  *   leases     id (u64 BE) -> ttl i64 BE, remaining i64 BE
  *   lease_keys id (u64 BE) -> DUPSORT user keys attached to the lease.
  *
+ * Decoders (rec_decode, idx_decode, the meta and lease readers) check
+ * sizes and ranges (REV_MAX) and return CAIRN_ECORRUPT rather than trust a
+ * damaged record.
+ *
  * INVARIANTS (checked by store_check)
  *   1. Every kv record has its index item and vice versa, same tombstone flag.
  *   2. Records above the compact revision have sub revisions 0..n-1 for
@@ -37,6 +41,13 @@
 #define IDX_ITEM       17u
 #define REVKEY         16u
 #define REC_TOMB       1u
+
+/* Largest revision, sub revision, create revision or version a sane store
+ * holds (2^62 - 1): a decoder treats anything above it (or negative) as
+ * corruption. Staying this far below INT64_MAX keeps every rev + 1,
+ * sub + 1 and version + 1 the store computes exact, whatever the disk
+ * says. */
+#define REV_MAX (INT64_MAX / 2)
 
 struct store {
 	MDB_env *env;
@@ -124,7 +135,7 @@ void put_u64be(uint8_t *p, uint64_t v);
 uint64_t get_u64be(const uint8_t *p);
 void revkey_make(uint8_t out[REVKEY], int64_t main, int64_t sub);
 int rec_decode(const MDB_val *k, const MDB_val *v, struct rec *r);
-void idx_decode(const MDB_val *v, struct idx *out);
+int idx_decode(const MDB_val *v, struct idx *out);
 void krange_init(struct krange *kr, const uint8_t *key, size_t klen, const uint8_t *end,
                  size_t elen);
 int krange_cmp_end(const struct krange *kr, const uint8_t *k, size_t kl);

@@ -121,7 +121,9 @@ static int prev_of(const struct view *v, MDB_cursor *ic, const struct rec *r, st
 	if (rc)
 		return store_lmdb_err(rc);
 	struct idx it;
-	idx_decode(&d, &it);
+	rc = idx_decode(&d, &it);
+	if (rc)
+		return rc;
 	if (it.tomb)
 		return 0;
 	*found = true;
@@ -391,9 +393,8 @@ static int check_index(struct chk *c, const struct view *v, MDB_cursor *ic, uint
 	     lrc = mdb_cursor_get(ic, &k, &d, MDB_NEXT)) {
 		struct idx it;
 		struct rec r;
-		if (d.mv_size != IDX_ITEM)
-			return bad(c, "index: bad item size");
-		idx_decode(&d, &it);
+		if (idx_decode(&d, &it))
+			return bad(c, "index: bad item (size %zu)", d.mv_size);
 		(*items)++;
 		if (rec_get(v, it.main, it.sub, &r) != 0 || r.tomb != it.tomb ||
 		    bytes_cmp(r.key, r.klen, k.mv_data, k.mv_size) != 0)
@@ -444,6 +445,8 @@ static int check_lease_keys(struct chk *c, const struct view *v, MDB_cursor *lc,
 	for (lrc = mdb_cursor_get(lc, &k, &d, MDB_FIRST); lrc == 0;
 	     lrc = mdb_cursor_get(lc, &k, &d, MDB_NEXT)) {
 		(*n)++;
+		if (k.mv_size != 8)
+			return bad(c, "lease_keys: bad lease id size %zu", k.mv_size);
 		int64_t id = (int64_t)get_u64be(k.mv_data);
 		if (lease_has(v->txn, v->s->leases, id, NULL, 0) != 0)
 			return bad(c, "lease_keys of missing lease %lld", (long long)id);
@@ -457,6 +460,31 @@ static int check_lease_keys(struct chk *c, const struct view *v, MDB_cursor *lc,
 	return lrc == MDB_NOTFOUND ? 0 : store_lmdb_err(lrc);
 }
 
+/* Every lease record is what lease_write() writes: an 8-byte id > 0 and
+ * 16 bytes of ttl >= 0 and remaining ttl (revoke and checkpoint refuse
+ * anything else as corrupt). */
+static int check_leases(struct chk *c, MDB_txn *t, MDB_dbi leases)
+{
+	MDB_cursor *lc;
+	int lrc = mdb_cursor_open(t, leases, &lc);
+	if (lrc)
+		return store_lmdb_err(lrc);
+	MDB_val k, d;
+	int rc = 0;
+	for (lrc = mdb_cursor_get(lc, &k, &d, MDB_FIRST); lrc == 0 && rc == 0;
+	     lrc = mdb_cursor_get(lc, &k, &d, MDB_NEXT)) {
+		if (k.mv_size != 8 || d.mv_size != 16)
+			rc = bad(c, "leases: record of %zu/%zu bytes", k.mv_size, d.mv_size);
+		else if ((int64_t)get_u64be(k.mv_data) <= 0 || (int64_t)get_u64be(d.mv_data) < 0)
+			rc = bad(c, "leases: lease %lld with ttl %lld",
+			         (long long)get_u64be(k.mv_data), (long long)get_u64be(d.mv_data));
+	}
+	mdb_cursor_close(lc);
+	if (rc == 0 && lrc != MDB_NOTFOUND)
+		rc = store_lmdb_err(lrc);
+	return rc;
+}
+
 int store_check(struct store *s, char *msg, size_t msg_len)
 {
 	struct chk c = {msg, msg_len};
@@ -464,6 +492,8 @@ int store_check(struct store *s, char *msg, size_t msg_len)
 		msg[0] = 0;
 	struct store_rtxn *r;
 	int rc = store_rtxn_begin(s, &r);
+	if (rc == CAIRN_ECORRUPT)
+		return bad(&c, "meta: rev, compact, applied or keys out of range");
 	if (rc)
 		return rc;
 	struct view v = {s, r->txn, r->rev, r->compact, false};
@@ -503,6 +533,8 @@ int store_check(struct store *s, char *msg, size_t msg_len)
 	if (rc == 0 && live != (uint64_t)keys)
 		rc = bad(&c, "meta keys %lld, live keys %llu", (long long)keys,
 		         (unsigned long long)live);
+	if (rc == 0)
+		rc = check_leases(&c, r->txn, s->leases);
 	if (rc == 0)
 		rc = check_lease_keys(&c, &v, lc, ic, &lk);
 	if (rc == 0 && lk != leased)

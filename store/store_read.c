@@ -138,7 +138,9 @@ int view_range(const struct view *v, const struct store_range_req *req,
 		rc = store_lmdb_err(mdb_cursor_get(c, &k, &d, MDB_LAST_DUP));
 		if (rc)
 			goto out;
-		idx_decode(&d, &it);
+		rc = idx_decode(&d, &it);
+		if (rc)
+			goto out;
 		if (it.main > rev) {
 			rc = idx_at(lc, &k, rev, &it);
 			if (rc == CAIRN_ENOTFOUND)
@@ -239,12 +241,15 @@ void store_range_resp_free(struct store_range_resp *resp)
 
 /* ---- leases --------------------------------------------------------------- */
 
-static void lease_decode(const MDB_val *k, const MDB_val *d, struct store_lease *out)
+static int lease_decode(const MDB_val *k, const MDB_val *d, struct store_lease *out)
 {
+	if (k->mv_size != 8)
+		return CAIRN_ECORRUPT;
 	out->id = (int64_t)get_u64be(k->mv_data);
 	out->ttl = d->mv_size >= 8 ? (int64_t)get_u64be(d->mv_data) : 0;
 	out->remaining_ttl =
 	    d->mv_size >= 16 ? (int64_t)get_u64be((const uint8_t *)d->mv_data + 8) : 0;
+	return 0;
 }
 
 int store_lease_lookup(struct store_rtxn *r, int64_t id, struct store_lease *out)
@@ -257,8 +262,7 @@ int store_lease_lookup(struct store_rtxn *r, int64_t id, struct store_lease *out
 		return CAIRN_ELEASENOTFOUND;
 	if (rc)
 		return store_lmdb_err(rc);
-	lease_decode(&k, &d, out);
-	return 0;
+	return lease_decode(&k, &d, out);
 }
 
 int store_lease_list(struct store_rtxn *r, struct store_lease **out, size_t *n)
@@ -282,13 +286,14 @@ int store_lease_list(struct store_rtxn *r, struct store_lease **out, size_t *n)
 	}
 	MDB_val k, d;
 	size_t i = 0;
-	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0 && i < st.ms_entries;
+	int bad = 0;
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0 && i < st.ms_entries && !bad;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT))
-		lease_decode(&k, &d, &v[i++]);
+		bad = lease_decode(&k, &d, &v[i++]);
 	mdb_cursor_close(c);
-	if (rc && rc != MDB_NOTFOUND) {
+	if (bad || (rc && rc != MDB_NOTFOUND)) {
 		free(v);
-		return store_lmdb_err(rc);
+		return bad ? bad : store_lmdb_err(rc);
 	}
 	*out = v;
 	*n = i;

@@ -195,7 +195,9 @@ static int cur_state(struct store_wtxn *w, MDB_cursor *ic, const uint8_t *key, s
 	if (rc)
 		return store_lmdb_err(rc);
 	struct idx it;
-	idx_decode(&d, &it);
+	rc = idx_decode(&d, &it);
+	if (rc)
+		return rc;
 	if (it.tomb)
 		return CAIRN_ENOTFOUND;
 	struct view v;
@@ -399,7 +401,9 @@ static int do_delete(struct store_wtxn *w, const struct store_delete_req *req,
 		lrc = mdb_cursor_get(c, &k, &d, MDB_LAST_DUP);
 		if (lrc)
 			break;
-		idx_decode(&d, &it);
+		rc = idx_decode(&d, &it);
+		if (rc)
+			break;
 		if (!it.tomb) {
 			struct rec r;
 			rc = rec_get(&v, it.main, it.sub, &r);

@@ -43,6 +43,21 @@ static inline int tu_open(const char *dir, struct store **s)
 	return store_open(&cfg, s);
 }
 
+/* A fuzz target's store: small, no fsync, in a fresh temp dir (*dir,
+ * malloc'd); aborts with `who` in the message when it cannot. */
+static inline struct store *tu_fuzz_store(const char *who, char **dir)
+{
+	struct store *s = NULL;
+	*dir = tu_tmpdir();
+	struct store_config cfg = {
+	    .dir = *dir, .nosync = true, .map_size = 64u << 20, .quota_bytes = 32u << 20};
+	if (!*dir || store_open(&cfg, &s)) {
+		fprintf(stderr, "%s: cannot open a store\n", who);
+		abort();
+	}
+	return s;
+}
+
 #define B(str) ((const uint8_t *)(str))
 
 static inline int tu_put_lease(struct store *s, const char *k, const char *v, int64_t lease)

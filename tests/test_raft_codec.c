@@ -28,10 +28,12 @@ static void fill(struct raft_msg *m, struct raft_entry *ents, uint8_t *data, uin
 	m->type = type;
 	m->from = 1 + rnd() % 7;
 	m->to = 1 + rnd() % 7;
-	m->term = rnd() % 1000;
+	/* Only what raft_msg_check() accepts: terms and indexes <= 2^63 - 1,
+	 * entries and snapshots no newer than the message's term. */
+	m->term = 5 + rnd() % 1000;
 	m->index = rnd() % 1000;
-	m->log_term = rnd() % 1000;
-	m->commit = rnd();
+	m->log_term = rnd() % (m->term + 1);
+	m->commit = rnd() >> 1;
 	m->ctx = rnd();
 	m->reject_hint = rnd() % 50;
 	m->reject = rnd() & 1;
@@ -118,6 +120,59 @@ static void test_encode_rejects_bad_type(void **state)
 	assert_int_equal(raft_msg_encode(&m, &buf, &len), CAIRN_EINVAL);
 }
 
+/* What raft_msg_check() refuses, the decoder refuses: a peer cannot hand
+ * the core a term it would overflow, entries newer than their leader, or a
+ * snapshot whose configuration miscounts a quorum. */
+static void test_decode_refuses_what_core_cannot_use(void **state)
+{
+	(void)state;
+	uint8_t data[64] = {0};
+	for (int k = 0; k < 8; k++) {
+		struct raft_msg m;
+		struct raft_entry ents[8];
+		fill(&m, ents, data,
+		     k < 3   ? RAFT_MSG_HEARTBEAT
+		     : k < 5 ? RAFT_MSG_APPEND
+		             : RAFT_MSG_SNAPSHOT);
+		switch (k) {
+		case 0:
+			m.term = UINT64_MAX;
+			break;
+		case 1:
+			m.commit = (uint64_t)INT64_MAX + 1;
+			break;
+		case 2:
+			m.term = (uint64_t)RAFT_MAX_INDEX + 1;
+			break;
+		case 3:
+			m.n_entries = 1;
+			ents[0] = (struct raft_entry){.term = m.term + 1, .index = m.index + 1};
+			break;
+		case 4:
+			m.index = UINT64_MAX - 1;
+			m.n_entries = 1;
+			ents[0] = (struct raft_entry){.term = m.term, .index = UINT64_MAX};
+			break;
+		case 5:
+			m.snapshot.term = m.term + 1;
+			break;
+		case 6:
+			m.snapshot.conf.voters[2] = 1; /* voter 1 twice: quorum miscounted */
+			break;
+		case 7:
+			m.snapshot.conf.learners[0] = 2; /* a learner that is a voter */
+			break;
+		}
+		assert_int_equal(raft_msg_check(&m), CAIRN_EINVAL);
+		uint8_t *buf;
+		size_t len;
+		assert_int_equal(raft_msg_encode(&m, &buf, &len), 0);
+		struct raft_msg_decoded *d = NULL;
+		assert_int_equal(raft_msg_decode(buf, len, &d), CAIRN_EPROTO);
+		free(buf);
+	}
+}
+
 static void decode_any(const uint8_t *b, size_t n)
 {
 	struct raft_msg_decoded *d = NULL;
@@ -126,6 +181,7 @@ static void decode_any(const uint8_t *b, size_t n)
 		const struct raft_msg *m = &d->msg;
 		assert_true(m->type >= 1 && m->type <= RAFT_MSG_TYPE_MAX);
 		assert_true(m->from != 0 && m->to != 0);
+		assert_int_equal(raft_msg_check(m), 0);
 		for (uint32_t i = 0; i < m->n_entries; i++)
 			assert_true(m->entries[i].index == m->index + 1 + i);
 		raft_msg_decoded_free(d);
@@ -221,6 +277,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip_every_type),
 	    cmocka_unit_test(test_encode_rejects_bad_type),
+	    cmocka_unit_test(test_decode_refuses_what_core_cannot_use),
 	    cmocka_unit_test(test_garbage_never_crashes),
 	    cmocka_unit_test(test_core_survives_random_messages),
 	};

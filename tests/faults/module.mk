@@ -5,8 +5,9 @@ TEST_SCRIPTS += tests/faults/test_checker.py
 TEST_SCRIPTS += tests/faults/test_kill_loop.py
 TEST_SCRIPTS += tests/faults/test_nemesis.py
 
-# make soak SECONDS=N: nemesis runs (RUN_SECONDS each, default 60) for N
-# seconds, then totals; non-zero exit on any checker violation.
+# make soak SECONDS=N: nemesis runs (RUN_SECONDS each, default 60; cluster
+# sizes MEMBERS, default alternating 3,5) for N seconds, then totals (by
+# fault kind too); non-zero exit on any checker violation.
 SECONDS ?= 600
 .PHONY: soak
 soak: build-all

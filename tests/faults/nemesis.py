@@ -1,12 +1,32 @@
-"""One nemesis run: a 3-member cluster in network namespaces
+"""One nemesis run: a 3- or 5-member cluster in network namespaces
 (tests/cluster/cluster.py's Cluster and Netns), concurrent clients doing
 linearizable reads, puts, deletes, two-key txns and CAS transactions
-(compare on value or on mod_revision) on a few keys, a watcher with prev_kv on every member, and a
-nemesis that SIGKILLs the leader / a follower / a majority, pauses members
-with SIGSTOP/SIGCONT, isolates the leader or a minority by partition and
-compacts. Then every checker of checker.py judges the history.
+(compare on value or on mod_revision) on a few keys, a watcher with prev_kv
+on every member, and a nemesis that, one fault at a time:
+  kill-leader, kill-follower, kill-majority  SIGKILL, then restart
+  kill-all          SIGKILL every member, restart them all
+  pause-leader, pause-member                 SIGSTOP for a while, SIGCONT
+  isolate-leader, isolate-minority           both ways, blackhole routes
+  oneway            drops traffic from member A to member B only (a
+                    blackhole route to B in A's namespace; B still reaches
+                    A). Over TCP this stalls both directions of every
+                    connection between them (A's acks and replies are
+                    dropped too), but each side sees it differently: A's
+                    sends fail at once, B's time out.
+  replace-member    MemberRemove of a follower (it exits), MemberAdd of a
+                    fresh voter with a new name and data dir in a spare
+                    namespace, started with --initial-cluster-state
+                    existing (it catches up from a snapshot)
+  compact           Compaction below what every watcher has seen
+Everything is healed, resumed and restarted before the next fault. Then
+every checker of checker.py judges the history. Only loopback, the test's
+own bridge, veths and namespaces are touched.
 
-run(seconds, seed) -> dict of totals and verdicts (violations listed)."""
+run(seconds, seed, members=3) -> dict of totals and verdicts (violations
+listed).
+  python3 tests/faults/nemesis.py SECONDS
+    RUN_SECONDS (60), SEED, MEMBERS (sizes, default 3,5: runs alternate),
+    FAULTS (comma-separated subset of Nemesis.FAULTS, default all)"""
 import collections
 import os
 import random
@@ -22,7 +42,8 @@ import grpc  # noqa: E402
 
 import checker  # noqa: E402
 import kvclient  # noqa: E402
-from cluster import Cluster, Netns  # noqa: E402
+from cluster import Cluster, Member, Netns, sh  # noqa: E402
+from etcdpb import rpc_pb2  # noqa: E402
 
 KEYS = ["n/k%d" % i for i in range(3)]
 PREFIX = "n/"
@@ -36,9 +57,9 @@ class Worker(threading.Thread):
     compares on the mod_revision read; it is recorded as a CAS on the value
     read with it (values are unique, so the two compares are equivalent)."""
 
-    def __init__(self, wid, member, rec, rng, halt):
+    def __init__(self, wid, members, rec, rng, halt):
         super().__init__(daemon=True)
-        self.wid, self.m, self.rec, self.rng, self.halt = wid, member, rec, rng, halt
+        self.wid, self.members, self.rec, self.rng, self.halt = wid, members, rec, rng, halt
         self.n = 0
         self.seen = {}  # key -> (value, mod_revision) last read
 
@@ -51,7 +72,9 @@ class Worker(threading.Thread):
         while not self.halt.is_set():
             key = rng.choice(KEYS)
             r = rng.random()
-            kv = self.m.kv  # the member's current stub (renewed on restart)
+            # the member in this worker's slot (a replaced member's slot
+            # holds its successor) and its current stub (renewed on restart)
+            kv = self.members[self.wid % len(self.members)].kv
             if r < 0.35:
                 op = checker.Op("read", key)
 
@@ -99,41 +122,60 @@ class Worker(threading.Thread):
 
 
 class Nemesis:
-    def __init__(self, cl, net, rng, log):
+    FAULTS = ["kill-leader", "kill-follower", "kill-majority", "kill-all", "pause-leader",
+              "pause-member", "isolate-leader", "isolate-minority", "oneway", "replace-member",
+              "compact"]
+
+    def __init__(self, cl, net, rng, log, on_replace=None, faults=None):
         self.cl, self.net, self.rng, self.log = cl, net, rng, log
-        self.initial = Cluster.initial_cluster(cl.members)
+        self.faults = faults or self.FAULTS
+        self.on_replace = on_replace  # (old member, new member) after a replacement
         self.counts = {}
-        self.cuts = []
+        self.cuts = []  # (slot from, slot to): blackhole route to `to` in `from`'s namespace
         self.stopped = []
+        self.replaced = 0
 
     def count(self, what):
         self.counts[what] = self.counts.get(what, 0) + 1
         self.log("nemesis: %s" % what)
 
-    def idx(self, m):
-        return self.cl.members.index(m)
+    def slot(self, m):
+        """The namespace (and address) of member m."""
+        return self.net.ns.index(m.netns)
 
     def leader(self):
         return self.cl.leader(timeout=0.3)
 
     def restart(self, ms):
+        # A member keeps its configuration in its data: the flags matter
+        # only for one that has none yet (a replacement killed before it
+        # wrote anything joins again).
+        initial = Cluster.initial_cluster(self.cl.members)
         for m in ms:
             if not m.alive():
-                m.start(self.initial, wait=False)
+                m.start(initial, state=getattr(m, "state", "new"), wait=False)
         for m in ms:
-            m.wait_serving(timeout=20.0)
+            m.wait_serving(timeout=30.0)
+
+    def cut(self, i, j):
+        """Drops packets from slot i to slot j (one way)."""
+        sh("ip", "netns", "exec", self.net.ns[i], "ip", "route", "add", "blackhole",
+           self.net.ips[j] + "/32")
+        self.cuts.append((i, j))
 
     def partition(self, group):
         """Cuts every member in group from every member outside it."""
-        others = [i for i in range(len(self.cl.members)) if i not in group]
-        for i in group:
+        slots = [self.slot(m) for m in group]
+        others = [self.slot(m) for m in self.cl.members if m not in group]
+        for i in slots:
             for j in others:
-                self.net.cut(i, j)
-                self.cuts.append((i, j))
+                self.cut(i, j)
+                self.cut(j, i)
 
     def heal(self):
         for i, j in self.cuts:
-            self.net.heal(i, j)
+            sh("ip", "netns", "exec", self.net.ns[i], "ip", "route", "del", "blackhole",
+               self.net.ips[j] + "/32", check=False)
         self.cuts = []
 
     def cont(self):
@@ -142,15 +184,68 @@ class Nemesis:
                 m.proc.send_signal(signal.SIGCONT)
         self.stopped = []
 
+    def replace(self, lead):
+        """MemberRemove a follower, then MemberAdd a fresh voter in the spare
+        namespace and start it with --initial-cluster-state existing. False
+        (and the cluster as it was, or one member short, logged) if the
+        cluster refused; the run goes on."""
+        members = self.cl.members
+        victim = self.rng.choice([m for m in members if m is not lead])
+        spare = [i for i in range(len(self.net.ns))
+                 if i not in [self.slot(m) for m in members]][0]
+        via = lead
+        try:
+            via.cluster.MemberRemove(rpc_pb2.MemberRemoveRequest(ID=victim.id), timeout=5.0)
+        except grpc.RpcError as e:
+            self.log("replace: MemberRemove %s refused: %s %s" % (victim.name, e.code(),
+                                                                 e.details()))
+            return False
+        if victim.wait_exit(10.0) is None:
+            self.log("replace: removed %s did not exit in 10 s: killed" % victim.name)
+            victim.kill()
+        self.replaced += 1
+        new = Member("r%d" % self.replaced, host=self.net.ips[spare], netns=self.net.ns[spare],
+                     extra=self.cl.extra, token=self.cl.token)
+        new.state = "existing"
+        idx = members.index(victim)
+        self.cl.removed.append(victim)
+        joined = members[:idx] + [new] + members[idx + 1:]
+        deadline = time.time() + 15.0
+        while True:
+            try:
+                via = self.cl.leader(timeout=0.5) or via
+                via.cluster.MemberAdd(rpc_pb2.MemberAddRequest(peerURLs=[new.peer_url]),
+                                      timeout=5.0)
+                break
+            except (grpc.RpcError, AttributeError) as e:
+                if time.time() > deadline:
+                    self.log("replace: MemberAdd %s kept failing: %s" % (new.name, e))
+                    members.remove(victim)  # one member short from now on
+                    new.close()
+                    return False
+                time.sleep(0.3)
+        new.start(Cluster.initial_cluster(joined), state="existing", wait=False)
+        self.cl.removed.append(new)  # closed with the cluster even if it never serves
+        new.wait_serving(timeout=30.0)
+        self.cl.removed.remove(new)
+        members[idx] = new  # the workers of the slot move to it once it serves
+        self.log("replace: %s (slot %d) replaced by %s (slot %d), id %x"
+                 % (victim.name, self.slot(victim), new.name, spare, new.id))
+        if self.on_replace:
+            self.on_replace(victim, new)
+        return True
+
     def one(self, watch_end, compact_kv):
         rng = self.rng
         members = self.cl.members
-        fault = rng.choice(["kill-leader", "kill-follower", "kill-majority", "pause-leader",
-                            "pause-member", "isolate-leader", "isolate-minority", "compact"])
+        n = len(members)
+        fault = rng.choice(self.faults)
         lead = self.leader()
         if fault in ("kill-leader", "pause-leader", "isolate-leader") and lead is None:
             fault = fault.replace("leader", "follower" if fault.startswith("kill") else "member") \
                 if not fault.startswith("isolate") else "isolate-minority"
+        if fault == "replace-member" and (lead is None or n < 3):
+            fault = "kill-all"
         if fault == "compact":
             # below what every watcher has seen, so no watcher needs a
             # compacted revision; compaction still races reads and writes
@@ -158,17 +253,26 @@ class Nemesis:
             if rev > 1:
                 try:
                     kvclient.compact(compact_kv(), rev, 3.0)
+                    self.log("compact at %d" % rev)
                     self.count("compact")
                 except grpc.RpcError as e:
                     self.log("compact at %d failed: %s" % (rev, e.code()))
+            return rng.uniform(0.5, 1.5)
+        if fault == "replace-member":
+            if self.replace(lead):
+                self.count(fault)
+            else:
+                self.count("replace-refused")
             return rng.uniform(0.5, 1.5)
         if fault.startswith("kill"):
             if fault == "kill-leader":
                 victims = [lead]
             elif fault == "kill-follower":
                 victims = [rng.choice([m for m in members if m is not lead])]
+            elif fault == "kill-all":
+                victims = list(members)
             else:
-                victims = rng.sample(members, 2)
+                victims = rng.sample(members, n // 2 + 1)
             for m in victims:
                 m.kill()
             self.count(fault)
@@ -183,53 +287,76 @@ class Nemesis:
             time.sleep(rng.uniform(0.5, 3.0))
             self.cont()
             return rng.uniform(0.5, 1.5)
-        if fault == "isolate-leader":
-            group = [self.idx(lead)]
+        if fault == "oneway":
+            # half the time from or to the leader: its heartbeats or its
+            # acknowledgements are the ones lost
+            a = lead if lead is not None and rng.random() < 0.5 else rng.choice(members)
+            b = rng.choice([m for m in members if m is not a])
+            if rng.random() < 0.5:
+                a, b = b, a
+            self.cut(self.slot(a), self.slot(b))
+            self.log("oneway: %s -/-> %s" % (a.name, b.name))
+        elif fault == "isolate-leader":
+            self.partition([lead])
         else:
-            group = [rng.randrange(len(members))]
-        self.partition(group)
+            self.partition(rng.sample(members, rng.randint(1, (n - 1) // 2)))
         self.count(fault)
         time.sleep(rng.uniform(1.0, 4.0))
         self.heal()
         return rng.uniform(0.5, 1.5)
 
 
-def run(seconds, seed, workers=6, log=print):
+def run(seconds, seed, members=3, workers=6, log=print, faults=None):
     rng = random.Random(seed)
-    res = {"seed": seed, "violations": [], "ops": 0}
-    net = Netns(3)
-    cl = None
+    res = {"seed": seed, "members": members, "violations": [], "ops": 0}
+    net = Netns(members + 1)  # the last namespace is the spare for a replacement
+    cl = nem = None
     halt = threading.Event()
-    stop_watch = threading.Event()
+    active = {}  # member name -> (its watcher, its stop event)
     threads = []
     try:
         # small snapshot counts: members restarted or cut off catch up from
         # snapshots (installed under live watchers) as well as from the log
-        cl = Cluster(3, hosts=net.ips, netns=net.ns, extra=SNAPSHOT_FLAGS)
+        cl = Cluster(members, hosts=net.ips[:members], netns=net.ns[:members],
+                     extra=SNAPSHOT_FLAGS)
         cl.wait_leader(timeout=20.0)
         rec = kvclient.Recorder()
         # every revision after this one is a mutation of the run; watchers
         # start from the first (fresh cluster: nothing to skip)
         first_rev = cl.members[0].status().header.revision + 1
-        wrecs = []
-        for m in cl.members:
+        wrecs = []  # every watcher, judged at the end
+
+        def watch(m):
             wr = checker.WatchRecord("watch@" + m.name, key=PREFIX, prefix=True, start=first_rev,
                                      prev_kv=True)
+            stop = threading.Event()
             t = threading.Thread(target=kvclient.watch_record,
-                                 args=(m.endpoint, wr, stop_watch, PREFIX, first_rev),
+                                 args=(m.endpoint, wr, stop, PREFIX, first_rev),
                                  daemon=True)
             t.start()
             wrecs.append(wr)
+            active[m.name] = (wr, stop)
             threads.append(t)
-        ws = [Worker(i, cl.members[i % 3], rec, random.Random(seed * 100 + i), halt)
+
+        def on_replace(old, new):
+            # the removed member's watcher keeps what it saw (judged over
+            # what it covered); the new member's starts at first_rev, i.e.
+            # replays the history it got with its snapshot, or is told what
+            # was compacted and resumes there
+            active.pop(old.name)[1].set()
+            watch(new)
+
+        for m in cl.members:
+            watch(m)
+        ws = [Worker(i, cl.members, rec, random.Random(seed * 100 + i), halt)
               for i in range(workers)]
         for w in ws:
             w.start()
-        nem = Nemesis(cl, net, rng, log)
+        nem = Nemesis(cl, net, rng, log, on_replace=on_replace, faults=faults)
         t_end = time.time() + seconds
         time.sleep(1.0)
         while time.time() < t_end:
-            pause = nem.one(lambda: min((w.end or 0) for w in wrecs),
+            pause = nem.one(lambda: min((w.end or 0) for w, _ in active.values()),
                             lambda: rng.choice([m for m in cl.members if m.alive()]).kv)
             time.sleep(min(pause, max(0, t_end - time.time())))
         # heal everything, let the clients run a little on a healthy cluster
@@ -252,14 +379,16 @@ def run(seconds, seed, workers=6, log=print):
         final_rev, hashes = cl.wait_converged(timeout=30.0)
         if len(set(hashes.values())) != 1:
             res["violations"].append("HashKV differs at revision %d: %s" % (final_rev, hashes))
-        # watchers catch up to the final revision
+        # the current members' watchers catch up to the final revision
+        current = [w for w, _ in active.values()]
         deadline = time.time() + 20
-        while time.time() < deadline and any((w.end or 0) < final_rev for w in wrecs):
+        while time.time() < deadline and any((w.end or 0) < final_rev for w in current):
             time.sleep(0.1)
-        stop_watch.set()
+        for _, stop in active.values():
+            stop.set()
         for t in threads:
             t.join(5)
-        for w in wrecs:
+        for w in current:
             if (w.end or 0) < final_rev:
                 res["violations"].append("%s stopped at %s, final revision %d"
                                          % (w.name, w.end, final_rev))
@@ -268,17 +397,24 @@ def run(seconds, seed, workers=6, log=print):
         res["violations"] += compacted_watch(cl, first_rev, final_rev,
                                              checker.reference_history(wrecs, []))
         res["check_secs"] = time.time() - t_check
-        res["nemesis"] = nem.counts
+    except Exception as e:  # a member that never serves, no convergence: a failed run
+        import traceback
+        res["violations"].append("run aborted: %s: %s" % (type(e).__name__, e))
+        res["traceback"] = traceback.format_exc()
     finally:
         halt.set()
-        stop_watch.set()
+        for _, stop in active.values():
+            stop.set()
+        if nem:
+            res["nemesis"] = nem.counts
         if cl:
             for m in cl.members:  # nothing stays stopped
                 if m.alive():
                     m.proc.send_signal(signal.SIGCONT)
-            res.setdefault("logs", {m.name: m.log_text()[-3000:] for m in cl.members})
+            everyone = cl.members + cl.removed
+            res.setdefault("logs", {m.name: m.log_text()[-3000:] for m in everyone})
             res["snapshots_installed"] = sum(m.log_text().count("installing snapshot from leader")
-                                             for m in cl.members)
+                                             for m in everyone)
             cl.close()
         net.close()
     return res
@@ -384,9 +520,9 @@ def judge(ops, wrecs, first_rev, final_rev):
 
 
 def report(i, res):
-    print("run %d (seed %d): %d ops (%d ok, %d indeterminate), %d acked writes, nemesis %s; "
+    print("run %d (seed %d, %d members): %d ops (%d ok, %d indeterminate), %d acked writes, nemesis %s; "
           "linearizable=%s revisions_monotonic=%s lost=%d watch_events=%d watch_violations=%d "
-          "reconnects=%d snapshots=%s canary=%s checked in %.1fs" % (i, res["seed"], res["ops"], res.get("ok", 0),
+          "reconnects=%d snapshots=%s canary=%s checked in %.1fs" % (i, res["seed"], res["members"], res["ops"], res.get("ok", 0),
                              res.get("indeterminate", 0), res.get("acked_writes", 0),
                              res.get("nemesis"), res.get("linearizable"),
                              res.get("revisions_monotonic"), res.get("lost_writes", -1),
@@ -395,45 +531,59 @@ def report(i, res):
                              res.get("check_secs", 0)), flush=True)
     for v in res["violations"][:30]:
         print("  VIOLATION " + v, flush=True)
+    if res.get("traceback"):
+        print(res["traceback"], flush=True)
     if res["violations"]:
         for name, text in sorted(res.get("logs", {}).items()):
             print("--- log of %s (tail)\n%s" % (name, text), flush=True)
 
 
-def main(total_seconds, run_seconds, max_runs=None, seed=None):
-    """Runs nemesis runs of run_seconds until total_seconds or max_runs;
-    prints one line per run and totals; exit status 1 on any violation."""
+def main(total_seconds, run_seconds, max_runs=None, seed=None, sizes=(3, 5)):
+    """Runs nemesis runs of run_seconds until total_seconds or max_runs,
+    cluster sizes cycling through `sizes`; prints one line per run and
+    totals (by fault kind too); exit status 1 on any violation."""
     seed = seed if seed is not None else int(time.time())
     t0 = time.time()
     tot = {"runs": 0, "ops": 0, "ok": 0, "indeterminate": 0, "violations": 0,
-           "watch_events": 0, "nemesis": {}}
+           "watch_events": 0, "nemesis": {}, "sizes": {}}
     i = 0
     while True:
         left = total_seconds - (time.time() - t0)
         if (max_runs is not None and i >= max_runs) or left < min(run_seconds, 20) * 0.5:
             break
-        res = run(min(run_seconds, max(left - 15, 10)), seed + i,
-                  log=lambda s: print("  %.1f %s" % (time.time() - t0, s), flush=True))
+        n = sizes[i % len(sizes)]
+        res = run(min(run_seconds, max(left - 15, 10)), seed + i, members=n,
+                  log=lambda s: print("  %.1f %s" % (time.time() - t0, s), flush=True),
+                  faults=[f for f in os.environ.get("FAULTS", "").split(",") if f] or None)
         report(i, res)
         tot["runs"] += 1
+        tot["sizes"][n] = tot["sizes"].get(n, 0) + 1
         for k in ("ops", "ok", "indeterminate", "watch_events"):
             tot[k] += res.get(k, 0)
         tot["violations"] += len(res["violations"])
-        for k, n in res.get("nemesis", {}).items():
-            tot["nemesis"][k] = tot["nemesis"].get(k, 0) + n
+        for k, c in res.get("nemesis", {}).items():
+            tot["nemesis"][k] = tot["nemesis"].get(k, 0) + c
         i += 1
-    kills = sum(n for k, n in tot["nemesis"].items() if k.startswith("kill"))
-    parts = sum(n for k, n in tot["nemesis"].items() if k.startswith("isolate"))
-    print("TOTAL %d runs in %.0fs: %d ops checked (%d ok, %d indeterminate), %d watch events, "
-          "%d kills, %d partitions, %d pauses, %d compactions; %d violations"
-          % (tot["runs"], time.time() - t0, tot["ops"], tot["ok"], tot["indeterminate"],
-             tot["watch_events"], kills, parts,
-             sum(n for k, n in tot["nemesis"].items() if k.startswith("pause")),
-             tot["nemesis"].get("compact", 0), tot["violations"]), flush=True)
+    nem = tot["nemesis"]
+
+    def kind(prefix):
+        return sum(c for k, c in nem.items() if k.startswith(prefix))
+    print("TOTAL %d runs (%s) in %.0fs: %d ops checked (%d ok, %d indeterminate), "
+          "%d watch events, %d kills, %d partitions (%d one-way), %d pauses, "
+          "%d member replacements, %d compactions; %d violations"
+          % (tot["runs"], ", ".join("%d x %d members" % (c, s)
+                                   for s, c in sorted(tot["sizes"].items())),
+             time.time() - t0, tot["ops"], tot["ok"], tot["indeterminate"],
+             tot["watch_events"], kind("kill"), kind("isolate") + kind("oneway"),
+             kind("oneway"), kind("pause"), nem.get("replace-member", 0),
+             nem.get("compact", 0), tot["violations"]), flush=True)
+    print("TOTAL faults by kind: " + (", ".join("%s=%d" % kv for kv in sorted(nem.items()))
+                                      or "none"), flush=True)
     return 1 if tot["violations"] or tot["runs"] == 0 else 0
 
 
 if __name__ == "__main__":
     secs = int(sys.argv[1]) if len(sys.argv) > 1 else 60
     sys.exit(main(secs, int(os.environ.get("RUN_SECONDS", "60")),
-                  seed=int(os.environ["SEED"]) if "SEED" in os.environ else None))
+                  seed=int(os.environ["SEED"]) if "SEED" in os.environ else None,
+                  sizes=[int(x) for x in os.environ.get("MEMBERS", "3,5").split(",")]))

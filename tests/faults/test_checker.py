@@ -280,6 +280,17 @@ class Watches(unittest.TestCase):
         bad = check_watches([r, r2], first_rev=2)
         self.assertTrue(any("gap" in s for s in bad), bad)
 
+    def test_resume_before_first_event(self):
+        # the first stream broke before any event: asking start again is no gap
+        h = self.history()
+        r = self.rec("a", h)
+        r.resumes = [(0, 2)]
+        self.assertEqual(check_watches([r], first_rev=2), [])
+        r2 = self.rec("b", h[1:])
+        r2.resumes = [(0, 3)]  # asked from 3 without having seen 2: gap
+        bad = check_watches([r, r2], first_rev=2)
+        self.assertTrue(any("b resumed at 3" in s for s in bad), bad)
+
     def test_compacted_resume_allows_gap(self):
         h = self.history()
         r = self.rec("a", h)
@@ -287,6 +298,36 @@ class Watches(unittest.TestCase):
         r2.compacted = [(1, 5)]
         r2.resumes = [(1, 5)]
         self.assertEqual(check_watches([r, r2], first_rev=2), [])
+
+    def test_delete_at_compact_revision_may_be_gone(self):
+        # resumed at the compact revision 5: its delete may be compacted
+        # away; a put there is kept by compaction and must be seen
+        h = self.history() + [[ev("y", "e", 6, ("d", 4))]]
+        r = self.rec("a", h)
+        r2 = self.rec("b", [h[0], h[1], h[4]])
+        r2.compacted = [(2, 5)]
+        r2.resumes = [(2, 5)]
+        self.assertEqual(check_watches([r, r2], first_rev=2), [])
+        r3 = self.rec("c", [h[0], h[1], h[4]])
+        r3.compacted = [(2, 4)]
+        r3.resumes = [(2, 4)]
+        bad = check_watches([r, r3], first_rev=2)
+        self.assertTrue(any("c missed" in s for s in bad), bad)
+
+    def test_prev_kv_left_out_at_compact_revision(self):
+        # resumed at the compact revision 4: prev_kv of its events (at 3 and
+        # 2) is compacted away and may be missing; at 5 it is not
+        h = self.history()
+        r = self.rec("a", h)
+        r2 = self.rec("b", [h[0], [ev("x", "c", 4), ev("y", "d", 4)], h[3]])
+        r2.compacted = [(1, 4)]
+        r2.resumes = [(1, 4)]
+        self.assertEqual(check_watches([r, r2], first_rev=2), [])
+        r3 = self.rec("c", [h[0], h[1], h[2], [ev("x", None, 5, None, "DELETE")]])
+        r3.compacted = [(3, 4)]
+        r3.resumes = [(3, 4)]
+        bad = check_watches([r, r3], first_rev=2)
+        self.assertTrue(any("prev_kv" in s for s in bad), bad)
 
     def test_against_given_history(self):
         h = self.history()

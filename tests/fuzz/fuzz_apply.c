@@ -57,13 +57,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	dir = tu_tmpdir();
-	struct store_config cfg = {
-	    .dir = dir, .nosync = true, .map_size = 64u << 20, .quota_bytes = 32u << 20};
-	if (!dir || store_open(&cfg, &st)) {
-		fprintf(stderr, "fuzz_apply: cannot open a store\n");
-		abort();
-	}
+	st = tu_fuzz_store("fuzz_apply", &dir);
 	atexit(cleanup);
 	seed_store();
 	return 0;
