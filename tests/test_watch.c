@@ -61,6 +61,34 @@ int rpc_stream_send_msg(struct rpc_stream *s, const ProtobufCMessage *msg)
 	return rc;
 }
 
+/* Like rpc: the framed messages are accepted or refused whole. */
+int rpc_stream_send_framed(struct rpc_stream *s, const void *frames, size_t len, size_t n_msgs)
+{
+	if (s->closed)
+		return CAIRN_ECLOSED;
+	if (s->accept == 0) {
+		s->refused++;
+		return CAIRN_EAGAIN;
+	}
+	const uint8_t *p = frames, *end = p + len;
+	for (size_t i = 0; i < n_msgs; i++) {
+		assert_true(end - p >= 5);
+		assert_int_equal(p[0], 0);
+		size_t ml = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+		p += 5;
+		assert_true((size_t)(end - p) >= ml);
+		assert_true(s->n < MAX_MSGS);
+		s->msgs[s->n] = etcdserverpb__watch_response__unpack(NULL, ml, p);
+		assert_non_null(s->msgs[s->n]);
+		s->n++;
+		p += ml;
+	}
+	assert_true(p == end);
+	if (s->accept > 0)
+		s->accept = (size_t)s->accept > n_msgs ? s->accept - (int)n_msgs : 0;
+	return 0;
+}
+
 int rpc_stream_close(struct rpc_stream *s, int grpc_status, const char *message)
 {
 	(void)message;
