@@ -482,11 +482,12 @@ static void test_live_batch_key_index(void **state)
 	assert_int_equal(f->st.n, 8);
 }
 
-/* The live fan-out's shared encoding: many watchers of one prefix with
- * mixed options get each event once, with their own watch_id (0 and large
- * ids, whose varints differ in length), prev_kv only where asked, filters
+/* The fan-out's shared encoding: many watchers of one prefix with mixed
+ * options get each event once, with their own watch_id (0 and large ids,
+ * whose varints differ in length), prev_kv only where asked, filters
  * applied; the fake checks every response is byte-identical to protobuf-c's
- * packing. A refused stream's whole batch turns unsynced and catches up. */
+ * packing. A refused stream's whole batch turns unsynced and catches up
+ * through shared history reads, each watcher exactly once. */
 static void test_fan_out_shared_encoding(void **state)
 {
 	struct fx *f = *state;
@@ -524,7 +525,7 @@ static void test_fan_out_shared_encoding(void **state)
 	stream_clear(&f->st);
 	/* refused: nothing queued, the rest behind, then each gets it once */
 	f->st.accept = 0;
-	assert_int_equal(tu_put(f->s, "p/y", "1"), 0);
+	assert_int_equal(tu_put(f->s, "p/x", "newer"), 0);
 	srv_watch_hub_notify(f->hub, tu_rev(f->s));
 	assert_int_equal(f->st.n, 0);
 	assert_int_equal(unsynced(f), with_put); /* NOPUT watchers are owed nothing */
@@ -535,9 +536,19 @@ static void test_fan_out_shared_encoding(void **state)
 		srv_watch_hub_tick(f->hub, 0);
 	assert_int_equal(unsynced(f), 0);
 	assert_int_equal(f->st.n, with_put);
+	int seen[N] = {0};
 	for (size_t m = 0; m < f->st.n; m++) {
-		assert_int_equal(f->st.msgs[m]->n_events, 1);
-		assert_int_equal(f->st.msgs[m]->events[0]->kv->mod_revision, tu_rev(f->s));
+		Etcdserverpb__WatchResponse *r = f->st.msgs[m];
+		int64_t i = r->watch_id == 0 ? 0 : r->watch_id - 100000;
+		assert_true(i >= 0 && i < N && i % 7 != 3 && !seen[i]);
+		seen[i] = 1;
+		assert_int_equal(r->n_events, 1);
+		assert_int_equal(r->events[0]->kv->mod_revision, tu_rev(f->s));
+		assert_memory_equal(r->events[0]->kv->value.data, "newer", 5);
+		if (i % 2 == 1)
+			assert_memory_equal(r->events[0]->prev_kv->value.data, "new", 3);
+		else
+			assert_null(r->events[0]->prev_kv);
 	}
 }
 
