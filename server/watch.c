@@ -40,10 +40,12 @@
  * READS
  * The live feed reads each new range of revisions once for all watchers
  * (all keys), sorts that batch by key and finds each watcher's events by
- * binary search. Catch-up reads one watcher's key range from its position.
- * Every read is bounded: whole revisions of at most about `chunk` events
- * (adaptive, see FIRST_CHUNK_EVENTS) and, for catch-up, a window of
- * revisions (CATCHUP_SCAN_FACTOR), because the history scan is linear.
+ * binary search. Catch-up reads one watcher's key range from its position,
+ * once for the consecutive watchers of a stream at that position on that
+ * range (catch_up_pass). Every read is bounded: whole revisions of at most
+ * about `chunk` events (adaptive, see FIRST_CHUNK_EVENTS) and, for
+ * catch-up, a window of revisions (CATCHUP_SCAN_FACTOR), because the history
+ * scan is linear.
  *
  * FAN-OUT
  * A live batch usually goes to many watchers with the same events (100,000
@@ -55,10 +57,11 @@
  * protobuf-c would pack, field order included. A stream's responses are
  * built in one buffer and queued with one rpc_stream_send_framed (at most
  * LIVE_STREAM_BYTES at a time): one allocation per stream per batch instead
- * of one per watcher. Positions move only when rpc accepted the buffer
- * (invariant 2); when it refuses, the buffer's watchers keep their positions
- * and turn unsynced (3) exactly as if each response had been refused. A
- * response that must be fragmented goes the per-watcher way (send_events).
+ * of one per watcher. Catch-up builds its responses the same way.
+ * Positions move only when rpc accepted the buffer (invariant 2); when it
+ * refuses, the buffer's watchers keep their positions and turn unsynced
+ * (3) exactly as if each response had been refused. A response that must
+ * be fragmented goes the per-watcher way (send_events).
  *
  * Watchers cancelled by compaction stay in their stream (inert) until the
  * client cancels them, as etcd keeps their ids taken.
