@@ -304,6 +304,13 @@ const char *rpc_call_path(const struct rpc_call *call);
  * is on its way). */
 int rpc_stream_send(struct rpc_stream *stream, const void *msg, size_t len);
 int rpc_stream_send_msg(struct rpc_stream *stream, const ProtobufCMessage *msg);
+/* Queues `n_msgs` messages at once, each already framed by the caller (the
+ * 5-byte gRPC prefix: flag 0, big-endian length, then the message) in
+ * frames/len, copied. Accepted or refused whole, like one message: a
+ * producer that fans one event out to many receivers on a stream builds
+ * their messages in one buffer instead of queueing each. */
+int rpc_stream_send_framed(struct rpc_stream *stream, const void *frames, size_t len,
+                           size_t n_msgs);
 /* True when rpc_stream_send() would accept a message now. */
 bool rpc_stream_writable(const struct rpc_stream *stream);
 /* Bytes queued and not yet handed to HTTP/2. */

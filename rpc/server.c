@@ -1218,8 +1218,10 @@ static bool stream_open_for_send(const struct h2s *s)
 	return !s->owner_closed && !s->ended && s->conn != NULL && !s->conn->closing;
 }
 
+/* Queues one message (msg/len or the packed pmsg) or, when `n_framed` > 0,
+ * that many messages already carrying their gRPC prefixes in msg/len. */
 static int stream_send(struct rpc_stream *stream, const void *msg, size_t len,
-                       const ProtobufCMessage *pmsg)
+                       const ProtobufCMessage *pmsg, size_t n_framed)
 {
 	struct h2s *s = &stream->s;
 	if (!stream_open_for_send(s))
@@ -1232,7 +1234,7 @@ static int stream_send(struct rpc_stream *stream, const void *msg, size_t len,
 		}
 		return CAIRN_EAGAIN;
 	}
-	int rv = h2out_push(&s->out, msg, len, pmsg);
+	int rv = n_framed ? h2out_push_raw(&s->out, msg, len) : h2out_push(&s->out, msg, len, pmsg);
 	if (rv != 0)
 		return rv;
 	if (!s->headers_sent) {
@@ -1242,19 +1244,26 @@ static int stream_send(struct rpc_stream *stream, const void *msg, size_t len,
 	} else {
 		h2out_resume(&s->out, s->conn->h2, s->id);
 	}
-	s->m->st.msg_sent++;
+	s->m->st.msg_sent += n_framed ? n_framed : 1;
 	conn_mark_dirty(s->conn);
 	return 0;
 }
 
 int rpc_stream_send(struct rpc_stream *stream, const void *msg, size_t len)
 {
-	return stream_send(stream, msg, len, NULL);
+	return stream_send(stream, msg, len, NULL, 0);
 }
 
 int rpc_stream_send_msg(struct rpc_stream *stream, const ProtobufCMessage *msg)
 {
-	return stream_send(stream, NULL, 0, msg);
+	return stream_send(stream, NULL, 0, msg, 0);
+}
+
+int rpc_stream_send_framed(struct rpc_stream *stream, const void *frames, size_t len, size_t n_msgs)
+{
+	if (n_msgs == 0 || len < GRPC_FRAME_HDR * n_msgs)
+		return CAIRN_EINVAL;
+	return stream_send(stream, frames, len, NULL, n_msgs);
 }
 
 bool rpc_stream_writable(const struct rpc_stream *stream)

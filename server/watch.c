@@ -30,14 +30,38 @@
  *  5. A response never splits one revision of one watcher, except by the
  *     fragment protocol: history reads are extended to whole revisions
  *     (read_batch).
+ *  6. A stream that is not `behind` has only synced (or compacted)
+ *     watchers. Whatever can leave a watcher unsynced (a start in the past,
+ *     a stream skipped or refused by the live feed, hub->rev jumping ahead)
+ *     sets it; pump_stream clears it after a pass finds every watcher
+ *     synced. So the periodic pump does not walk 100,000 synced watchers
+ *     every tick.
  *
  * READS
  * The live feed reads each new range of revisions once for all watchers
  * (all keys), sorts that batch by key and finds each watcher's events by
- * binary search. Catch-up reads one watcher's key range from its position.
- * Every read is bounded: whole revisions of at most about `chunk` events
- * (adaptive, see FIRST_CHUNK_EVENTS) and, for catch-up, a window of
- * revisions (CATCHUP_SCAN_FACTOR), because the history scan is linear.
+ * binary search. Catch-up reads one watcher's key range from its position,
+ * once for the consecutive watchers of a stream at that position on that
+ * range (catch_up_pass). Every read is bounded: whole revisions of at most
+ * about `chunk` events (adaptive, see FIRST_CHUNK_EVENTS) and, for
+ * catch-up, a window of revisions (CATCHUP_SCAN_FACTOR), because the history
+ * scan is linear.
+ *
+ * FAN-OUT
+ * A live batch usually goes to many watchers with the same events (100,000
+ * watchers of one prefix: every response differs from the next only in
+ * watch_id). So feed_live encodes each event once per batch as the bytes of
+ * a WatchResponse.events field (with and without prev_kv, on first use), and
+ * the header once per batch; a response is then its gRPC prefix, the header
+ * bytes, the watch_id and a copy of its events' bytes — the same bytes
+ * protobuf-c would pack, field order included. A stream's responses are
+ * built in one buffer and queued with one rpc_stream_send_framed (at most
+ * LIVE_STREAM_BYTES at a time): one allocation per stream per batch instead
+ * of one per watcher. Catch-up builds its responses the same way.
+ * Positions move only when rpc accepted the buffer (invariant 2); when it
+ * refuses, the buffer's watchers keep their positions and turn unsynced
+ * (3) exactly as if each response had been refused. A response that must
+ * be fragmented goes the per-watcher way (send_events).
  *
  * Watchers cancelled by compaction stay in their stream (inert) until the
  * client cancels them, as etcd keeps their ids taken.
@@ -64,6 +88,14 @@
  * max_response_bytes whatever the value sizes. */
 #define FIRST_CHUNK_EVENTS 16
 #define MAX_CHUNK_EVENTS   ((size_t)1 << 20)
+/* The live fan-out builds one stream's responses in one buffer and hands
+ * them to rpc at once when it reaches this size (or the stream's watchers
+ * are done): a stream queues at most rpc's high-water mark plus this plus
+ * one response. */
+#define LIVE_STREAM_BYTES ((size_t)(1024 * 1024))
+/* Buffers above these sizes are freed after a live feed, not kept. */
+#define LIVE_KEEP_OUT_BYTES ((size_t)(2 * LIVE_STREAM_BYTES + 64 * 1024))
+#define LIVE_KEEP_ENC_BYTES ((size_t)(4 * 1024 * 1024))
 /* etcd's clientv3.InvalidWatchID. */
 #define INVALID_WATCH_ID (-1)
 
@@ -78,15 +110,23 @@
 enum range_kind { RANGE_KEY, RANGE_FROM, RANGE_SPAN };
 
 struct wstream;
+struct watcher;
+
+/* A response in the fan-out buffer: its watcher moves to (rev, sub) when
+ * rpc accepts the buffer. */
+struct pend {
+	struct watcher *w;
+	int64_t rev, sub;
+};
 
 struct watcher {
 	struct watcher *next; /* in the stream, creation order */
 	struct wstream *ws;
 	int64_t id;
 	enum range_kind kind;
-	uint8_t *key; /* owned; never empty (etcd turns "" into "\0") */
+	uint8_t *key; /* in keys[]; never empty (etcd turns "" into "\0") */
 	size_t key_len;
-	uint8_t *end; /* owned; RANGE_SPAN only */
+	uint8_t *end; /* in keys[] after key; RANGE_SPAN only */
 	size_t end_len;
 	int64_t pos_rev; /* first event not yet sent (invariant 1) */
 	int64_t pos_sub;
@@ -94,6 +134,10 @@ struct watcher {
 	size_t chunk;   /* events per catch-up read (adaptive) */
 	bool idle;      /* no events since the last progress tick (etcd's progress[id]) */
 	bool compacted; /* cancelled by compaction; inert until the client cancels */
+	/* key and end, in the watcher's own allocation: the fan-out reads
+	 * every watcher's range, and one cache line fewer per watcher shows
+	 * with 100,000 of them */
+	uint8_t keys[];
 };
 
 struct ctrl_msg {
@@ -112,6 +156,7 @@ struct wstream {
 	bool blocked;          /* invariant 3 */
 	bool closing;          /* we closed it: send nothing more */
 	bool progress_pending; /* a WatchProgressRequest waits for sync */
+	bool behind;           /* invariant 6 */
 	struct ctrl_msg *ctrl_head, *ctrl_tail;
 	size_t ctrl_bytes;
 };
@@ -129,6 +174,18 @@ struct srv_watch_hub {
 	size_t *sel;
 	size_t sel_cap;
 	Mvccpb__Event **evp;
+	/* Live fan-out (FAN-OUT below). */
+	uint8_t hdr_field[64]; /* WatchResponse.header, tag and length included */
+	size_t hdr_field_len;
+	uint8_t *enc; /* events of the batch encoded as WatchResponse.events fields */
+	size_t enc_len, enc_cap;
+	size_t *enc_off;  /* [2 * event + with_prev_kv] into enc */
+	uint32_t *enc_sz; /* same index; 0 = not encoded yet */
+	size_t enc_slots;
+	uint8_t *out; /* framed responses of one stream, not yet handed to rpc */
+	size_t out_len, out_cap;
+	struct pend *pend; /* their watchers and positions after them, in order */
+	size_t n_pend, pend_cap;
 };
 
 /* Events of whole revisions read from the history, converted once. */
@@ -611,11 +668,198 @@ static int feed_watcher(struct watcher *w, const struct batch *b, bool check_ran
 	return 0;
 }
 
+/* Encodes the header of the next responses (at `revision`). */
+static int fan_header(struct srv_watch_hub *hub, int64_t revision)
+{
+	Etcdserverpb__ResponseHeader h;
+	fill_header(hub, revision, &h);
+	size_t hl = protobuf_c_message_get_packed_size(&h.base);
+	if (hl + 2 > sizeof(hub->hdr_field))
+		return CAIRN_ETOOBIG; /* cannot happen: four varints */
+	hub->hdr_field[0] = 0x0a;     /* field 1, length-delimited */
+	hub->hdr_field[1] = (uint8_t)hl;
+	hub->hdr_field_len = 2 + protobuf_c_message_pack(&h.base, hub->hdr_field + 2);
+	return 0;
+}
+
+/* Empties the event cache for a batch of b->n events. */
+static int fan_events_reset(struct srv_watch_hub *hub, const struct batch *b)
+{
+	if (2 * b->n > hub->enc_slots) {
+		size_t *off = realloc(hub->enc_off, 2 * b->n * sizeof(*off));
+		if (!off)
+			return CAIRN_ENOMEM;
+		hub->enc_off = off;
+		uint32_t *sz = realloc(hub->enc_sz, 2 * b->n * sizeof(*sz));
+		if (!sz)
+			return CAIRN_ENOMEM;
+		hub->enc_sz = sz;
+		hub->enc_slots = 2 * b->n;
+	}
+	if (b->n)
+		memset(hub->enc_sz, 0, 2 * b->n * sizeof(*hub->enc_sz));
+	hub->enc_len = 0;
+	return 0;
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 4096;
+	while (c < need)
+		c *= 2;
+	uint8_t *nb = realloc(*buf, c);
+	if (!nb)
+		return CAIRN_ENOMEM;
+	*buf = nb;
+	*cap = c;
+	return 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* The slot of event i (with prev_kv or not), encoded on first use. */
+static int fan_event(struct srv_watch_hub *hub, const struct batch *b, size_t i, bool prev,
+                     size_t *slot)
+{
+	*slot = 2 * i + (prev ? 1 : 0);
+	if (hub->enc_sz[*slot])
+		return 0;
+	const Mvccpb__Event *e = prev ? &b->pb_prev[i] : &b->pb[i];
+	size_t es = protobuf_c_message_get_packed_size(&e->base);
+	size_t need = 1 + varint_size(es) + es;
+	if (need > UINT32_MAX)
+		return CAIRN_ETOOBIG;
+	int rc = grow(&hub->enc, &hub->enc_cap, hub->enc_len + need);
+	if (rc != 0)
+		return rc;
+	uint8_t *p = hub->enc + hub->enc_len;
+	p[0] = 0x5a; /* field 11, length-delimited */
+	size_t k = 1 + put_varint(p + 1, es);
+	protobuf_c_message_pack(&e->base, p + k);
+	hub->enc_off[*slot] = hub->enc_len;
+	hub->enc_sz[*slot] = (uint32_t)need;
+	hub->enc_len += need;
+	return 0;
+}
+
+/* Hands the stream's built responses to rpc (as send_event_msg would each
+ * one); on success their watchers move to the position after their
+ * response. False when nothing could be queued. */
+static bool fan_flush(struct wstream *ws)
+{
+	struct srv_watch_hub *hub = ws->hub;
+	if (hub->n_pend == 0)
+		return true;
+	int rc = CAIRN_EAGAIN;
+	if (ws->closing)
+		rc = CAIRN_ECLOSED;
+	else if (!ws->blocked && !ws->ctrl_head)
+		rc = rpc_stream_send_framed(ws->rs, hub->out, hub->out_len, hub->n_pend);
+	if (rc == CAIRN_EAGAIN)
+		ws->blocked = true;
+	if (rc == 0) {
+		for (size_t k = 0; k < hub->n_pend; k++) {
+			struct watcher *w = hub->pend[k].w;
+			w->idle = false;
+			if (pos_before(w->pos_rev, w->pos_sub, hub->pend[k].rev,
+			               hub->pend[k].sub)) {
+				w->pos_rev = hub->pend[k].rev;
+				w->pos_sub = hub->pend[k].sub;
+			}
+		}
+	}
+	hub->out_len = 0;
+	hub->n_pend = 0;
+	return rc == 0;
+}
+
+/* feed_watcher through the stream's buffer: adds w's response (header
+ * from fan_header, which must be at header_rev) and moves w to `done` when
+ * the buffer is accepted; a response that must be fragmented is sent the
+ * per-watcher way. Non-zero when the stream cannot take more. */
+static int fan_watcher(struct watcher *w, const struct batch *b, bool check_range,
+                       int64_t header_rev, int64_t done_rev, int64_t done_sub)
+{
+	struct srv_watch_hub *hub = w->ws->hub;
+	size_t n = select_events(w, b, check_range);
+	if (n == 0) {
+		if (pos_before(w->pos_rev, w->pos_sub, done_rev, done_sub)) {
+			w->pos_rev = done_rev;
+			w->pos_sub = done_sub;
+		}
+		return 0;
+	}
+	bool prev = w->prev_kv && b->pb_prev;
+	size_t ev_bytes = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t slot;
+		int rc = fan_event(hub, b, hub->sel[k], prev, &slot);
+		if (rc != 0)
+			return rc;
+		hub->sel[k] = slot;
+		ev_bytes += hub->enc_sz[slot];
+	}
+	size_t id_len = w->id ? 1 + varint_size((uint64_t)w->id) : 0;
+	size_t msg = hub->hdr_field_len + id_len + ev_bytes;
+	if (msg > UINT32_MAX)
+		return CAIRN_ETOOBIG;
+	if (w->fragment && n >= 2 && msg >= hub->cfg.max_response_bytes) {
+		if (!fan_flush(w->ws))
+			return CAIRN_EAGAIN;
+		return feed_watcher(w, b, check_range, header_rev, done_rev, done_sub);
+	}
+	if (hub->out_len > 0 && hub->out_len + 5 + msg > LIVE_STREAM_BYTES && !fan_flush(w->ws))
+		return CAIRN_EAGAIN;
+	if (grow(&hub->out, &hub->out_cap, hub->out_len + 5 + msg) != 0)
+		return CAIRN_ENOMEM;
+	if (hub->n_pend == hub->pend_cap) {
+		size_t c = hub->pend_cap ? 2 * hub->pend_cap : 256;
+		struct pend *np = realloc(hub->pend, c * sizeof(*np));
+		if (!np)
+			return CAIRN_ENOMEM;
+		hub->pend = np;
+		hub->pend_cap = c;
+	}
+	uint8_t *p = hub->out + hub->out_len;
+	p[0] = 0; /* gRPC prefix: not compressed, big-endian length */
+	p[1] = (uint8_t)(msg >> 24);
+	p[2] = (uint8_t)(msg >> 16);
+	p[3] = (uint8_t)(msg >> 8);
+	p[4] = (uint8_t)msg;
+	p += 5;
+	memcpy(p, hub->hdr_field, hub->hdr_field_len);
+	p += hub->hdr_field_len;
+	if (w->id) {
+		*p++ = 0x10; /* field 2, varint */
+		p += put_varint(p, (uint64_t)w->id);
+	}
+	for (size_t k = 0; k < n; k++) {
+		memcpy(p, hub->enc + hub->enc_off[hub->sel[k]], hub->enc_sz[hub->sel[k]]);
+		p += hub->enc_sz[hub->sel[k]];
+	}
+	hub->out_len += 5 + msg;
+	hub->pend[hub->n_pend++] = (struct pend){w, done_rev, done_sub};
+	return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Catch-up and progress                                                      */
 
 static bool stream_progress_ok(const struct wstream *ws)
 {
+	if (!ws->behind)
+		return true;
 	for (const struct watcher *w = ws->head; w; w = w->next)
 		if (!w->compacted && !watcher_synced(w))
 			return false;
@@ -630,8 +874,10 @@ static void send_progress_if_synced(struct wstream *ws)
 	}
 }
 
-/* One catch-up step of an unsynced watcher: one chunk of its history. */
-static int catch_up(struct watcher *w)
+/* Reads w's next chunk of history into *b (one catch-up step). 1 when
+ * there is none because w's next revision was compacted: w is cancelled,
+ * or its cancel refused (rpc full: the stream is blocked). */
+static int catch_up_read(struct watcher *w, struct batch *b)
 {
 	struct srv_watch_hub *hub = w->ws->hub;
 	struct store_history_req req;
@@ -641,8 +887,7 @@ static int catch_up(struct watcher *w)
 	if (!w->chunk)
 		w->chunk = first_chunk(hub);
 	req.limit = w->chunk;
-	struct batch b;
-	int rc = read_batch(hub->cfg.store, &req, &b);
+	int rc = read_batch(hub->cfg.store, &req, b);
 	if (rc == CAIRN_ECOMPACTED) {
 		/* etcd: {watch_id, compact_revision} on the watch channel, whose
 		 * header revision is 0, canceled because compact_revision != 0. */
@@ -652,19 +897,74 @@ static int catch_up(struct watcher *w)
 		r.header = &h;
 		r.watch_id = w->id;
 		r.canceled = true;
-		r.compact_revision = b.compact_revision;
-		rc = send_event_msg(w->ws, &r);
-		if (rc == 0)
+		r.compact_revision = b->compact_revision;
+		if (send_event_msg(w->ws, &r) == 0)
 			w->compacted = true;
-		return rc;
+		return 1;
 	}
 	if (rc != 0)
 		return rc;
-	w->chunk = adapt_chunk(hub, w->chunk, &b);
-	rc = ensure_scratch(hub, b.n);
-	if (rc == 0)
-		rc = feed_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub);
-	batch_free(&b);
+	w->chunk = adapt_chunk(hub, w->chunk, b);
+	return ensure_scratch(hub, b->n);
+}
+
+/* True when the history read made for `r` at (rev, sub) serves w too: same
+ * position and range, and prev_kv read if w wants it. */
+static bool same_read(const struct watcher *r, int64_t rev, int64_t sub, const struct watcher *w)
+{
+	return w->pos_rev == rev && w->pos_sub == sub && w->kind == r->kind &&
+	       (r->prev_kv || !w->prev_kv) &&
+	       bytes_cmp(w->key, w->key_len, r->key, r->key_len) == 0 &&
+	       (w->kind != RANGE_SPAN || bytes_cmp(w->end, w->end_len, r->end, r->end_len) == 0);
+}
+
+/* One pass of catch-up over the stream's unsynced watchers, one chunk
+ * each. Watchers at the same position on the same range (a stream of
+ * watchers on one prefix that fell behind together) share one history read
+ * and the fan-out buffer. Sets *any when it found an unsynced watcher.
+ * Non-zero when the stream cannot take more (or a store error). */
+static int catch_up_pass(struct wstream *ws, int *budget, bool *any)
+{
+	struct srv_watch_hub *hub = ws->hub;
+	bool shared = fan_header(hub, hub->rev) == 0;
+	struct batch b;
+	bool have = false;
+	const struct watcher *r = NULL;
+	int64_t r_rev = 0, r_sub = 0;
+	int rc = 0;
+	hub->out_len = 0;
+	hub->n_pend = 0;
+	for (struct watcher *w = ws->head; w && rc == 0; w = w->next) {
+		if (w->compacted || watcher_synced(w))
+			continue;
+		*any = true;
+		if (!have || !same_read(r, r_rev, r_sub, w)) {
+			if (have)
+				batch_free(&b);
+			have = false;
+			if (*budget == 0)
+				break;
+			(*budget)--;
+			r = w;
+			r_rev = w->pos_rev;
+			r_sub = w->pos_sub;
+			rc = catch_up_read(w, &b);
+			if (rc == 1) {
+				rc = ws->blocked ? CAIRN_EAGAIN : 0;
+				continue;
+			}
+			if (rc != 0)
+				break;
+			have = true;
+			shared = shared && fan_events_reset(hub, &b) == 0;
+		}
+		rc = shared ? fan_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub)
+		            : feed_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub);
+	}
+	if (!fan_flush(ws) && rc == 0)
+		rc = CAIRN_EAGAIN;
+	if (have)
+		batch_free(&b);
 	return rc;
 }
 
@@ -675,18 +975,12 @@ static void pump_stream(struct wstream *ws)
 	int budget = PUMP_BUDGET_CHUNKS;
 	if (ws->closing || ws->blocked || !flush_ctrl(ws))
 		return;
-	bool progress = true;
-	while (progress && budget > 0) {
-		progress = false;
-		for (struct watcher *w = ws->head; w && budget > 0; w = w->next) {
-			if (w->compacted || watcher_synced(w))
-				continue;
-			int rc = catch_up(w);
-			budget--;
-			if (rc != 0)
-				return; /* blocked, closing, or a store error: retried on tick */
-			progress = true;
-		}
+	while (ws->behind && budget > 0) {
+		bool any = false;
+		if (catch_up_pass(ws, &budget, &any) != 0)
+			return; /* blocked, closing, or a store error: retried on tick */
+		if (!any)
+			ws->behind = false; /* invariant 6 */
 	}
 	send_progress_if_synced(ws);
 }
@@ -731,17 +1025,7 @@ static void watcher_free(struct srv_watch_hub *hub, struct watcher *w)
 	hub->n_watchers--;
 	if (w->prev_kv)
 		hub->n_prev_kv--;
-	free(w->key);
-	free(w->end);
 	free(w);
-}
-
-static uint8_t *dup_bytes(const uint8_t *p, size_t n)
-{
-	uint8_t *d = malloc(n ? n : 1);
-	if (d && n)
-		memcpy(d, p, n);
-	return d;
 }
 
 static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest *c)
@@ -769,19 +1053,17 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 		send_simple(ws, INVALID_WATCH_ID, cur, true, true, err);
 		return;
 	}
-	struct watcher *w = calloc(1, sizeof(*w));
-	if (w) {
-		w->key = dup_bytes(key, key_len);
-		if (kind == RANGE_SPAN)
-			w->end = dup_bytes(c->range_end.data, c->range_end.len);
-	}
-	if (!w || !w->key || (kind == RANGE_SPAN && !w->end)) {
-		if (w) {
-			free(w->key);
-			free(w);
-		}
+	size_t end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
+	struct watcher *w = calloc(1, sizeof(*w) + key_len + end_len);
+	if (!w) {
 		stream_fail(ws, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
 		return;
+	}
+	w->key = w->keys;
+	memcpy(w->key, key, key_len);
+	if (kind == RANGE_SPAN) {
+		w->end = w->keys + key_len;
+		memcpy(w->end, c->range_end.data, end_len);
 	}
 	if (id == 0) { /* clientv3.AutoWatchID */
 		while (find_watcher(ws, ws->next_id, NULL))
@@ -792,7 +1074,7 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 	w->id = id;
 	w->kind = kind;
 	w->key_len = key_len;
-	w->end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
+	w->end_len = end_len;
 	/* etcd: 0 means "after now"; a negative start reads all the history.
 	 * Progress is not held back until the store reaches the start revision
 	 * (etcd 3.5.22's startRev check): etcd 3.4 and 3.5 up to .21 answer at
@@ -819,8 +1101,10 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 	if (w->prev_kv)
 		hub->n_prev_kv++;
 	send_simple(ws, id, cur, true, false, NULL);
-	if (!watcher_synced(w))
+	if (!watcher_synced(w)) {
+		ws->behind = true;
 		pump_stream(ws);
+	}
 }
 
 static void on_cancel(struct wstream *ws, int64_t id)
@@ -1000,6 +1284,11 @@ void srv_watch_hub_free(struct srv_watch_hub *hub)
 	}
 	free(hub->sel);
 	free(hub->evp);
+	free(hub->enc);
+	free(hub->enc_off);
+	free(hub->enc_sz);
+	free(hub->out);
+	free(hub->pend);
 	free(hub);
 }
 
@@ -1007,16 +1296,45 @@ void srv_watch_hub_free(struct srv_watch_hub *hub)
  * synced watcher of every stream that can take it. */
 static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t upto)
 {
+	bool shared = fan_header(hub, upto) == 0 && fan_events_reset(hub, b) == 0;
 	for (struct wstream *ws = hub->streams; ws; ws = ws->next) {
-		if (ws->closing || ws->blocked || ws->ctrl_head)
-			continue; /* invariant 3: its watchers fall behind */
+		if (ws->closing || ws->blocked || ws->ctrl_head) {
+			ws->behind = ws->head != NULL; /* invariant 3: its watchers fall behind */
+			continue;
+		}
+		hub->out_len = 0;
+		hub->n_pend = 0;
 		for (struct watcher *w = ws->head; w; w = w->next) {
 			if (w->compacted || !watcher_synced(w))
 				continue;
-			if (feed_watcher(w, b, true, upto, upto + 1, 0) != 0)
+			int rc = shared ? fan_watcher(w, b, true, upto, upto + 1, 0)
+			                : feed_watcher(w, b, true, upto, upto + 1, 0);
+			if (rc != 0) {
+				ws->behind = true;
 				break;
+			}
 		}
+		if (!fan_flush(ws))
+			ws->behind = true;
 	}
+	if (hub->out_cap > LIVE_KEEP_OUT_BYTES) {
+		free(hub->out);
+		hub->out = NULL;
+		hub->out_cap = 0;
+	}
+	if (hub->enc_cap > LIVE_KEEP_ENC_BYTES) {
+		free(hub->enc);
+		hub->enc = NULL;
+		hub->enc_cap = 0;
+	}
+}
+
+/* hub->rev jumped past what the live feed delivered (invariant 6). */
+static void mark_all_behind(struct srv_watch_hub *hub)
+{
+	for (struct wstream *ws = hub->streams; ws; ws = ws->next)
+		if (ws->head)
+			ws->behind = true;
 }
 
 static bool any_live_watcher(const struct srv_watch_hub *hub)
@@ -1036,6 +1354,7 @@ void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
 	while (hub->rev < revision) {
 		if (!any_live_watcher(hub)) {
 			hub->rev = revision;
+			mark_all_behind(hub);
 			break;
 		}
 		static const uint8_t all_end = 0;
@@ -1060,6 +1379,7 @@ void srv_watch_hub_notify(struct srv_watch_hub *hub, int64_t revision)
 			 * the catch-up path retries (or reports compaction). */
 			batch_free(&b);
 			hub->rev = revision;
+			mark_all_behind(hub);
 			break;
 		}
 		hub->live_chunk = adapt_chunk(hub, hub->live_chunk, &b);

@@ -10,8 +10,11 @@
  * advance (srv_watch_hub_notify); the hub reads the new events once from
  * the store history and hands each synced watcher its matching events, one
  * WatchResponse per watcher per revision batch (a txn's events never split
- * unless fragmenting). Unsynced watchers catch up from the history in
- * bounded chunks while their stream is writable. A stream whose outbound
+ * unless fragmenting). Each event is encoded once per batch and a stream's
+ * responses are queued with one rpc_stream_send_framed, so a put seen by
+ * 100,000 watchers costs one copy of its bytes per watcher, not a protobuf
+ * pack and an allocation each. Unsynced watchers catch up from the history
+ * in bounded chunks while their stream is writable. A stream whose outbound
  * queue is full (rpc_stream_send says CAIRN_EAGAIN) turns its watchers
  * unsynced: nothing is buffered for it in the hub, so a client that stops
  * reading costs no memory beyond rpc's bounded queue, and resumes from the

@@ -61,6 +61,41 @@ int rpc_stream_send_msg(struct rpc_stream *s, const ProtobufCMessage *msg)
 	return rc;
 }
 
+/* Like rpc: the framed messages are accepted or refused whole. Each must
+ * be the bytes protobuf-c packs for the message it decodes to (the hub
+ * builds them from pre-encoded parts). */
+int rpc_stream_send_framed(struct rpc_stream *s, const void *frames, size_t len, size_t n_msgs)
+{
+	if (s->closed)
+		return CAIRN_ECLOSED;
+	if (s->accept == 0) {
+		s->refused++;
+		return CAIRN_EAGAIN;
+	}
+	const uint8_t *p = frames, *end = p + len;
+	for (size_t i = 0; i < n_msgs; i++) {
+		assert_true(end - p >= 5);
+		assert_int_equal(p[0], 0);
+		size_t ml = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+		p += 5;
+		assert_true((size_t)(end - p) >= ml);
+		assert_true(s->n < MAX_MSGS);
+		s->msgs[s->n] = etcdserverpb__watch_response__unpack(NULL, ml, p);
+		assert_non_null(s->msgs[s->n]);
+		assert_int_equal(protobuf_c_message_get_packed_size(&s->msgs[s->n]->base), ml);
+		uint8_t *again = malloc(ml ? ml : 1);
+		protobuf_c_message_pack(&s->msgs[s->n]->base, again);
+		assert_memory_equal(again, p, ml);
+		free(again);
+		s->n++;
+		p += ml;
+	}
+	assert_true(p == end);
+	if (s->accept > 0)
+		s->accept = (size_t)s->accept > n_msgs ? s->accept - (int)n_msgs : 0;
+	return 0;
+}
+
 int rpc_stream_close(struct rpc_stream *s, int grpc_status, const char *message)
 {
 	(void)message;
@@ -147,9 +182,18 @@ static void send_req(struct fx *f, const Etcdserverpb__WatchRequest *req)
 	free(buf);
 }
 
-static void create(struct fx *f, const char *key, const char *end, int64_t start, bool fragment)
+static void create_opts(struct fx *f, const char *key, const char *end, int64_t start,
+                        bool fragment, int64_t id, bool prev_kv, bool no_put)
 {
 	Etcdserverpb__WatchCreateRequest c = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+	Etcdserverpb__WatchCreateRequest__FilterType nop =
+	    ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT;
+	c.watch_id = id;
+	c.prev_kv = prev_kv;
+	if (no_put) {
+		c.filters = &nop;
+		c.n_filters = 1;
+	}
 	c.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
 	if (end) /* "" means "\0": every key from key on */
 		c.range_end = (ProtobufCBinaryData){*end ? strlen(end) : 1, (uint8_t *)end};
@@ -159,6 +203,11 @@ static void create(struct fx *f, const char *key, const char *end, int64_t start
 	req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
 	req.create_request = &c;
 	send_req(f, &req);
+}
+
+static void create(struct fx *f, const char *key, const char *end, int64_t start, bool fragment)
+{
+	create_opts(f, key, end, start, fragment, 0, false, false);
 }
 
 static void progress(struct fx *f)
@@ -433,6 +482,76 @@ static void test_live_batch_key_index(void **state)
 	assert_int_equal(f->st.n, 8);
 }
 
+/* The fan-out's shared encoding: many watchers of one prefix with mixed
+ * options get each event once, with their own watch_id (0 and large ids,
+ * whose varints differ in length), prev_kv only where asked, filters
+ * applied; the fake checks every response is byte-identical to protobuf-c's
+ * packing. A refused stream's whole batch turns unsynced and catches up
+ * through shared history reads, each watcher exactly once. */
+static void test_fan_out_shared_encoding(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 300 };
+	assert_int_equal(tu_put(f->s, "p/x", "old"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	for (int i = 0; i < N; i++)
+		create_opts(f, "p/", "p0", 0, false, i == 0 ? 0 : 100000 + i, i % 2 == 1,
+		            i % 7 == 3);
+	assert_int_equal(f->st.n, N);
+	stream_clear(&f->st);
+	int64_t base = tu_rev(f->s);
+	assert_int_equal(tu_put(f->s, "p/x", "new"), 0);
+	assert_int_equal(tu_put(f->s, "q", "other"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	int with_put = 0;
+	for (int i = 0; i < N; i++)
+		with_put += i % 7 != 3;
+	assert_int_equal(f->st.n, with_put);
+	for (size_t m = 0; m < f->st.n; m++) {
+		Etcdserverpb__WatchResponse *r = f->st.msgs[m];
+		int64_t i = r->watch_id == 0 ? 0 : r->watch_id - 100000;
+		assert_true(i >= 0 && i < N && i % 7 != 3);
+		assert_int_equal(r->header->revision, base + 2);
+		assert_int_equal(r->n_events, 1);
+		assert_int_equal(r->events[0]->kv->mod_revision, base + 1);
+		assert_memory_equal(r->events[0]->kv->value.data, "new", 3);
+		if (i % 2 == 1) {
+			assert_non_null(r->events[0]->prev_kv);
+			assert_memory_equal(r->events[0]->prev_kv->value.data, "old", 3);
+		} else {
+			assert_null(r->events[0]->prev_kv);
+		}
+	}
+	stream_clear(&f->st);
+	/* refused: nothing queued, the rest behind, then each gets it once */
+	f->st.accept = 0;
+	assert_int_equal(tu_put(f->s, "p/x", "newer"), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	assert_int_equal(f->st.n, 0);
+	assert_int_equal(unsynced(f), with_put); /* NOPUT watchers are owed nothing */
+	f->st.refused = 0;
+	f->st.accept = -1;
+	srv_watch_stream_cbs.on_writable(&f->st);
+	for (int k = 0; k < 10 && unsynced(f); k++)
+		srv_watch_hub_tick(f->hub, 0);
+	assert_int_equal(unsynced(f), 0);
+	assert_int_equal(f->st.n, with_put);
+	int seen[N] = {0};
+	for (size_t m = 0; m < f->st.n; m++) {
+		Etcdserverpb__WatchResponse *r = f->st.msgs[m];
+		int64_t i = r->watch_id == 0 ? 0 : r->watch_id - 100000;
+		assert_true(i >= 0 && i < N && i % 7 != 3 && !seen[i]);
+		seen[i] = 1;
+		assert_int_equal(r->n_events, 1);
+		assert_int_equal(r->events[0]->kv->mod_revision, tu_rev(f->s));
+		assert_memory_equal(r->events[0]->kv->value.data, "newer", 5);
+		if (i % 2 == 1)
+			assert_memory_equal(r->events[0]->prev_kv->value.data, "new", 3);
+		else
+			assert_null(r->events[0]->prev_kv);
+	}
+}
+
 /* A watcher on a rarely written key catches up in bounded scan windows. */
 static void test_sparse_catch_up(void **state)
 {
@@ -536,6 +655,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_control_order_under_refusal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_live_batch_key_index, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fan_out_shared_encoding, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sparse_catch_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_progress_right_after_create, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),

@@ -7,8 +7,11 @@
 #   - restart the member on that data and time from exec to the first
 #     linearizable read answered (and the RSS just after);
 #   - SCALE_WATCHERS watchers (default 100,000: 100 streams x 1000) on one
-#     key, then SCALE_PUTS puts to it; report the server's RSS with every
-#     watcher open and the put-to-event latency over all watchers (p50/p99).
+#     prefix, then SCALE_PUTS puts of new keys under it; report the server's
+#     RSS with every watcher open, the put-to-event latency over all watchers
+#     (p50/p99), per put the time until its last watcher had it (p50, max)
+#     and cairn-bench's own CPU (if it nears the run's duration the
+#     client, not the server, is what was measured).
 # Prints a table with cairnd/etcd ratios. Never fails on a figure.
 set -u
 . "$(dirname "$0")/test_lib.sh"
@@ -97,7 +100,8 @@ for kind in cairnd etcd; do
 	echo "== $kind: $((per_stream * watch_streams)) watchers, $puts puts"
 	line=$("$BUILD/cairn-bench" --endpoints="$ep" --server-pid="$server_pid" watch-latency \
 		--conns 10 --streams "$watch_streams" --watchers-per-stream "$per_stream" \
-		--put-total "$puts" --put-rate 2 --val-size 256 --quiet 2>&1 | grep '^result:')
+		--put-total "$puts" --put-rate 2 --val-size 256 --watch-prefix --quiet 2>&1 |
+		grep '^result:')
 	echo "  watch: ${line#result: }"
 	echo "$kind watch ${line#result: }" >>"$results"
 	kill "$server_pid"
@@ -115,6 +119,11 @@ for line in open(sys.argv[1]):
         v[(kind, "watch_p99_ms")] = float(kv.get("p99_ms", -1))
         v[(kind, "watch_events")] = float(kv.get("ops", -1))
         v[(kind, "rss_watchers_mib")] = float(kv.get("rss_mib", -1))
+        v[(kind, "watch_server_cpu_s")] = float(kv.get("cpu_s", -1))
+        v[(kind, "watch_bench_cpu_s")] = float(kv.get("bench_cpu_s", -1))
+        v[(kind, "watch_secs")] = float(kv.get("secs", -1))
+        v[(kind, "watch_all_p50_ms")] = float(kv.get("all_p50_ms", -1))
+        v[(kind, "watch_all_max_ms")] = float(kv.get("all_max_ms", -1))
     else:
         v[(kind, name)] = float(rest)
 rows = [("keys loaded", "keys", 1, "%.0f"), ("load time (s)", "load_s", 1, "%.1f"),
@@ -126,8 +135,13 @@ rows = [("keys loaded", "keys", 1, "%.0f"), ("load time (s)", "load_s", 1, "%.1f
         ("  of it private (RssAnon, MiB)", "anon_restarted_kb", 1024, "%.1f"),
         ("RSS with watchers (MiB)", "rss_watchers_mib", 1, "%.1f"),
         ("watch events received", "watch_events", 1, "%.0f"),
-        ("put -> all watchers p50 (ms)", "watch_p50_ms", 1, "%.1f"),
-        ("put -> all watchers p99 (ms)", "watch_p99_ms", 1, "%.1f")]
+        ("put -> event p50 (ms)", "watch_p50_ms", 1, "%.1f"),
+        ("put -> event p99 (ms)", "watch_p99_ms", 1, "%.1f"),
+        ("put -> last watcher p50 (ms)", "watch_all_p50_ms", 1, "%.1f"),
+        ("put -> last watcher max (ms)", "watch_all_max_ms", 1, "%.1f"),
+        ("watch run wall time (s)", "watch_secs", 1, "%.1f"),
+        ("  server CPU in it (s)", "watch_server_cpu_s", 1, "%.1f"),
+        ("  cairn-bench CPU in it (s)", "watch_bench_cpu_s", 1, "%.1f")]
 print("\n| %-30s | %12s | %12s | %8s |" % ("measure", "cairnd", "etcd", "c/e"))
 print("|%s|%s|%s|%s|" % ("-" * 32, "-" * 14, "-" * 14, "-" * 10))
 for label, key, div, fmt in rows:

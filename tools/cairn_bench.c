@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "proto/rpc.pb-c.h"
@@ -40,7 +41,7 @@ static struct {
 	char *endpoints;
 	int64_t conns, clients, total, rate;
 	int64_t key_size, val_size, key_space, server_pid;
-	bool sequential;
+	bool sequential, watch_prefix;
 	const char *consistency;
 	int64_t streams, watchers_per_stream, put_total, put_rate, txn_ops;
 	const char *cmd;
@@ -85,6 +86,8 @@ static void usage(void)
 	       "  --watchers-per-stream N watch*: watchers per stream (default 10)\n"
 	       "  --put-total N           watch-latency: puts (default 1000)\n"
 	       "  --put-rate N            watch-latency: puts per second (default 100)\n"
+	       "  --watch-prefix          watch-latency: watch the prefix watchlatency/ and\n"
+	       "                          put distinct keys under it (default: one key)\n"
 	       "  --server-pid PID        server to measure (default: found by port)\n"
 	       "  --dir DIR               fsync: directory on the filesystem to test\n"
 	       "  --quiet                 summary line only\n");
@@ -135,6 +138,10 @@ static int parse_args(int argc, char **argv)
 		}
 		if (IS("quiet")) {
 			o.quiet = true;
+			continue;
+		}
+		if (IS("watch-prefix")) {
+			o.watch_prefix = true;
 			continue;
 		}
 		if (!val) {
@@ -532,6 +539,12 @@ static void ka_granted(int st, const char *message, const uint8_t *resp, size_t 
 
 /* ---------------------------------------------------- watch benchmarks */
 
+/* watch-latency's key, or with --watch-prefix the prefix (its range end:
+ * '/' + 1) under which each put writes a new key. */
+#define WL_KEY        "watchlatency"
+#define WL_PREFIX     "watchlatency/"
+#define WL_PREFIX_END "watchlatency0"
+
 struct wstream {
 	struct rpc_client_stream *s;
 	int64_t pending_creates;
@@ -542,19 +555,114 @@ struct wstream {
 static struct wstream *wstreams;
 static int64_t watchers_total, watchers_created, events_expected, events_seen;
 static uint64_t *put_sent_at; /* watch-latency: per revision offset */
+static uint64_t *put_all_ns;  /* watch-latency: put to its last event, per put */
 static int64_t base_rev;
 static bool measuring_watch_create;
 
 static void wl_put_next(void);
 
+/* A WatchResponse read in place: only what the benchmark needs. With
+ * 100,000 watchers one put makes 100,000 responses, and unpacking each
+ * (allocating the header, the event, its key-value) made this client's one
+ * thread the bottleneck of the measure. */
+struct wresp {
+	bool created;
+	size_t n_events;
+	int64_t mod_rev[64]; /* of the first events; the rest are only counted */
+};
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (int shift = 0; *p < end && shift < 64; shift += 7) {
+		uint8_t b = *(*p)++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Steps over one field; for a length-delimited one *sub and *sub_end frame it. */
+static bool pb_field(const uint8_t **p, const uint8_t *end, uint32_t *field, uint64_t *v,
+                     const uint8_t **sub, const uint8_t **sub_end)
+{
+	uint64_t key;
+	if (!pb_varint(p, end, &key))
+		return false;
+	*field = (uint32_t)(key >> 3);
+	switch (key & 7) {
+	case 0:
+		return pb_varint(p, end, v);
+	case 1:
+		if (end - *p < 8)
+			return false;
+		*p += 8;
+		return true;
+	case 2:
+		if (!pb_varint(p, end, v) || *v > (uint64_t)(end - *p))
+			return false;
+		*sub = *p;
+		*sub_end = *p + *v;
+		*p += *v;
+		return true;
+	case 5:
+		if (end - *p < 4)
+			return false;
+		*p += 4;
+		return true;
+	}
+	return false;
+}
+
+/* mvccpb.Event.kv (2) -> KeyValue.mod_revision (3); 0 when absent. */
+static int64_t event_mod_rev(const uint8_t *p, const uint8_t *end)
+{
+	uint32_t f;
+	uint64_t v;
+	const uint8_t *sp, *se;
+	while (p < end && pb_field(&p, end, &f, &v, &sp, &se)) {
+		if (f != 2)
+			continue;
+		const uint8_t *q = sp, *kv_end = se;
+		while (q < kv_end && pb_field(&q, kv_end, &f, &v, &sp, &se))
+			if (f == 3)
+				return (int64_t)v;
+		return 0;
+	}
+	return 0;
+}
+
+static bool parse_wresp(const uint8_t *p, size_t len, struct wresp *r)
+{
+	const uint8_t *end = p + len, *sp, *se;
+	uint32_t f;
+	uint64_t v;
+	memset(r, 0, sizeof(*r));
+	while (p < end) {
+		if (!pb_field(&p, end, &f, &v, &sp, &se))
+			return false;
+		if (f == 3) /* created */
+			r->created = v != 0;
+		else if (f == 11) { /* events */
+			if (r->n_events < sizeof(r->mod_rev) / sizeof(r->mod_rev[0]))
+				r->mod_rev[r->n_events] = event_mod_rev(sp, se);
+			r->n_events++;
+		}
+	}
+	return true;
+}
+
 static void w_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t len)
 {
 	struct wstream *w = rpc_client_stream_data(s);
-	Etcdserverpb__WatchResponse *r = etcdserverpb__watch_response__unpack(NULL, len, msg);
-	if (!r)
+	struct wresp r;
+	if (!parse_wresp(msg, len, &r))
 		return;
 	uint64_t now = uv_hrtime();
-	if (r->created) {
+	if (r.created) {
 		if (measuring_watch_create)
 			record(now - w->create_sent[w->created], RPC_OK, "");
 		w->created++;
@@ -566,15 +674,19 @@ static void w_msg(struct rpc_client_stream *s, const uint8_t *msg, size_t len)
 				wl_put_next();
 		}
 	}
-	for (size_t i = 0; i < r->n_events && put_sent_at; i++) {
-		int64_t k = r->events[i]->kv->mod_revision - base_rev - 1;
-		if (k >= 0 && k < o.put_total)
-			record(now - put_sent_at[k], RPC_OK, "");
+	for (size_t i = 0; i < r.n_events && put_sent_at; i++) {
+		if (i < sizeof(r.mod_rev) / sizeof(r.mod_rev[0])) {
+			int64_t k = r.mod_rev[i] - base_rev - 1;
+			if (k >= 0 && k < o.put_total) {
+				record(now - put_sent_at[k], RPC_OK, "");
+				if (now - put_sent_at[k] > put_all_ns[k])
+					put_all_ns[k] = now - put_sent_at[k];
+			}
+		}
 		events_seen++;
 	}
 	if (events_expected && events_seen >= events_expected)
 		t_end = now;
-	etcdserverpb__watch_response__free_unpacked(r, NULL);
 }
 
 static void w_close(struct rpc_client_stream *s, int st, const char *message)
@@ -603,6 +715,9 @@ static void open_watchers(const char *key)
 			char kb[64];
 			if (key) {
 				cr.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+				if (o.watch_prefix)
+					cr.range_end = (ProtobufCBinaryData){
+					    strlen(WL_PREFIX_END), (uint8_t *)WL_PREFIX_END};
 			} else {
 				snprintf(kb, sizeof(kb), "watch-%" PRId64,
 				         (i * o.watchers_per_stream + j) % o.key_space);
@@ -648,7 +763,12 @@ static void wl_put_next(void)
 	if (wl_next >= o.put_total)
 		return;
 	Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
-	put.key = (ProtobufCBinaryData){12, (uint8_t *)"watchlatency"};
+	char kb[64];
+	if (o.watch_prefix)
+		snprintf(kb, sizeof(kb), WL_PREFIX "%08" PRId64, wl_next);
+	else
+		snprintf(kb, sizeof(kb), WL_KEY);
+	put.key = (ProtobufCBinaryData){strlen(kb), (uint8_t *)kb};
 	put.value = (ProtobufCBinaryData){(size_t)o.val_size, val_buf};
 	put_sent_at[wl_next++] = uv_hrtime();
 	rpc_client_call_msg(conns[0], "/etcdserverpb.KV/Put", &put.base, 0, wl_put_done, NULL);
@@ -692,6 +812,19 @@ static double pct(const uint64_t *v, int64_t n, double p)
 		i = n - 1;
 	return (double)v[i] / 1e9;
 }
+
+/* This process's CPU seconds: a load generator that is itself saturated
+ * measures itself, not the server. */
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static double self_cpu0;
 
 static void report(double secs, long pid, const struct proc_sample *p0,
                    const struct proc_sample *p1)
@@ -759,15 +892,29 @@ static void report(double secs, long pid, const struct proc_sample *p0,
 	}
 	if (errors && o.quiet)
 		fprintf(stderr, "errors: %" PRId64 " (first: %s)\n", errors, first_error);
+	/* watch-latency: per put, the time until its last watcher had it */
+	double all50 = -1, all_max = -1;
+	if (put_all_ns) {
+		if (!o.quiet) {
+			printf("\nPut to all watchers (ms), per put:\n ");
+			for (int64_t k = 0; k < o.put_total; k++)
+				printf(" %.0f", (double)put_all_ns[k] / 1e6);
+			putchar('\n');
+		}
+		qsort(put_all_ns, (size_t)o.put_total, sizeof(uint64_t), cmp_u64);
+		all50 = pct(put_all_ns, o.put_total, 50) * 1e3;
+		all_max = pct(put_all_ns, o.put_total, 100) * 1e3;
+	}
 	/* One line for scripts (tools/bench.sh). */
 	printf("result: cmd=%s ops=%" PRId64 " errors=%" PRId64 " secs=%.4f rps=%.1f avg_ms=%.3f "
 	       "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f stddev_ms=%.3f "
 	       "cpu_s=%.3f "
-	       "cpu_us_per_op=%.1f rss_mib=%.1f\n",
+	       "cpu_us_per_op=%.1f rss_mib=%.1f bench_cpu_s=%.3f all_p50_ms=%.3f "
+	       "all_max_ms=%.3f\n",
 	       o.cmd, n, errors, secs, rps, avg * 1e3, pct(lat_ns, n, 50) * 1e3,
 	       pct(lat_ns, n, 90) * 1e3, pct(lat_ns, n, 99) * 1e3, pct(lat_ns, n, 99.9) * 1e3,
 	       slowest * 1e3, sd * 1e3, cpu, cpu >= 0 && n ? cpu * 1e6 / (double)n : -1,
-	       p1->ok ? (double)p1->rss_kb / 1024.0 : -1);
+	       p1->ok ? (double)p1->rss_kb / 1024.0 : -1, self_cpu_s() - self_cpu0, all50, all_max);
 }
 
 /* ---------------------------------------------------------------- fsync */
@@ -864,6 +1011,7 @@ int main(int argc, char **argv)
 
 	struct proc_sample p0, p1;
 	proc_sample(pid, &p0);
+	self_cpu0 = self_cpu_s();
 	t_start = uv_hrtime();
 	if (!strcmp(o.cmd, "fsync")) {
 		pid = 0;
@@ -911,10 +1059,11 @@ int main(int argc, char **argv)
 		                    &flag_done);
 		run_until(flag_is_done);
 		put_sent_at = calloc((size_t)o.put_total + 1, sizeof(uint64_t));
+		put_all_ns = calloc((size_t)o.put_total + 1, sizeof(uint64_t));
 		uv_timer_init(loop, &wl_timer);
 		events_expected = o.put_total * o.streams * o.watchers_per_stream;
 		t_start = uv_hrtime();
-		open_watchers("watchlatency");
+		open_watchers(o.watch_prefix ? WL_PREFIX : WL_KEY);
 		run_until(all_done);
 		uv_timer_stop(&wl_timer);
 	} else {
