@@ -525,6 +525,8 @@ int store_wtxn_commit(struct store_wtxn *w)
 		store_wtxn_abort(w);
 		return rc;
 	}
+	if (w->ic != NULL)
+		mdb_cursor_close(w->ic);
 	rc = store_lmdb_err(mdb_txn_commit(w->txn));
 	free(w);
 	return rc;
@@ -534,6 +536,8 @@ void store_wtxn_abort(struct store_wtxn *w)
 {
 	if (!w)
 		return;
+	if (w->ic != NULL)
+		mdb_cursor_close(w->ic);
 	mdb_txn_abort(w->txn);
 	free(w);
 }

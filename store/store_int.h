@@ -78,6 +78,12 @@ struct store_wtxn {
 	bool nested;        /* the mutation runs in a nested LMDB txn */
 	bool touched;       /* the mutation has written something */
 	uint64_t est_pages; /* estimate of pages the batch allocated (mut_begin) */
+	/* An index cursor on txn (the batch), opened by the first put that
+	 * runs outside a nested txn and closed before txn ends: a put no
+	 * longer allocates and frees a cursor (with its DUPSORT sub-cursor)
+	 * of its own. Only used while cur == txn: LMDB forbids using a
+	 * parent's cursor while a nested txn is open. */
+	MDB_cursor *ic;
 };
 
 struct store_rtxn {

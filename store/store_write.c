@@ -277,13 +277,18 @@ static int do_put(struct store_wtxn *w, const struct store_put_req *req,
                   struct store_put_resp *resp, struct store_mem **m, bool quota)
 {
 	memset(resp, 0, sizeof(*resp));
-	MDB_cursor *ic;
-	int rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &ic));
+	MDB_cursor *ic = w->cur == w->txn ? w->ic : NULL;
+	int rc = 0;
+	if (ic == NULL)
+		rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &ic));
 	if (rc)
 		return rc;
+	if (w->cur == w->txn)
+		w->ic = ic;
 	struct rec old;
 	rc = cur_state(w, ic, req->key, req->key_len, &old);
-	mdb_cursor_close(ic);
+	if (ic != w->ic)
+		mdb_cursor_close(ic);
 	bool exists = rc == 0;
 	if (rc && rc != CAIRN_ENOTFOUND)
 		return rc;
@@ -308,7 +313,9 @@ static int do_put(struct store_wtxn *w, const struct store_put_req *req,
 			return rc;
 		resp->has_prev = true;
 	}
-	uint8_t *buf = malloc(REC_HDR + req->key_len + vlen);
+	uint8_t stackbuf[REC_HDR + 4096];
+	size_t need = REC_HDR + req->key_len + vlen;
+	uint8_t *buf = need <= sizeof(stackbuf) ? stackbuf : malloc(need);
 	if (!buf)
 		return CAIRN_ENOMEM;
 	memcpy(buf + REC_HDR, req->key, req->key_len);
@@ -321,7 +328,8 @@ static int do_put(struct store_wtxn *w, const struct store_put_req *req,
 		rc = lease_key_op(w, old_lease, buf + REC_HDR, req->key_len, false);
 	if (rc == 0 && lease && lease != old_lease)
 		rc = lease_key_op(w, lease, buf + REC_HDR, req->key_len, true);
-	free(buf);
+	if (buf != stackbuf)
+		free(buf);
 	if (rc)
 		return rc;
 	if (!exists)
