@@ -13,6 +13,11 @@ on every member, and a nemesis that, one fault at a time:
                     connection between them (A's acks and replies are
                     dropped too), but each side sees it differently: A's
                     sends fail at once, B's time out.
+  bridge            two halves cut apart but for one member that reaches
+                    both (Jepsen's bridge): with 3 members A - B - C, A and
+                    C do not hear each other; each half is a minority, the
+                    bridge can lead them all or lose its leadership to one
+                    side that sees a majority only through it
   replace-member    MemberRemove of a follower (it exits), MemberAdd of a
                     fresh voter with a new name and data dir in a spare
                     namespace, started with --initial-cluster-state
@@ -123,7 +128,7 @@ class Worker(threading.Thread):
 
 class Nemesis:
     FAULTS = ["kill-leader", "kill-follower", "kill-majority", "kill-all", "pause-leader",
-              "pause-member", "isolate-leader", "isolate-minority", "oneway", "replace-member",
+              "pause-member", "isolate-leader", "isolate-minority", "oneway", "bridge", "replace-member",
               "compact"]
 
     def __init__(self, cl, net, rng, log, on_replace=None, faults=None):
@@ -296,6 +301,20 @@ class Nemesis:
                 a, b = b, a
             self.cut(self.slot(a), self.slot(b))
             self.log("oneway: %s -/-> %s" % (a.name, b.name))
+        elif fault == "bridge":
+            # half the time the leader is the bridge, half the time in a half
+            order = rng.sample(members, n)
+            if lead is not None and rng.random() < 0.5:
+                order.remove(lead)
+                order.insert(0, lead)
+            bridge, rest = order[0], order[1:]
+            left, right = rest[:len(rest) // 2], rest[len(rest) // 2:]
+            for a in left:
+                for b in right:
+                    self.cut(self.slot(a), self.slot(b))
+                    self.cut(self.slot(b), self.slot(a))
+            self.log("bridge: %s | %s | %s" % (",".join(m.name for m in left), bridge.name,
+                                               ",".join(m.name for m in right)))
         elif fault == "isolate-leader":
             self.partition([lead])
         else:
@@ -569,13 +588,13 @@ def main(total_seconds, run_seconds, max_runs=None, seed=None, sizes=(3, 5)):
     def kind(prefix):
         return sum(c for k, c in nem.items() if k.startswith(prefix))
     print("TOTAL %d runs (%s) in %.0fs: %d ops checked (%d ok, %d indeterminate), "
-          "%d watch events, %d kills, %d partitions (%d one-way), %d pauses, "
+          "%d watch events, %d kills, %d partitions (%d one-way, %d bridge), %d pauses, "
           "%d member replacements, %d compactions; %d violations"
           % (tot["runs"], ", ".join("%d x %d members" % (c, s)
                                    for s, c in sorted(tot["sizes"].items())),
              time.time() - t0, tot["ops"], tot["ok"], tot["indeterminate"],
-             tot["watch_events"], kind("kill"), kind("isolate") + kind("oneway"),
-             kind("oneway"), kind("pause"), nem.get("replace-member", 0),
+             tot["watch_events"], kind("kill"), kind("isolate") + kind("oneway") + kind("bridge"),
+             kind("oneway"), kind("bridge"), kind("pause"), nem.get("replace-member", 0),
              nem.get("compact", 0), tot["violations"]), flush=True)
     print("TOTAL faults by kind: " + (", ".join("%s=%d" % kv for kv in sorted(nem.items()))
                                       or "none"), flush=True)
