@@ -148,9 +148,20 @@ static void queue_persist(struct srv_member *m, const struct raft_update *up)
 
 /* Request ids carry the low 16 bits of the member id on top (as etcd's
  * idutil does), so a member recognises its own proposals at apply time
- * without decoding them. */
+ * without decoding them. Below it, as in idutil, the start time in ms (40
+ * bits) and a counter (8 bits, carrying into the time): ids must not
+ * repeat across a restart, or a restarted member applying its own earlier
+ * proposal, still in the log, would answer a new request that drew the
+ * same id with that entry's result (the nemesis saw a put acknowledged
+ * with an older put's revision). */
 uint64_t srv_member_next_id(struct srv_member *m)
 {
+	if (m->next_req == 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+		m->next_req = (ms & 0xffffffffffULL) << 8;
+	}
 	return ((m->id & 0xffff) << 48) | (++m->next_req & 0xffffffffffffULL);
 }
 
