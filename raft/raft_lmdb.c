@@ -387,7 +387,14 @@ static int own_txn(struct raft_lmdb *rl, int (*fn)(struct raft_lmdb *, MDB_txn *
 		mdb_txn_abort(txn);
 		return rv;
 	}
-	return xlate(mdb_txn_commit(txn));
+	rv = xlate(mdb_txn_commit(txn));
+	/* A lazy meta sync environment (MDB_NOMETASYNC) has this commit
+	 * durable only after the next one: its callers act on it now. */
+	unsigned flags = 0;
+	mdb_env_get_flags(rl->env, &flags);
+	if (!rv && (flags & MDB_NOMETASYNC) && !(flags & MDB_NOSYNC))
+		rv = xlate(mdb_env_sync(rl->env, 1));
+	return rv;
 }
 
 static int write_fn(struct raft_lmdb *rl, MDB_txn *txn, const void *arg)

@@ -12,7 +12,22 @@
  * Inside a batch, in one transaction: raft log persistence (raft_lmdb_write
  * per recorded update, in order), then the application of committed entries
  * (srv_apply_entry), the membership record, the applied index, raft log
- * compaction, a bounded store compaction step; then commit = fsync.
+ * compaction, a bounded store compaction step; then commit.
+ *
+ * ONE FLUSH PER BATCH. LMDB's commit flushes the data pages, then writes
+ * the meta page that makes them current. By default that write is synced
+ * too: two device flushes per commit. The member opens the store with lazy
+ * meta sync (MDB_NOMETASYNC): the meta page is written, not flushed, and
+ * the next commit's data flush carries it. LMDB stays intact across a
+ * power loss, which can undo only the last commit. So a batch is durable
+ * once a later batch's commit flushed (flushed_before) or a sync_only
+ * batch ran; the loop reports persistence to raft (acknowledgements,
+ * votes, the leader's own count toward commitment) only then, and sends a
+ * sync_only batch when no batch follows. What a batch applies is visible
+ * at once: committed entries are durable on a quorum already, and a single
+ * voter's own appends are applied by the batch after the one that wrote
+ * them, whose flush makes them durable before its meta page makes them
+ * visible (need_prev_durable).
  *
  * FAIL-STOP: if the transaction cannot be committed (I/O error, fsync
  * failure) the member cannot know what is durable: it logs and exits. It
@@ -29,7 +44,7 @@
 bool srv_batch_empty(const struct srv_batch *b)
 {
 	return b->n_persist == 0 && b->n_apply == 0 && !b->membership && !b->has_log_compact &&
-	       !b->compact_step && b->apply_to == 0;
+	       !b->compact_step && b->apply_to == 0 && !b->sync_only;
 }
 
 void srv_batch_reset(struct srv_batch *b)
@@ -46,6 +61,10 @@ void srv_batch_reset(struct srv_batch *b)
 	b->membership_len = 0;
 	b->has_log_compact = false;
 	b->compact_step = false;
+	b->sync_only = false;
+	b->need_prev_durable = false;
+	b->flushed_before = false;
+	b->self_durable = false;
 	b->err = 0;
 	b->n_results = 0;
 	b->n_conf_done = 0;
@@ -91,6 +110,15 @@ static int add_result(struct srv_batch *b, struct srv_apply_result *r)
 /* Runs one batch; 0 or a fatal error (the member stops). */
 static int run_batch(struct srv_member *m, struct srv_batch *b)
 {
+	bool nosync = m->cfg->unsafe_no_fsync;
+	b->self_durable = nosync;
+	if (b->sync_only) {
+		uint64_t t0 = now_ns();
+		int rv = store_sync(m->store);
+		b->commit_ns = now_ns() - t0;
+		b->flushed_before = true;
+		return rv;
+	}
 	struct store_wtxn *w;
 	int rv = store_wtxn_begin(m->store, &w);
 	if (rv)
@@ -148,8 +176,17 @@ static int run_batch(struct srv_member *m, struct srv_batch *b)
 	}
 	b->revision = store_wtxn_revision(w);
 	uint64_t t0 = now_ns();
-	rv = store_wtxn_commit(w);
+	rv = store_wtxn_commit_flushed(w, &b->flushed_before);
+	/* A batch that applies a single voter's own appends of the previous
+	 * batch always writes (the applied index), so its flush made them
+	 * durable before its meta page made them visible; should it write
+	 * nothing, flush now, before anyone is answered. */
+	if (!rv && b->need_prev_durable && !b->flushed_before) {
+		rv = store_sync(m->store);
+		b->flushed_before = true;
+	}
 	b->commit_ns = now_ns() - t0;
+	b->flushed_before |= nosync;
 	return rv;
 fail:
 	store_wtxn_abort(w);

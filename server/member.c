@@ -229,9 +229,10 @@ static uint64_t queue_apply(struct srv_member *m, const struct raft_entry *ents,
 }
 
 /* A leader that is the only voter commits an entry the moment it is
- * durable: the batch that makes it durable may apply it too, in the same
- * transaction (one commit instead of two per write). Only normal entries:
- * a membership change waits for raft's commit as usual. */
+ * durable: the batch after the one that appended it makes it durable (its
+ * flush covers the earlier commit) and may apply it too, without waiting
+ * for raft to learn it is committed. Only normal entries: a membership
+ * change waits for raft's commit as usual. */
 static bool single_voter_leader(struct srv_member *m)
 {
 	if (m->role != RAFT_LEADER)
@@ -241,18 +242,22 @@ static bool single_voter_leader(struct srv_member *m)
 	return st.conf.n_voters == 1 && st.conf.voters[0] == m->id;
 }
 
-/* The entries just queued to persist (copied into the filling batch by
- * queue_persist) are applied from that copy. */
-static void apply_own_appends(struct srv_member *m)
+/* The entries batch b (just committed) appended are applied by the
+ * filling batch, which copies them. */
+static void apply_own_appends(struct srv_member *m, const struct srv_batch *b)
 {
-	struct srv_batch *b = m->filling;
-	const struct srv_persist *p = &b->persist[b->n_persist - 1];
-	for (size_t i = 0; i < p->n_entries; i++) {
-		const struct raft_entry *e = &p->entries[i];
-		if (e->index != m->queued_apply + 1 || e->type != RAFT_ENTRY_NORMAL ||
-		    srv_membership_entry(e))
-			break;
-		queue_apply(m, e, 1, true);
+	for (size_t j = 0; j < b->n_persist; j++) {
+		const struct srv_persist *p = &b->persist[j];
+		for (size_t i = 0; i < p->n_entries; i++) {
+			const struct raft_entry *e = &p->entries[i];
+			if (e->index <= m->queued_apply)
+				continue;
+			if (e->index != m->queued_apply + 1 || e->type != RAFT_ENTRY_NORMAL ||
+			    srv_membership_entry(e))
+				return;
+			queue_apply(m, e, 1, false);
+			m->filling->need_prev_durable = true;
+		}
 	}
 }
 
@@ -278,15 +283,44 @@ static void step_persisted(struct srv_member *m, uint64_t seq)
 	step(m, &ev, NULL);
 }
 
+/* A batch that is neither filling, in flight nor being answered. */
+static struct srv_batch *spare_batch(struct srv_member *m)
+{
+	for (int i = 0; i < 3; i++) {
+		struct srv_batch *n = &m->batches[i];
+		if (n != m->inflight && n != m->answering && n != m->filling)
+			return n;
+	}
+	return NULL;
+}
+
+/* Flushes what was committed and not yet durable, when no batch is coming
+ * that would do it (a commit's data flush covers the earlier commits). */
+static void submit_sync(struct srv_member *m)
+{
+	struct srv_batch *b = spare_batch(m);
+	if (!b)
+		return; /* one will be free once the answering batch is done */
+	b->sync_only = true;
+	m->inflight = b;
+	srv_batch_submit(m, b);
+}
+
 /* Hands the filling batch to the storage thread when it is idle; `force`
- * also sends one that only moves the commit index (drain). */
+ * also sends one that only moves the commit index (drain). With nothing
+ * to hand over, it flushes what is committed and not yet durable. */
 static void submit(struct srv_member *m, bool force)
 {
-	if (m->inflight || srv_batch_empty(m->filling) || m->stopping)
+	if (m->inflight || m->stopping)
 		return;
 	struct srv_batch *b = m->filling;
+	if (srv_batch_empty(b) || (!force && commit_only(b) && m->undurable_seq)) {
+		if (m->undurable_seq)
+			submit_sync(m);
+		return;
+	}
 	if (!force && commit_only(b)) {
-		/* Nothing is in flight: every earlier update is durable, and
+		/* Nothing is in flight and every earlier update is durable;
 		 * this one needs no durability (above). */
 		step_persisted(m, b->persist_seq);
 		return;
@@ -295,13 +329,7 @@ static void submit(struct srv_member *m, bool force)
 	if (m->compact_pending)
 		b->compact_step = true;
 	m->inflight = b;
-	for (int i = 0; i < 3; i++) {
-		struct srv_batch *n = &m->batches[i];
-		if (n != m->inflight && n != m->answering) {
-			m->filling = n;
-			break;
-		}
-	}
+	m->filling = spare_batch(m);
 	srv_batch_submit(m, b);
 }
 
@@ -392,11 +420,8 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 		srv_member_install(m, &meta, path, &hs, hs_changed, seq);
 		return;
 	}
-	if (up->persist_seq) {
+	if (up->persist_seq)
 		queue_persist(m, up);
-		if (single_voter_leader(m))
-			apply_own_appends(m);
-	}
 	if (up->n_msgs)
 		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
 	uint64_t skipped = 0;
@@ -506,11 +531,25 @@ static void batch_done(uv_async_t *async)
 	pthread_mutex_unlock(&m->q.mu);
 	if (!b)
 		return;
-	srv_histogram_observe(&m->metrics.backend_commit, b->commit_ns);
+	if (!b->sync_only)
+		srv_histogram_observe(&m->metrics.backend_commit, b->commit_ns);
 	if (b->n_persist)
 		srv_histogram_observe(&m->metrics.wal_fsync, b->commit_ns);
 	m->inflight = NULL;
-	uint64_t persist_seq = b->persist_seq;
+	/* Lazy meta sync: what a batch persisted is durable, and may be
+	 * reported to raft (which then sends what depends on it and counts
+	 * it toward commitment), only after a later flush. */
+	uint64_t persist_seq = 0;
+	if (b->flushed_before) {
+		persist_seq = m->undurable_seq;
+		m->undurable_seq = 0;
+	}
+	if (b->persist_seq) {
+		if (b->self_durable)
+			persist_seq = b->persist_seq;
+		else
+			m->undurable_seq = b->persist_seq;
+	}
 	uint64_t applied = b->apply_to;
 	int64_t old_rev = m->revision;
 	if (b->revision)
@@ -523,6 +562,8 @@ static void batch_done(uv_async_t *async)
 	m->answering = b;
 	if (m->compact_pending)
 		m->filling->compact_step = true;
+	if (b->n_persist && single_voter_leader(m))
+		apply_own_appends(m, b);
 	maybe_submit(m);
 	bool nospace = false;
 	for (size_t i = 0; i < b->n_results; i++) {
@@ -760,6 +801,9 @@ static int open_store(struct srv_member *m)
 	sc.max_request_bytes = (size_t)m->cfg->max_request_bytes;
 	sc.max_txn_ops = (unsigned)m->cfg->max_txn_ops;
 	sc.nosync = m->cfg->unsafe_no_fsync;
+	/* One device flush per batch instead of two: a batch is durable once
+	 * the next one (or a sync_only batch) is committed; see batch_done. */
+	sc.lazy_meta_sync = true;
 	return store_open(&sc, &m->store);
 }
 
@@ -1133,6 +1177,8 @@ void srv_member_close(struct srv_member *m)
 		srv_batch_free(&m->batches[i]);
 	raft_free(m->raft);
 	raft_lmdb_close(m->rl);
+	if (m->store)
+		store_sync(m->store); /* the last batch's meta page */
 	store_close(m->store);
 	srv_membership_free(&m->members);
 }

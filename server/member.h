@@ -86,6 +86,13 @@ struct srv_batch {
 	bool has_log_compact;
 	struct raft_snapshot_meta log_compact;
 	bool compact_step; /* run a bounded store compaction step */
+	/* Only flush what earlier batches committed (store_sync): they are
+	 * durable once it is done. */
+	bool sync_only;
+	/* Applies entries that an earlier batch appended and that are
+	 * committed once durable (a single voter's own): the commit must
+	 * flush that batch before its own result becomes visible. */
+	bool need_prev_durable;
 	struct srv_header hdr;
 	struct srv_arena arena;
 	struct srv_conf_done {
@@ -100,6 +107,11 @@ struct srv_batch {
 	int64_t revision;
 	bool compact_more;
 	uint64_t commit_ns;
+	/* Every batch committed before this one is durable now (the commit
+	 * flushed the device, or sync_only). This one's own commit is durable
+	 * only after the next flush, unless self_durable (no fsync at all). */
+	bool flushed_before;
+	bool self_durable;
 };
 
 struct srv_batch_queue {
@@ -175,6 +187,10 @@ struct srv_member {
 	struct srv_batch *answering;
 	struct raft_hard_state queued_hs; /* last hard state queued to persist */
 	uint64_t reported_seq;            /* last persist seq stepped PERSISTED */
+	/* Persist seq of the last batch committed but not yet flushed (lazy
+	 * meta sync: a later commit or a sync_only batch makes it durable);
+	 * 0 when everything committed is durable. */
+	uint64_t undurable_seq;
 	struct srv_batch_queue q;
 	uint64_t applied_index; /* applied by committed batches */
 	uint64_t queued_apply;  /* last index handed to a batch for apply */

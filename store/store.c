@@ -413,6 +413,7 @@ int store_open(const struct store_config *cfg, struct store **out)
 		return CAIRN_ENOMEM;
 	s->lock_fd = -1;
 	s->read_only = cfg->read_only;
+	s->nosync = cfg->nosync;
 	s->quota = cfg->quota_bytes ? cfg->quota_bytes : STORE_DEFAULT_QUOTA;
 	s->max_request =
 	    cfg->max_request_bytes ? cfg->max_request_bytes : STORE_DEFAULT_MAX_REQUEST;
@@ -457,6 +458,8 @@ int store_open(const struct store_config *cfg, struct store **out)
 		flags |= MDB_RDONLY;
 	if (cfg->nosync)
 		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	else if (cfg->lazy_meta_sync && !s->read_only)
+		flags |= MDB_NOMETASYNC;
 	rc = mdb_env_open(s->env, cfg->dir, flags, 0644);
 	if (rc) {
 		rc = store_lmdb_err(rc);
@@ -518,8 +521,17 @@ int store_wtxn_begin(struct store *s, struct store_wtxn **out)
 	return 0;
 }
 
-int store_wtxn_commit(struct store_wtxn *w)
+static uint64_t last_txnid(MDB_env *env)
 {
+	MDB_envinfo info;
+	mdb_env_info(env, &info);
+	return (uint64_t)info.me_last_txnid;
+}
+
+int store_wtxn_commit_flushed(struct store_wtxn *w, bool *flushed)
+{
+	if (flushed)
+		*flushed = false;
 	int rc = w->failed;
 	if (rc) {
 		store_wtxn_abort(w);
@@ -527,9 +539,27 @@ int store_wtxn_commit(struct store_wtxn *w)
 	}
 	if (w->ic != NULL)
 		mdb_cursor_close(w->ic);
+	MDB_env *env = w->s->env;
+	uint64_t before = last_txnid(env);
 	rc = store_lmdb_err(mdb_txn_commit(w->txn));
+	/* LMDB commits a transaction that changed nothing without writing or
+	 * flushing anything, and without a new transaction id. */
+	if (rc == 0 && flushed)
+		*flushed = !w->s->nosync && last_txnid(env) > before;
 	free(w);
 	return rc;
+}
+
+int store_wtxn_commit(struct store_wtxn *w)
+{
+	return store_wtxn_commit_flushed(w, NULL);
+}
+
+int store_sync(struct store *s)
+{
+	if (s->nosync || s->read_only)
+		return 0;
+	return store_lmdb_err(mdb_env_sync(s->env, 1));
 }
 
 void store_wtxn_abort(struct store_wtxn *w)

@@ -116,7 +116,13 @@ struct store_config {
 	size_t max_request_bytes; /* key+value of a put, sum over a txn; 0 = default */
 	unsigned max_txn_ops;     /* ops per txn level; 0 = default */
 	bool nosync;              /* no fsync at commit (tests, benchmarks) */
-	bool read_only;           /* offline inspection beside a running writer */
+	/* Lazy meta sync (LMDB's MDB_NOMETASYNC): a commit flushes its data
+	 * pages but writes the meta page that makes it current without a flush.
+	 * The store stays intact across a power loss, but its last commit may
+	 * be undone: a commit is durable once a later commit returned (that
+	 * one's data flush covers the earlier meta page) or store_sync did. */
+	bool lazy_meta_sync;
+	bool read_only; /* offline inspection beside a running writer */
 };
 
 /* Opens (creating if needed) the store in cfg->dir. A writer takes an
@@ -146,8 +152,17 @@ MDB_env *store_env(struct store *s);
 int store_wtxn_begin(struct store *s, struct store_wtxn **out);
 
 /* Makes the batch durable (fsync unless cfg->nosync) and visible, then frees
- * the wtxn. On error nothing of the batch is kept and the wtxn is freed too. */
+ * the wtxn. On error nothing of the batch is kept and the wtxn is freed too.
+ * With cfg->lazy_meta_sync the batch is visible but durable only after the
+ * next commit that changed something or store_sync; *flushed (may be NULL)
+ * tells whether this commit flushed to the device, which makes every earlier
+ * commit durable (false for a batch that changed nothing, or with nosync). */
 int store_wtxn_commit(struct store_wtxn *w);
+int store_wtxn_commit_flushed(struct store_wtxn *w, bool *flushed);
+
+/* Flushes everything committed so far to the device (a no-op with
+ * cfg->nosync). Errors: CAIRN_EIO. */
+int store_sync(struct store *s);
 
 /* Throws the batch away and frees the wtxn. Accepts NULL. */
 void store_wtxn_abort(struct store_wtxn *w);

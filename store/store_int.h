@@ -54,6 +54,7 @@ struct store {
 	MDB_dbi kv, index, meta, leases, lease_keys;
 	int lock_fd;
 	bool read_only;
+	bool nosync;
 	size_t max_key;
 	uint64_t psize; /* LMDB page size */
 	uint64_t quota;

@@ -1127,6 +1127,45 @@ static void test_shared_env(void **state)
 	expect_val(f->s, "k", 0, "v");
 }
 
+/* Lazy meta sync: a commit that changed something reports that it flushed
+ * (making every earlier commit durable); one that changed nothing does not,
+ * nor does any commit without fsync; store_sync works in both modes. */
+static void test_lazy_meta_sync(void **state)
+{
+	(void)state;
+	for (int nosync = 0; nosync < 2; nosync++) {
+		char *dir = tu_tmpdir();
+		struct store_config cfg = {.dir = dir,
+		                           .nosync = nosync,
+		                           .lazy_meta_sync = true,
+		                           .map_size = 64u << 20,
+		                           .quota_bytes = 32u << 20};
+		struct store *s;
+		assert_int_equal(store_open(&cfg, &s), 0);
+		unsigned flags = 0;
+		mdb_env_get_flags(store_env(s), &flags);
+		assert_true(flags & MDB_NOMETASYNC);
+		struct store_wtxn *w;
+		bool flushed = !nosync;
+		assert_int_equal(store_wtxn_begin(s, &w), 0);
+		struct store_put_req p = {B("k"), 1, B("v"), 1, 0, false, false, false};
+		assert_int_equal(store_put(w, &p, NULL), 0);
+		assert_int_equal(store_wtxn_commit_flushed(w, &flushed), 0);
+		assert_int_equal(flushed, !nosync);
+		flushed = true;
+		assert_int_equal(store_wtxn_begin(s, &w), 0);
+		assert_int_equal(store_wtxn_commit_flushed(w, &flushed), 0);
+		assert_false(flushed); /* nothing changed: nothing written */
+		assert_int_equal(store_sync(s), 0);
+		store_close(s);
+		assert_int_equal(tu_open(dir, &s), 0);
+		expect_val(s, "k", 0, "v");
+		store_close(s);
+		tu_rmrf(dir);
+		free(dir);
+	}
+}
+
 static void test_check_detects_corruption(void **state)
 {
 	assert_int_equal(tu_put(S, "a", "1"), 0);
@@ -1173,6 +1212,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_lock_and_readonly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_shared_env, setup, teardown),
+	    cmocka_unit_test(test_lazy_meta_sync),
 	    cmocka_unit_test_setup_teardown(test_check_detects_corruption, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
