@@ -9,7 +9,7 @@
 # multiplies the request counts; BENCH_REPEAT=N runs each benchmark N times
 # (default 3); BENCH_ONLY=REGEX runs the benchmarks whose
 # name matches (e.g. BENCH_ONLY='1000c' for the 1000 clients / 100
-# connections put and range set).
+# connections put and range set); BENCH_MEMBERS=3 runs 3-member clusters.
 set -u
 . "$(dirname "$0")/test_lib.sh"
 scale=${BENCH_SCALE:-1}
@@ -44,12 +44,23 @@ fi
 # the other (BENCH_REPEAT times, 3 by default): on a shared machine the disk
 # and the CPUs change speed from one minute to the next, and a ratio is only
 # meaningful between runs made under the same conditions.
-declare -A eps spids
+# BENCH_MEMBERS=3: a 3-member cluster of each, the clients spread over
+# every member's endpoint (as etcd's benchmark --endpoints does), server CPU
+# summed over the members.
+members=${BENCH_MEMBERS:-1}
+declare -A eps spids mpids
 for kind in "${kinds[@]}"; do
-	start_server "$kind" || exit 1
+	if [ "$members" -gt 1 ]; then
+		start_cluster "$kind" "$members" || exit 1
+		server_pid=${cluster_pids[0]}
+		mpids[$kind]="${cluster_pids[*]}"
+	else
+		start_server "$kind" || exit 1
+		mpids[$kind]=$server_pid
+	fi
 	eps[$kind]=$ep
 	spids[$kind]=$server_pid
-	echo "== $kind (pid $server_pid, $ep)"
+	echo "== $kind (pids ${mpids[$kind]}, $ep)"
 	# Keys for the range benchmarks: 1000 sequential keys.
 	"$BUILD/cairn-bench" --endpoints="$ep" put --total 1000 --clients 16 --key-size 10 \
 		--key-space-size 1000 --sequential-keys --val-size 256 --quiet >/dev/null
@@ -62,9 +73,23 @@ for entry in "${set_[@]}"; do
 	for rep in $(seq "$repeat"); do
 		for kind in "${kinds[@]}"; do
 			# shellcheck disable=SC2086
+			t0=$(cpu_ticks ${mpids[$kind]})
+			# shellcheck disable=SC2086
 			line=$("$BUILD/cairn-bench" --endpoints="${eps[$kind]}" \
 				--server-pid="${spids[$kind]}" --key-size 10 $args --quiet 2>"$tmp/err" |
 				grep '^result:')
+			if [ "$members" -gt 1 ]; then
+				# shellcheck disable=SC2086
+				t1=$(cpu_ticks ${mpids[$kind]})
+				line=$(echo "$line" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" '{
+					for (i = 1; i <= NF; i++) if ($i ~ /^ops=/) ops = substr($i, 5)
+					for (i = 1; i <= NF; i++) {
+						if ($i ~ /^cpu_s=/) $i = sprintf("cpu_s=%.3f", t / hz)
+						if ($i ~ /^cpu_us_per_op=/ && ops > 0)
+							$i = sprintf("cpu_us_per_op=%.1f", t / hz * 1e6 / ops)
+					}
+					print }')
+			fi
 			echo "  $name #$rep $kind: ${line#result: }"
 			echo "$kind $name $rep ${line#result: }" >>"$results"
 		done
@@ -77,10 +102,15 @@ for entry in "${set_[@]}"; do
 	done
 done
 for kind in "${kinds[@]}"; do
-	rss=$(awk '/VmRSS/{print $2}' "/proc/${spids[$kind]}/status" 2>/dev/null)
-	echo "$kind rss_end 0 ${rss:-0}" >>"$results"
-	kill "${spids[$kind]}"
-	wait "${spids[$kind]}" 2>/dev/null
+	rss=0
+	for p in ${mpids[$kind]}; do
+		rss=$((rss + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+	done
+	echo "$kind rss_end 0 $rss" >>"$results"
+	for p in ${mpids[$kind]}; do
+		kill "$p"
+		wait "$p" 2>/dev/null
+	done
 done
 
 /usr/bin/python3 - "$results" <<'PY'

@@ -39,6 +39,50 @@ start_server() {
 	return 1
 }
 
+# start_cluster KIND N: N members of KIND on free loopback ports; sets $ep
+# (every member's client endpoint, comma-separated) and $cluster_pids.
+start_cluster() {
+	local kind=$1 n=$2 bin ic="" i
+	local -a cports=() pports=()
+	bin=${SERVER_BIN:-$BUILD/cairnd}
+	[ "$kind" = etcd ] && bin=/usr/bin/etcd
+	for i in $(seq "$n"); do
+		cports+=("$(free_port)")
+		pports+=("$(free_port)")
+		ic="$ic${ic:+,}m$i=http://127.0.0.1:${pports[i - 1]}"
+	done
+	ep="" cluster_pids=()
+	for i in $(seq "$n"); do
+		local c=127.0.0.1:${cports[i - 1]}
+		ETCD_UNSUPPORTED_ARCH=amd64 "$bin" --name "m$i" --data-dir "$tmp/$kind-m$i" \
+			--listen-client-urls "http://$c" --advertise-client-urls "http://$c" \
+			--listen-peer-urls "http://127.0.0.1:${pports[i - 1]}" \
+			--initial-advertise-peer-urls "http://127.0.0.1:${pports[i - 1]}" \
+			--initial-cluster "$ic" --initial-cluster-token "bench-$kind" \
+			>"$tmp/$kind-m$i.log" 2>&1 &
+		cluster_pids+=("$!")
+		pids+=("$!")
+		ep="$ep${ep:+,}$c"
+	done
+	for _ in $(seq 150); do
+		"$CTL" --endpoints="$ep" --dial-timeout=200ms put bench-warmup x >/dev/null 2>&1 &&
+			return 0
+		sleep 0.1
+	done
+	echo "cluster $kind did not come up"
+	tail -5 "$tmp/$kind-m"*.log
+	return 1
+}
+
+# cpu_ticks PID...: user+system clock ticks summed over the processes.
+cpu_ticks() {
+	local t=0 p
+	for p in "$@"; do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
 cleanup() {
 	for p in "${pids[@]+"${pids[@]}"}"; do
 		kill -9 "$p" 2>/dev/null
