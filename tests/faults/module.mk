@@ -21,3 +21,11 @@ $(BUILD)/failfs.so: tests/faults/failfs.c
 BINS += $(BUILD)/failfs.so
 TEST_SCRIPTS += tests/faults/test_failfs.py
 TEST_SCRIPTS += tests/faults/test_space.py
+
+# LD_PRELOAD shim recording every write and flush of an LMDB data.mdb, from
+# which test_powerloss.py rebuilds the file as a power loss could leave it.
+$(BUILD)/crashrec.so: tests/faults/crashrec.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -o $@ $< -ldl -lpthread
+BINS += $(BUILD)/crashrec.so
+TEST_SCRIPTS += tests/faults/test_powerloss.py
