@@ -42,10 +42,12 @@ bench-raft: $(BUILD)/tests/bin/bench_raft
 # seeds in tests/fuzz/seeds_raft_step (tests/fuzz/seeds_raft_step.py makes them).
 $(eval $(call fuzz_target,raft_step,tests/fuzz/fuzz_raft_step.c raft/raft.c raft/raft_mem.c \
 	raft/raft_codec.c common/cairn_error.c $(BUILD)/proto/raft.pb-c.c, \
-	$(BUILD)/proto/raft.pb-c.h raft/raft.h raft/raft_codec.h,tests/fuzz/seeds_raft_step))
+	$(BUILD)/proto/raft.pb-c.h raft/raft.h raft/raft_codec.h tests/fuzz/fuzz_input.h, \
+	tests/fuzz/seeds_raft_step))
 # make fuzz-raft-lmdb [FUZZ_SECONDS=N]: corrupted raft_log / raft_state records
 # under the raft_lmdb storage reads, raft_new and a core run on them
 # (tests/fuzz/fuzz_raft_lmdb.c); seeds in tests/fuzz/seeds_raft_lmdb
 # (tests/fuzz/seeds_raft_lmdb.py makes them).
 $(eval $(call fuzz_target,raft_lmdb,tests/fuzz/fuzz_raft_lmdb.c raft/raft.c raft/raft_mem.c \
-	raft/raft_lmdb.c common/cairn_error.c,raft/raft.h raft/raft_lmdb.h,tests/fuzz/seeds_raft_lmdb))
+	raft/raft_lmdb.c common/cairn_error.c,raft/raft.h raft/raft_lmdb.h tests/fuzz/fuzz_input.h, \
+	tests/fuzz/seeds_raft_lmdb))

@@ -25,5 +25,5 @@ bench-store: $(BUILD)/tools/bench_store
 # store reader and writer and store_check (tests/fuzz/fuzz_store_records.c);
 # seeds in tests/fuzz/seeds_store_records (tests/fuzz/seeds_store_records.py).
 $(eval $(call fuzz_target,store_records,tests/fuzz/fuzz_store_records.c $(STORE_SRCS) \
-	common/cairn_error.c,store/store.h store/store_int.h tests/store_test_util.h, \
-	tests/fuzz/seeds_store_records))
+	common/cairn_error.c,store/store.h store/store_int.h tests/store_test_util.h \
+	tests/fuzz/fuzz_input.h,tests/fuzz/seeds_store_records))

@@ -47,13 +47,9 @@
 
 #include "raft/raft.h"
 #include "raft/raft_lmdb.h"
+#include "tests/fuzz/fuzz_input.h"
 
-#define FAIL(...)                                                                                  \
-	do {                                                                                       \
-		fprintf(stderr, "fuzz_raft_lmdb: " __VA_ARGS__);                                   \
-		fputc('\n', stderr);                                                               \
-		abort();                                                                           \
-	} while (0)
+#define FAIL(...) FUZZ_FAIL("fuzz_raft_lmdb", __VA_ARGS__)
 
 static MDB_env *env;
 static struct raft_lmdb *rl;
@@ -102,21 +98,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- input ---------------------------------------------------------------- */
 
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static bool get(struct in *in, void *out, size_t n)
-{
-	if (in->n < n)
-		return false;
-	memcpy(out, in->p, n);
-	in->p += n;
-	in->n -= n;
-	return true;
-}
-
 static void put64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
@@ -130,16 +111,16 @@ static void put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kl, const void 
 }
 
 /* One record of the input into txn; false at the end of the input. */
-static bool record(struct in *in, MDB_txn *txn, uint64_t *index, uint64_t *term)
+static bool record(struct fuzz_in *in, MDB_txn *txn, uint64_t *index, uint64_t *term)
 {
 	uint8_t op, a, b, len, k[256], v[9 + 256];
-	if (!get(in, &op, 1))
+	if (!fuzz_get(in, &op, 1))
 		return false;
 	switch (op % 4) {
 	case 0: {
 		uint8_t type;
-		if (!get(in, &a, 1) || !get(in, &b, 1) || !get(in, &type, 1) || !get(in, &len, 1) ||
-		    !get(in, v + 9, len))
+		if (!fuzz_get(in, &a, 1) || !fuzz_get(in, &b, 1) || !fuzz_get(in, &type, 1) ||
+		    !fuzz_get(in, &len, 1) || !fuzz_get(in, v + 9, len))
 			return false;
 		*index += 1 + (uint64_t)(int64_t)(int8_t)a;
 		*term += (uint64_t)(int64_t)(int8_t)b;
@@ -150,35 +131,36 @@ static bool record(struct in *in, MDB_txn *txn, uint64_t *index, uint64_t *term)
 		return true;
 	}
 	case 1:
-		if (!get(in, &a, 1) || !get(in, k, a % 17) || !get(in, &len, 1) || !get(in, v, len))
+		if (!fuzz_get(in, &a, 1) || !fuzz_get(in, k, a % 17) || !fuzz_get(in, &len, 1) ||
+		    !fuzz_get(in, v, len))
 			return false;
 		put(txn, dbi_log, k, a % 17, v, len);
 		return true;
 	case 2: {
 		const char *key = (const char *)k;
 		size_t kl;
-		if (!get(in, &a, 1))
+		if (!fuzz_get(in, &a, 1))
 			return false;
 		if (a == 0 || a == 1) {
 			key = a ? "snap" : "hard";
 			kl = 4;
-		} else if (!get(in, &b, 1) || !get(in, k, b)) {
+		} else if (!fuzz_get(in, &b, 1) || !fuzz_get(in, k, b)) {
 			return false;
 		} else {
 			kl = b;
 		}
-		if (!get(in, &len, 1) || !get(in, v, len))
+		if (!fuzz_get(in, &len, 1) || !fuzz_get(in, v, len))
 			return false;
 		put(txn, dbi_state, key, kl, v, len);
 		return true;
 	}
 	default: {
 		uint8_t w[24 + 8 * 510];
-		if (!get(in, &a, 1))
+		if (!fuzz_get(in, &a, 1))
 			return false;
 		if (a % 2 == 0) {
 			uint8_t t, vote, c[2];
-			if (!get(in, &t, 1) || !get(in, &vote, 1) || !get(in, c, 2))
+			if (!fuzz_get(in, &t, 1) || !fuzz_get(in, &vote, 1) || !fuzz_get(in, c, 2))
 				return false;
 			put64(w, t);
 			put64(w + 8, vote);
@@ -187,14 +169,15 @@ static bool record(struct in *in, MDB_txn *txn, uint64_t *index, uint64_t *term)
 			return true;
 		}
 		uint8_t i2[2], t, nv, nl;
-		if (!get(in, i2, 2) || !get(in, &t, 1) || !get(in, &nv, 1) || !get(in, &nl, 1))
+		if (!fuzz_get(in, i2, 2) || !fuzz_get(in, &t, 1) || !fuzz_get(in, &nv, 1) ||
+		    !fuzz_get(in, &nl, 1))
 			return false;
 		put64(w, (uint64_t)i2[0] | (uint64_t)i2[1] << 8);
 		put64(w + 8, t);
 		put64(w + 16, (uint64_t)nv << 32 | nl);
 		for (unsigned i = 0; i < (unsigned)nv + nl; i++) {
 			uint8_t id;
-			if (!get(in, &id, 1))
+			if (!fuzz_get(in, &id, 1))
 				return false;
 			put64(w + 24 + 8 * i, id);
 		}
@@ -204,7 +187,7 @@ static bool record(struct in *in, MDB_txn *txn, uint64_t *index, uint64_t *term)
 	}
 }
 
-static void load(struct in *in)
+static void load(struct fuzz_in *in)
 {
 	MDB_txn *txn;
 	if (mdb_txn_begin(env, NULL, 0, &txn))
@@ -280,6 +263,19 @@ static void check(struct raft *r, const char *when)
 		FAIL("raft_check %s: %s", when, buf);
 }
 
+static void handle(struct raft *r, struct raft_update *up, uint64_t *applied, int depth);
+
+/* Steps ev into r, checks r, handles the update. */
+static void step(struct raft *r, const struct raft_event *ev, uint64_t *applied, int depth)
+{
+	struct raft_update up;
+	(void)raft_step(r, ev, &up);
+	check(r, ev->type == RAFT_EVENT_TICK        ? "after a tick"
+	         : ev->type == RAFT_EVENT_PERSISTED ? "after PERSISTED"
+	                                            : "after APPLIED");
+	handle(r, &up, applied, depth);
+}
+
 /* Persists what up asks for, then steps PERSISTED and APPLIED (the last
  * index applied into *applied), and so on for what those steps return. */
 static void handle(struct raft *r, struct raft_update *up, uint64_t *applied, int depth)
@@ -301,21 +297,13 @@ static void handle(struct raft *r, struct raft_update *up, uint64_t *applied, in
 	}
 	if (depth > 8)
 		return;
-	struct raft_update next;
-	if (seq) {
-		struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
-		ev.persisted.seq = seq;
-		(void)raft_step(r, &ev, &next);
-		check(r, "after PERSISTED");
-		handle(r, &next, applied, depth + 1);
-	}
+	if (seq)
+		step(r, &(struct raft_event){.type = RAFT_EVENT_PERSISTED, .persisted.seq = seq},
+		     applied, depth + 1);
 	if (to) {
-		struct raft_event ev = {.type = RAFT_EVENT_APPLIED};
-		ev.applied.index = to;
 		*applied = to;
-		(void)raft_step(r, &ev, &next);
-		check(r, "after APPLIED");
-		handle(r, &next, applied, depth + 1);
+		step(r, &(struct raft_event){.type = RAFT_EVENT_APPLIED, .applied.index = to},
+		     applied, depth + 1);
 	}
 }
 
@@ -323,7 +311,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	struct in in = {data + 1, size - 1};
+	struct fuzz_in in = {data + 1, size - 1};
 	load(&in);
 	struct raft_storage s = raft_lmdb_storage(rl);
 	read_storage(&s);
@@ -337,13 +325,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	check(r, "after raft_new");
 	uint64_t applied = 0;
-	for (int i = 0; i < 40 && !(data[0] & 2); i++) {
-		struct raft_update up;
-		struct raft_event ev = {.type = RAFT_EVENT_TICK};
-		(void)raft_step(r, &ev, &up);
-		check(r, "after a tick");
-		handle(r, &up, &applied, 0);
-	}
+	for (int i = 0; i < 40 && !(data[0] & 2); i++)
+		step(r, &(struct raft_event){.type = RAFT_EVENT_TICK}, &applied, 0);
 	/* Compact what was applied when all of the log was: the configuration
 	 * then is the core's current one. */
 	struct raft_status st;
