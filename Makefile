@@ -41,6 +41,33 @@ TEST_SCRIPTS :=
 .PHONY: all deps run test test-run test-asan clean format check-format
 all: build-all
 
+# libFuzzer targets (clang; ASan and UBSan, every report fatal). A module adds
+# one with
+#   $(eval $(call fuzz_target,NAME,SOURCES,PREREQUISITES,SEED_DIRS))
+# which builds $(FUZZ_BUILD)/fuzz_NAME from SOURCES (linked with $(LIBS); more
+# PREREQUISITES such as headers rebuild it) and defines `make fuzz-NAME` (with
+# "-" for "_") [FUZZ_SECONDS=N]: N seconds of fuzzing, new inputs kept in
+# $(FUZZ_BUILD)/corpus_NAME, seeds read from SEED_DIRS (none if empty).
+# `make fuzz` builds every target, `make fuzz-short` runs each in turn.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -I. -I$(BUILD) $(PKG_CFLAGS)
+FUZZ_BINS :=
+.PHONY: fuzz fuzz-short
+define fuzz_target
+FUZZ_BINS += $(FUZZ_BUILD)/fuzz_$(1)
+$(FUZZ_BUILD)/fuzz_$(1): $(2) $(3)
+	@mkdir -p $$(dir $$@)
+	$(FUZZ_CC) -o $$@ $(2) $(LIBS)
+.PHONY: fuzz-$(subst _,-,$(1))
+fuzz-short: fuzz-$(subst _,-,$(1))
+fuzz-$(subst _,-,$(1)): $(FUZZ_BUILD)/fuzz_$(1)
+	@mkdir -p $(FUZZ_BUILD)/corpus_$(1)
+	$$< -max_total_time=$$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+		$(FUZZ_BUILD)/corpus_$(1) $(4)
+endef
+
 include common/module.mk
 include proto/module.mk
 include store/module.mk
@@ -49,6 +76,8 @@ include rpc/module.mk
 include server/module.mk
 include tools/module.mk
 include tests/module.mk
+
+fuzz: $(FUZZ_BINS)
 
 PROTO_GEN_C := $(PROTO_SRCS:%.proto=$(BUILD)/%.pb-c.c)
 PROTO_GEN_H := $(PROTO_SRCS:%.proto=$(BUILD)/%.pb-c.h)

@@ -37,22 +37,17 @@ BINS += $(BUILD)/tests/bin/bench_raft
 bench-raft: $(BUILD)/tests/bin/bench_raft
 	$(BUILD)/tests/bin/bench_raft
 
-# make fuzz-raft-step [FUZZ_SECONDS=N]: libFuzzer (clang, ASan+UBSan) on
-# bytes -> raft_msg_decode -> raft_step of a member of an in-memory
-# 3-member cluster (tests/fuzz/fuzz_raft_step.c); seeds in
-# tests/fuzz/seeds_raft_step (tests/fuzz/seeds_raft_step.py makes them).
-FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 60
-FUZZ_RAFT_SRCS := tests/fuzz/fuzz_raft_step.c raft/raft.c raft/raft_mem.c raft/raft_codec.c \
-	common/cairn_error.c
-$(FUZZ_BUILD)/fuzz_raft_step: $(FUZZ_RAFT_SRCS) $(BUILD)/proto/raft.pb-c.c $(BUILD)/proto/raft.pb-c.h \
-	raft/raft.h raft/raft_codec.h
-	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-I. -I$(BUILD) $(PKG_CFLAGS) -o $@ $(FUZZ_RAFT_SRCS) $(BUILD)/proto/raft.pb-c.c $(LIBS)
-.PHONY: fuzz-raft-step
-fuzz-short: fuzz-raft-step
-fuzz-raft-step: $(FUZZ_BUILD)/fuzz_raft_step
-	@mkdir -p $(FUZZ_BUILD)/corpus_raft_step
-	$< -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
-		$(FUZZ_BUILD)/corpus_raft_step tests/fuzz/seeds_raft_step
+# make fuzz-raft-step [FUZZ_SECONDS=N]: bytes -> raft_msg_decode -> raft_step
+# of a member of an in-memory 3-member cluster (tests/fuzz/fuzz_raft_step.c);
+# seeds in tests/fuzz/seeds_raft_step (tests/fuzz/seeds_raft_step.py makes them).
+$(eval $(call fuzz_target,raft_step,tests/fuzz/fuzz_raft_step.c raft/raft.c raft/raft_mem.c \
+	raft/raft_codec.c common/cairn_error.c $(BUILD)/proto/raft.pb-c.c, \
+	$(BUILD)/proto/raft.pb-c.h raft/raft.h raft/raft_codec.h tests/fuzz/fuzz_input.h, \
+	tests/fuzz/seeds_raft_step))
+# make fuzz-raft-lmdb [FUZZ_SECONDS=N]: corrupted raft_log / raft_state records
+# under the raft_lmdb storage reads, raft_new and a core run on them
+# (tests/fuzz/fuzz_raft_lmdb.c); seeds in tests/fuzz/seeds_raft_lmdb
+# (tests/fuzz/seeds_raft_lmdb.py makes them).
+$(eval $(call fuzz_target,raft_lmdb,tests/fuzz/fuzz_raft_lmdb.c raft/raft.c raft/raft_mem.c \
+	raft/raft_lmdb.c common/cairn_error.c,raft/raft.h raft/raft_lmdb.h tests/fuzz/fuzz_input.h, \
+	tests/fuzz/seeds_raft_lmdb))

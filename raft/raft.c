@@ -1690,6 +1690,13 @@ int raft_new(const struct raft_config *cfg, const struct raft_storage *st, struc
 			return rv;
 		}
 	}
+	/* A term is persisted before or with any entry of it (§5.1, I2): a log
+	 * or snapshot of a later term than the hard state is corrupt (a lost
+	 * or rolled back hard state; running on would forget a vote). */
+	if (last_term(r) > hs.term) {
+		raft_free(r);
+		return CAIRN_ECORRUPT;
+	}
 	r->term = hs.term;
 	r->vote = hs.vote;
 	r->commit = hs.commit < snap.index ? snap.index : hs.commit;

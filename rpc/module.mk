@@ -16,31 +16,14 @@ $(BUILD)/tests/bin/test_rpc_wire: $(BUILD)/tests/test_rpc_wire.o $(BUILD)/librpc
 	$(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_rpc_wire
 
-# libFuzzer target for the gRPC framing and the HTTP/1.1 request parser.
-# `fuzz`/`fuzz-short` collect every module's targets as prerequisites.
-FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 60
-.PHONY: fuzz fuzz-short fuzz-rpc fuzz-rpc-short
-fuzz: fuzz-rpc
-fuzz-short: fuzz-rpc-short fuzz-apply fuzz-requests
-fuzz-rpc: $(FUZZ_BUILD)/fuzz_grpc_frame $(FUZZ_BUILD)/fuzz_rpc_server
-$(FUZZ_BUILD)/fuzz_grpc_frame: tests/fuzz/fuzz_grpc_frame.c rpc/grpc_wire.c rpc/http1.c \
-	common/cairn_error.c
-	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
-		-o $@ $^
-# The whole server (sniffing, HTTP/1.1, HTTP/2 callbacks, calls, streams) fed
-# one client connection per input over a unix socket.
-$(FUZZ_BUILD)/fuzz_rpc_server: tests/fuzz/fuzz_rpc_server.c $(RPC_SRCS) common/cairn_error.c
-	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
-		-o $@ $^ $(PKG_LIBS)
-fuzz-rpc-short: $(FUZZ_BUILD)/fuzz_grpc_frame $(FUZZ_BUILD)/fuzz_rpc_server
-	@mkdir -p $(FUZZ_BUILD)/corpus_grpc_frame $(FUZZ_BUILD)/corpus_rpc_server
-	$(FUZZ_BUILD)/fuzz_grpc_frame -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		$(FUZZ_BUILD)/corpus_grpc_frame
-	$(FUZZ_BUILD)/fuzz_rpc_server -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		-timeout=10 $(FUZZ_BUILD)/corpus_rpc_server tests/fuzz/seeds_rpc_server
+# make fuzz-grpc-frame: the gRPC framing and the HTTP/1.1 request parser.
+$(eval $(call fuzz_target,grpc_frame,tests/fuzz/fuzz_grpc_frame.c rpc/grpc_wire.c rpc/http1.c \
+	common/cairn_error.c,,))
+# make fuzz-rpc-server: the whole server (sniffing, HTTP/1.1, HTTP/2
+# callbacks, calls, streams) fed one client connection per input over a unix
+# socket.
+$(eval $(call fuzz_target,rpc_server,tests/fuzz/fuzz_rpc_server.c $(RPC_SRCS) \
+	common/cairn_error.c,,tests/fuzz/seeds_rpc_server))
 
 $(BUILD)/tests/bin/test_rpc_client: $(BUILD)/tests/test_rpc_client.o $(BUILD)/librpc.a \
 	$(BUILD)/libcommon.a

@@ -68,6 +68,7 @@ void srv_batch_reset(struct srv_batch *b)
 	b->err = 0;
 	b->n_results = 0;
 	b->n_conf_done = 0;
+	b->removes_self = false;
 	b->revision = 0;
 	b->compact_more = false;
 	b->commit_ns = 0;

@@ -339,8 +339,12 @@ void srv_cluster_apply_entry(struct srv_member *m, const struct raft_entry *e, u
 		        NULL);
 		if (cc->type == CAIRNPB__CONF_CHANGE__TYPE__REMOVE && m->peers && who != m->id)
 			rpc_peer_net_remove_peer(m->peers, who);
+		/* Not m->removed yet: a batch already in flight completing first
+		 * would stop the member before the one applying this entry has
+		 * answered the MemberRemove (the leader removed through itself
+		 * answered "server stopped"). */
 		if (cc->type == CAIRNPB__CONF_CHANGE__TYPE__REMOVE && who == m->id)
-			m->removed = true;
+			m->filling->removes_self = true;
 		srv_cluster_sync_peers(m);
 	}
 	cairnpb__conf_change__free_unpacked(cc, NULL);

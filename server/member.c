@@ -588,6 +588,7 @@ static void batch_done(uv_async_t *async)
 		free(p);
 	}
 	m->metrics.proposals_applied += b->n_apply;
+	m->removed |= b->removes_self;
 	srv_batch_reset(b);
 	m->answering = NULL;
 

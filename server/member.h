@@ -100,6 +100,9 @@ struct srv_batch {
 		int err;
 	} * conf_done; /* membership entries proposed here, applied */
 	size_t n_conf_done, cap_conf_done;
+	/* applies this member's own removal: it stops once the batch is done
+	 * (and the MemberRemove that asked for it is answered), not before */
+	bool removes_self;
 	/* output, filled by the storage thread */
 	int err;
 	struct srv_apply_result *results;

@@ -21,21 +21,9 @@ $(BUILD)/tools/bench_store: $(BUILD)/tools/bench_store.o $(STORE_TEST_DEPS)
 bench-store: $(BUILD)/tools/bench_store
 	$(BUILD)/tools/bench_store $(BENCH_ARGS)
 
-# make fuzz-store-records [FUZZ_SECONDS=N]: libFuzzer (clang, ASan+UBSan)
-# on corrupted LMDB records under every store reader and writer and
-# store_check (tests/fuzz/fuzz_store_records.c); seeds in
-# tests/fuzz/seeds_store_records (tests/fuzz/seeds_store_records.py).
-FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 60
-FUZZ_STORE_SRCS := tests/fuzz/fuzz_store_records.c $(STORE_SRCS) common/cairn_error.c
-$(FUZZ_BUILD)/fuzz_store_records: $(FUZZ_STORE_SRCS) store/store.h store/store_int.h \
-	tests/store_test_util.h
-	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-I. $(PKG_CFLAGS) -o $@ $(FUZZ_STORE_SRCS) $(LIBS)
-.PHONY: fuzz-store-records
-fuzz-short: fuzz-store-records
-fuzz-store-records: $(FUZZ_BUILD)/fuzz_store_records
-	@mkdir -p $(FUZZ_BUILD)/corpus_store_records
-	$< -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
-		$(FUZZ_BUILD)/corpus_store_records tests/fuzz/seeds_store_records
+# make fuzz-store-records [FUZZ_SECONDS=N]: corrupted LMDB records under every
+# store reader and writer and store_check (tests/fuzz/fuzz_store_records.c);
+# seeds in tests/fuzz/seeds_store_records (tests/fuzz/seeds_store_records.py).
+$(eval $(call fuzz_target,store_records,tests/fuzz/fuzz_store_records.c $(STORE_SRCS) \
+	common/cairn_error.c,store/store.h store/store_int.h tests/store_test_util.h \
+	tests/fuzz/fuzz_input.h,tests/fuzz/seeds_store_records))

@@ -13,5 +13,6 @@ TEST_SCRIPTS += tests/compat/differential.py
 # Process-level cluster tests: real cairnd members (tests/cluster/cluster.py).
 TEST_SCRIPTS += tests/cluster/test_three.py tests/cluster/test_failover.py \
 	tests/cluster/test_snapshot.py tests/cluster/test_membership.py \
-	tests/cluster/test_partition.py tests/cluster/test_lease.py tests/cluster/test_log_bound.py
+	tests/cluster/test_partition.py tests/cluster/test_lease.py tests/cluster/test_log_bound.py \
+	tests/cluster/test_restart_ids.py
 include tests/faults/module.mk

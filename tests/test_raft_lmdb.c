@@ -261,6 +261,43 @@ static void test_core_recovers_from_lmdb(void **state)
 	raft_mem_storage_free(ms);
 }
 
+/* A term reaches the hard state before or with any entry of it: a log (or
+ * snapshot) of a later term than the stored hard state is corrupt, and
+ * raft_new refuses it rather than run at the older term (it would forget
+ * a vote). Found by fuzz_raft_lmdb: the core ran on a term-1 log with no
+ * hard state and failed raft_check (I2). */
+static void test_core_refuses_hard_state_behind_log(void **state)
+{
+	struct fx *f = *state;
+	struct raft_conf conf = {.n_voters = 1, .voters = {1}};
+	struct raft_config cfg = {.id = 1, .seed = 3, .initial_conf = &conf};
+	struct raft_storage lst = raft_lmdb_storage(f->rl);
+	struct raft *r;
+	struct raft_entry e[2];
+	mk(&e[0], 1, 1, "a");
+	mk(&e[1], 2, 2, "b");
+	struct raft_update up = {.n_entries = 2, .entries = e, .persist_seq = 1};
+	assert_int_equal(raft_lmdb_write_own(f->rl, &up), 0);
+	assert_int_equal(raft_new(&cfg, &lst, &r), CAIRN_ECORRUPT); /* no hard state */
+	up = (struct raft_update){.hard_state_changed = true,
+	                          .hard_state = {.term = 1, .vote = 1, .commit = 1},
+	                          .persist_seq = 2};
+	assert_int_equal(raft_lmdb_write_own(f->rl, &up), 0);
+	assert_int_equal(raft_new(&cfg, &lst, &r), CAIRN_ECORRUPT); /* term 1, entry of 2 */
+	/* a snapshot of term 3 with an emptied log, hard state at term 2 */
+	struct raft_snapshot_meta meta = {.index = 5, .term = 3, .conf = conf};
+	up = (struct raft_update){.snapshot = &meta,
+	                          .hard_state_changed = true,
+	                          .hard_state = {.term = 2, .vote = 1, .commit = 5},
+	                          .persist_seq = 3};
+	assert_int_equal(raft_lmdb_write_own(f->rl, &up), 0);
+	assert_int_equal(raft_new(&cfg, &lst, &r), CAIRN_ECORRUPT);
+	up.hard_state.term = 3;
+	assert_int_equal(raft_lmdb_write_own(f->rl, &up), 0);
+	assert_int_equal(raft_new(&cfg, &lst, &r), 0);
+	raft_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +305,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_compact_and_snapshot, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_caller_txn_is_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_core_recovers_from_lmdb, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_core_refuses_hard_state_behind_log, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,13 @@ on every member, and a nemesis that, one fault at a time:
                     fresh voter with a new name and data dir in a spare
                     namespace, started with --initial-cluster-state
                     existing (it catches up from a snapshot)
+  replace-leader    the same with the leader: it commits its own removal,
+                    steps down and exits; the others elect a new leader,
+                    which adds the fresh voter
+  learner-promote   replace-member, but the fresh member is added as a
+                    learner (MemberAdd isLearner) and promoted to a voter
+                    (MemberPromote, retried while the leader says it is
+                    not in sync yet) before clients use it
   compact           Compaction below what every watcher has seen
 Everything is healed, resumed and restarted before the next fault. Then
 every checker of checker.py judges the history. Only loopback, the test's
@@ -53,6 +60,8 @@ from etcdpb import rpc_pb2  # noqa: E402
 KEYS = ["n/k%d" % i for i in range(3)]
 PREFIX = "n/"
 OP_TIMEOUT = 1.5
+# fault kinds that replace a member (main() counts them together and apart)
+REPLACEMENTS = ("replace-member", "replace-leader", "learner-promote")
 SNAPSHOT_FLAGS = ["--snapshot-count", "300", "--experimental-snapshot-catchup-entries", "100"]
 
 
@@ -129,7 +138,7 @@ class Worker(threading.Thread):
 class Nemesis:
     FAULTS = ["kill-leader", "kill-follower", "kill-majority", "kill-all", "pause-leader",
               "pause-member", "isolate-leader", "isolate-minority", "oneway", "bridge", "replace-member",
-              "compact"]
+              "replace-leader", "learner-promote", "compact"]
 
     def __init__(self, cl, net, rng, log, on_replace=None, faults=None):
         self.cl, self.net, self.rng, self.log = cl, net, rng, log
@@ -189,13 +198,15 @@ class Nemesis:
                 m.proc.send_signal(signal.SIGCONT)
         self.stopped = []
 
-    def replace(self, lead):
-        """MemberRemove a follower, then MemberAdd a fresh voter in the spare
-        namespace and start it with --initial-cluster-state existing. False
-        (and the cluster as it was, or one member short, logged) if the
-        cluster refused; the run goes on."""
+    def replace(self, lead, victim, learner=False):
+        """MemberRemove victim (through the leader, which may be the victim:
+        it commits its own removal and steps down), then MemberAdd a fresh
+        member in the spare namespace and start it with
+        --initial-cluster-state existing; a learner is promoted before it
+        takes the victim's slot. False (and the cluster as it was, or one
+        member short, logged) if the cluster refused; the run goes on. A
+        learner never promoted on a healed cluster raises (the run fails)."""
         members = self.cl.members
-        victim = self.rng.choice([m for m in members if m is not lead])
         spare = [i for i in range(len(self.net.ns))
                  if i not in [self.slot(m) for m in members]][0]
         via = lead
@@ -219,8 +230,8 @@ class Nemesis:
         while True:
             try:
                 via = self.cl.leader(timeout=0.5) or via
-                via.cluster.MemberAdd(rpc_pb2.MemberAddRequest(peerURLs=[new.peer_url]),
-                                      timeout=5.0)
+                added = via.cluster.MemberAdd(rpc_pb2.MemberAddRequest(
+                    peerURLs=[new.peer_url], isLearner=learner), timeout=5.0)
                 break
             except (grpc.RpcError, AttributeError) as e:
                 if time.time() > deadline:
@@ -232,13 +243,48 @@ class Nemesis:
         new.start(Cluster.initial_cluster(joined), state="existing", wait=False)
         self.cl.removed.append(new)  # closed with the cluster even if it never serves
         new.wait_serving(timeout=30.0)
+        if learner:
+            self.promote(new, added.member.ID)
         self.cl.removed.remove(new)
         members[idx] = new  # the workers of the slot move to it once it serves
-        self.log("replace: %s (slot %d) replaced by %s (slot %d), id %x"
-                 % (victim.name, self.slot(victim), new.name, spare, new.id))
+        self.log("replace: %s (slot %d) replaced by %s%s (slot %d), id %x"
+                 % (victim.name, self.slot(victim), "learner " if learner else "", new.name,
+                    spare, new.id))
         if self.on_replace:
             self.on_replace(victim, new)
         return True
+
+    def promote(self, new, mid, timeout=30.0):
+        """MemberPromote of learner `new` (member id mid) through the
+        leader until it is accepted; while the learner catches up the
+        leader refuses with etcd's "not in sync" error. The learner then
+        reports itself a voter."""
+        t0 = time.time()
+        refusals = collections.Counter()
+        while True:
+            via = self.cl.leader([m for m in self.cl.members if m.alive()], timeout=0.5)
+            try:
+                if via is None:
+                    raise RuntimeError("no leader")
+                via.cluster.MemberPromote(rpc_pb2.MemberPromoteRequest(ID=mid), timeout=5.0)
+                break
+            except (grpc.RpcError, RuntimeError) as e:
+                why = "%s %s" % (e.code().name, e.details()) if isinstance(e, grpc.RpcError) \
+                    else str(e)
+                refusals[why] += 1
+                if time.time() - t0 > timeout:
+                    raise RuntimeError("learner %s not promoted in %.0f s: %s"
+                                       % (new.name, timeout, dict(refusals)))
+                time.sleep(0.2)
+        self.log("promote: learner %s promoted after %.1f s (refused: %s)"
+                 % (new.name, time.time() - t0, dict(refusals) or "never"))
+        st = None
+        for _ in range(50):
+            st = new.status(0.5)
+            if st is not None and not st.isLearner:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("promoted %s still reports isLearner (%s)" % (new.name, st))
 
     def one(self, watch_end, compact_kv):
         rng = self.rng
@@ -249,7 +295,7 @@ class Nemesis:
         if fault in ("kill-leader", "pause-leader", "isolate-leader") and lead is None:
             fault = fault.replace("leader", "follower" if fault.startswith("kill") else "member") \
                 if not fault.startswith("isolate") else "isolate-minority"
-        if fault == "replace-member" and (lead is None or n < 3):
+        if fault in REPLACEMENTS and (lead is None or n < 3):
             fault = "kill-all"
         if fault == "compact":
             # below what every watcher has seen, so no watcher needs a
@@ -263,8 +309,10 @@ class Nemesis:
                 except grpc.RpcError as e:
                     self.log("compact at %d failed: %s" % (rev, e.code()))
             return rng.uniform(0.5, 1.5)
-        if fault == "replace-member":
-            if self.replace(lead):
+        if fault in REPLACEMENTS:
+            victim = lead if fault == "replace-leader" else \
+                rng.choice([m for m in members if m is not lead])
+            if self.replace(lead, victim, learner=fault == "learner-promote"):
                 self.count(fault)
             else:
                 self.count("replace-refused")
@@ -587,14 +635,16 @@ def main(total_seconds, run_seconds, max_runs=None, seed=None, sizes=(3, 5)):
 
     def kind(prefix):
         return sum(c for k, c in nem.items() if k.startswith(prefix))
+    replacements = sum(nem.get(k, 0) for k in REPLACEMENTS)
     print("TOTAL %d runs (%s) in %.0fs: %d ops checked (%d ok, %d indeterminate), "
           "%d watch events, %d kills, %d partitions (%d one-way, %d bridge), %d pauses, "
-          "%d member replacements, %d compactions; %d violations"
+          "%d member replacements (%s), %d compactions; %d violations"
           % (tot["runs"], ", ".join("%d x %d members" % (c, s)
                                    for s, c in sorted(tot["sizes"].items())),
              time.time() - t0, tot["ops"], tot["ok"], tot["indeterminate"],
              tot["watch_events"], kind("kill"), kind("isolate") + kind("oneway") + kind("bridge"),
-             kind("oneway"), kind("bridge"), kind("pause"), nem.get("replace-member", 0),
+             kind("oneway"), kind("bridge"), kind("pause"), replacements,
+             ", ".join("%s=%d" % (k, nem.get(k, 0)) for k in REPLACEMENTS),
              nem.get("compact", 0), tot["violations"]), flush=True)
     print("TOTAL faults by kind: " + (", ".join("%s=%d" % kv for kv in sorted(nem.items()))
                                       or "none"), flush=True)

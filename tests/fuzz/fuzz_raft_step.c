@@ -37,6 +37,7 @@
 
 #include "raft/raft.h"
 #include "raft/raft_codec.h"
+#include "tests/fuzz/fuzz_input.h"
 
 #define N          3
 #define MAX_COMMIT 4096 /* committed terms remembered (indexes beyond: unchecked) */
@@ -62,12 +63,7 @@ static bool fuzzing;      /* setup is over: member 1's messages are dropped */
 static uint64_t last_term, last_commit, last_hs_term, last_hs_commit, emitted;
 static uint64_t committed_term[MAX_COMMIT + 1];
 
-#define FAIL(...)                                                                                  \
-	do {                                                                                       \
-		fprintf(stderr, "fuzz_raft_step: " __VA_ARGS__);                                   \
-		fputc('\n', stderr);                                                               \
-		abort();                                                                           \
-	} while (0)
+#define FAIL(...) FUZZ_FAIL("fuzz_raft_step", __VA_ARGS__)
 
 static void enqueue(const struct raft_update *up)
 {

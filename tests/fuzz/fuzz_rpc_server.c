@@ -8,8 +8,7 @@
  * until the connection and every deferred call are gone, so ASan/LSan see
  * every stream freed.
  *
- *   make fuzz-rpc            builds build-fuzz/fuzz_rpc_server too
- *   make fuzz-rpc-short      runs both targets for FUZZ_SECONDS each
+ *   make fuzz-rpc-server FUZZ_SECONDS=600
  */
 #include <errno.h>
 #include <fcntl.h>

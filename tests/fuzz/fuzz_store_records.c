@@ -42,6 +42,7 @@
 
 #include "store/store_int.h"
 #include "tests/store_test_util.h"
+#include "tests/fuzz/fuzz_input.h"
 
 #define NDB     5
 #define MAX_REC 512
@@ -201,33 +202,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- edits ---------------------------------------------------------------- */
 
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static bool get(struct in *in, void *out, size_t n)
-{
-	if (in->n < n)
-		return false;
-	memcpy(out, in->p, n);
-	in->p += n;
-	in->n -= n;
-	return true;
-}
-
-static void edit(struct in *in)
+static void edit(struct fuzz_in *in)
 {
 	uint8_t op, db8, which;
-	if (!get(in, &op, 1) || !get(in, &db8, 1))
+	if (!fuzz_get(in, &op, 1) || !fuzz_get(in, &db8, 1))
 		return;
 	int db = db8 % NDB;
 	size_t n = cur.n[db];
 	op %= 5;
 	if (op == 3) {
 		uint8_t kl, vl, k[256], v[256];
-		if (!get(in, &kl, 1) || !get(in, k, kl) || !get(in, &vl, 1) || !get(in, v, vl) ||
-		    n == MAX_REC)
+		if (!fuzz_get(in, &kl, 1) || !fuzz_get(in, k, kl) || !fuzz_get(in, &vl, 1) ||
+		    !fuzz_get(in, v, vl) || n == MAX_REC)
 			return;
 		struct record *r = &cur.r[db][cur.n[db]++];
 		if (db == 2 && kl && k[0] < 16) {
@@ -242,12 +228,12 @@ static void edit(struct in *in)
 		r->vl = vl;
 		return;
 	}
-	if (!get(in, &which, 1) || n == 0)
+	if (!fuzz_get(in, &which, 1) || n == 0)
 		return;
 	struct record *r = &cur.r[db][which % n];
 	if (op == 0) {
 		uint8_t off[2], x;
-		if (!get(in, off, 2) || !get(in, &x, 1) || r->kl + r->vl == 0)
+		if (!fuzz_get(in, off, 2) || !fuzz_get(in, &x, 1) || r->kl + r->vl == 0)
 			return;
 		size_t o = ((size_t)off[0] | (size_t)off[1] << 8) % (r->kl + r->vl);
 		if (o < r->kl)
@@ -256,7 +242,7 @@ static void edit(struct in *in)
 			r->v[o - r->kl] ^= x;
 	} else if (op == 1) {
 		uint8_t len[2];
-		if (!get(in, len, 2))
+		if (!fuzz_get(in, len, 2))
 			return;
 		size_t l = (size_t)len[0] | (size_t)len[1] << 8; /* < 64 KiB */
 		if (l < r->vl) {
@@ -276,7 +262,7 @@ static void edit(struct in *in)
 		*r = cur.r[db][--cur.n[db]];
 	} else {
 		uint8_t vl, v[256];
-		if (!get(in, &vl, 1) || !get(in, v, vl))
+		if (!fuzz_get(in, &vl, 1) || !fuzz_get(in, v, vl))
 			return;
 		free(r->v);
 		r->v = dup_bytes(v, vl);
@@ -457,9 +443,9 @@ static void writes(uint8_t sel)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	set_copy(&cur, &base);
-	struct in in = {data, size};
+	struct fuzz_in in = {data, size};
 	uint8_t sel = 0;
-	get(&in, &sel, 1);
+	fuzz_get(&in, &sel, 1);
 	while (in.n)
 		edit(&in);
 	write_records();
