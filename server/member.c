@@ -894,11 +894,16 @@ void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *m
 	if (!rv)
 		rv = raft_lmdb_open(store_env(m->store), &m->rl);
 	if (!rv) {
-		/* The copy carries the leader's raft state: replace it with ours. */
+		/* The copy carries the leader's raft state: replace it with ours,
+		 * all of it, also when this update did not change it (else the
+		 * leader's vote and commit would stay ours after a restart). */
 		struct raft_update up = {0};
 		up.snapshot = meta;
-		up.hard_state = *hs;
-		up.hard_state_changed = hs_changed;
+		struct raft_status st;
+		raft_get_status(m->raft, &st);
+		up.hard_state =
+		    hs_changed ? *hs : (struct raft_hard_state){st.term, st.vote, st.commit};
+		up.hard_state_changed = true;
 		up.persist_seq = persist_seq;
 		rv = raft_lmdb_write_own(m->rl, &up);
 	}
