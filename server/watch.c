@@ -63,6 +63,24 @@
  * (3) exactly as if each response had been refused. A response that must
  * be fragmented goes the per-watcher way (send_events).
  *
+ * PULL
+ * Building a whole stream's share of a large fan-out at once (1,000
+ * watchers x 330 bytes per stream, 33 MB for 100,000 watchers) delays the
+ * first byte on the wire until every stream's buffer is built, and touches
+ * that much fresh memory per put. So feed_live stops a stream at PULL_BYTES
+ * (fan_stop), as if rpc had refused it but without blocking it: the rest of
+ * its watchers are left behind with the stream's cursor on the first of
+ * them, and rpc_stream_want_pull asks rpc to call ws_on_pull when HTTP/2 has
+ * drained the stream's queue. Each pull is a catch-up pass from the cursor
+ * that queues PULL_BYTES more and asks again while the stream is behind. So
+ * what the hub has built stays a few frames ahead of each socket, in buffers
+ * malloc recycles hot. The catch-up path serves pulls, so invariants 1-6
+ * need nothing new; the cursor is only where a pass starts (a pass that did
+ * not start at the head proves nothing about the watchers before it unless
+ * they were synced when the cursor was set at the current revision,
+ * clean_rev). A pull that queued nothing is not repeated: the tick's pump
+ * goes on with such a stream, as with any stream left behind.
+ *
  * Watchers cancelled by compaction stay in their stream (inert) until the
  * client cancels them, as etcd keeps their ids taken.
  */
@@ -93,6 +111,10 @@
  * are done): a stream queues at most rpc's high-water mark plus this plus
  * one response. */
 #define LIVE_STREAM_BYTES ((size_t)(1024 * 1024))
+/* A large fan-out is generated as the connection drains (PULL below): the
+ * live feed builds at most this much per stream (plus one response), and
+ * each rpc pull as much again. */
+#define PULL_BYTES ((size_t)(32 * 1024))
 /* Buffers above these sizes are freed after a live feed, not kept. */
 #define LIVE_KEEP_OUT_BYTES ((size_t)(2 * LIVE_STREAM_BYTES + 64 * 1024))
 #define LIVE_KEEP_ENC_BYTES ((size_t)(4 * 1024 * 1024))
@@ -151,6 +173,8 @@ struct wstream {
 	struct srv_watch_hub *hub;
 	struct rpc_stream *rs; /* borrowed; valid until on_close */
 	struct watcher *head, *tail;
+	struct watcher *cursor; /* where the next catch-up pass starts; NULL = head */
+	int64_t clean_rev;      /* every watcher before cursor is synced at this rev */
 	uint32_t n_watchers;
 	int64_t next_id;
 	bool blocked;          /* invariant 3 */
@@ -184,6 +208,10 @@ struct srv_watch_hub {
 	size_t enc_slots;
 	uint8_t *out; /* framed responses of one stream, not yet handed to rpc */
 	size_t out_len, out_cap;
+	/* out is handed to rpc when it would pass fan_limit; with fan_stop the
+	 * stream then takes no more this time (the live feed, a pull) */
+	size_t fan_limit;
+	bool fan_stop;
 	struct pend *pend; /* their watchers and positions after them, in order */
 	size_t n_pend, pend_cap;
 };
@@ -819,7 +847,8 @@ static int fan_watcher(struct watcher *w, const struct batch *b, bool check_rang
 			return CAIRN_EAGAIN;
 		return feed_watcher(w, b, check_range, header_rev, done_rev, done_sub);
 	}
-	if (hub->out_len > 0 && hub->out_len + 5 + msg > LIVE_STREAM_BYTES && !fan_flush(w->ws))
+	if (hub->out_len > 0 && hub->out_len + 5 + msg > hub->fan_limit &&
+	    (!fan_flush(w->ws) || hub->fan_stop))
 		return CAIRN_EAGAIN;
 	if (grow(&hub->out, &hub->out_cap, hub->out_len + 5 + msg) != 0)
 		return CAIRN_ENOMEM;
@@ -919,11 +948,16 @@ static bool same_read(const struct watcher *r, int64_t rev, int64_t sub, const s
 }
 
 /* One pass of catch-up over the stream's unsynced watchers, one chunk
- * each. Watchers at the same position on the same range (a stream of
- * watchers on one prefix that fell behind together) share one history read
- * and the fan-out buffer. Sets *any when it found an unsynced watcher.
- * Non-zero when the stream cannot take more (or a store error). */
-static int catch_up_pass(struct wstream *ws, int *budget, bool *any)
+ * each, from ws->cursor (where the last pass stopped) to the end. Watchers
+ * at the same position on the same range (a stream of watchers on one
+ * prefix that fell behind together) share one history read and the fan-out
+ * buffer. Sets *left unless the pass proved every watcher synced: it started
+ * at the head or at a clean cursor (every watcher before it synced at
+ * hub->rev, ws->clean_rev) and each watcher it served was read up to
+ * hub->rev. Non-zero when the stream cannot take more (or a store error);
+ * the cursor is then the first watcher the pass did not finish, clean when
+ * everything before it is synced. */
+static int catch_up_pass(struct wstream *ws, int *budget, bool *left)
 {
 	struct srv_watch_hub *hub = ws->hub;
 	bool shared = fan_header(hub, hub->rev) == 0;
@@ -934,23 +968,30 @@ static int catch_up_pass(struct wstream *ws, int *budget, bool *any)
 	int rc = 0;
 	hub->out_len = 0;
 	hub->n_pend = 0;
-	for (struct watcher *w = ws->head; w && rc == 0; w = w->next) {
+	struct watcher *w = ws->cursor ? ws->cursor : ws->head;
+	bool unproven = ws->cursor && ws->clean_rev != hub->rev;
+	for (; w; w = w->next) {
 		if (w->compacted || watcher_synced(w))
 			continue;
-		*any = true;
 		if (!have || !same_read(r, r_rev, r_sub, w)) {
 			if (have)
 				batch_free(&b);
 			have = false;
-			if (*budget == 0)
+			if (*budget == 0) {
+				rc = CAIRN_EAGAIN;
 				break;
+			}
 			(*budget)--;
 			r = w;
 			r_rev = w->pos_rev;
 			r_sub = w->pos_sub;
 			rc = catch_up_read(w, &b);
 			if (rc == 1) {
-				rc = ws->blocked ? CAIRN_EAGAIN : 0;
+				rc = 0;
+				if (ws->blocked) {
+					rc = CAIRN_EAGAIN;
+					break;
+				}
 				continue;
 			}
 			if (rc != 0)
@@ -960,9 +1001,18 @@ static int catch_up_pass(struct wstream *ws, int *budget, bool *any)
 		}
 		rc = shared ? fan_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub)
 		            : feed_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub);
+		if (rc != 0)
+			break;
+		if (b.next_rev <= hub->rev)
+			unproven = true; /* w has more to read */
 	}
+	ws->cursor = w;
 	if (!fan_flush(ws) && rc == 0)
 		rc = CAIRN_EAGAIN;
+	if (ws->blocked || ws->closing)
+		unproven = true; /* a refused buffer left its watchers behind */
+	*left = unproven;
+	ws->clean_rev = unproven ? 0 : hub->rev;
 	if (have)
 		batch_free(&b);
 	return rc;
@@ -976,10 +1026,10 @@ static void pump_stream(struct wstream *ws)
 	if (ws->closing || ws->blocked || !flush_ctrl(ws))
 		return;
 	while (ws->behind && budget > 0) {
-		bool any = false;
-		if (catch_up_pass(ws, &budget, &any) != 0)
+		bool left = false;
+		if (catch_up_pass(ws, &budget, &left) != 0)
 			return; /* blocked, closing, or a store error: retried on tick */
-		if (!any)
+		if (!left)
 			ws->behind = false; /* invariant 6 */
 	}
 	send_progress_if_synced(ws);
@@ -1114,6 +1164,8 @@ static void on_cancel(struct wstream *ws, int64_t id)
 	if (!w)
 		return; /* etcd ignores an unknown id */
 	*link = w->next;
+	if (ws->cursor == w)
+		ws->cursor = w->next;
 	if (ws->tail == w) {
 		ws->tail = NULL;
 		for (struct watcher *p = ws->head; p; p = p->next)
@@ -1198,6 +1250,23 @@ static void ws_on_writable(struct rpc_stream *rs)
 	pump_stream(ws);
 }
 
+/* rpc's connection drained to this stream (PULL): the next PULL_BYTES of
+ * what it owes, and another pull while it is still behind. */
+static void ws_on_pull(struct rpc_stream *rs)
+{
+	struct wstream *ws = rpc_stream_data(rs);
+	if (!ws)
+		return;
+	struct srv_watch_hub *hub = ws->hub;
+	hub->fan_limit = PULL_BYTES;
+	hub->fan_stop = true;
+	pump_stream(ws);
+	hub->fan_limit = LIVE_STREAM_BYTES;
+	hub->fan_stop = false;
+	if (ws->behind && !ws->blocked && !ws->closing && rpc_stream_queued(rs) > 0)
+		rpc_stream_want_pull(rs);
+}
+
 static void wstream_free(struct wstream *ws)
 {
 	struct srv_watch_hub *hub = ws->hub;
@@ -1236,6 +1305,7 @@ const struct rpc_stream_cbs srv_watch_stream_cbs = {
     .on_message = ws_on_message,
     .on_half_close = ws_on_half_close,
     .on_writable = ws_on_writable,
+    .on_pull = ws_on_pull,
     .on_close = ws_on_close,
 };
 
@@ -1258,6 +1328,7 @@ int srv_watch_hub_new(const struct srv_watch_config *cfg, struct srv_watch_hub *
 	if (!hub->cfg.max_response_bytes)
 		hub->cfg.max_response_bytes = DEFAULT_MAX_RESP_BYTES;
 	hub->live_chunk = first_chunk(hub);
+	hub->fan_limit = LIVE_STREAM_BYTES;
 	struct store_rtxn *r;
 	int rc = store_rtxn_begin(cfg->store, &r);
 	if (rc != 0) {
@@ -1297,6 +1368,8 @@ void srv_watch_hub_free(struct srv_watch_hub *hub)
 static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t upto)
 {
 	bool shared = fan_header(hub, upto) == 0 && fan_events_reset(hub, b) == 0;
+	hub->fan_limit = PULL_BYTES;
+	hub->fan_stop = true;
 	for (struct wstream *ws = hub->streams; ws; ws = ws->next) {
 		if (ws->closing || ws->blocked || ws->ctrl_head) {
 			ws->behind = ws->head != NULL; /* invariant 3: its watchers fall behind */
@@ -1304,6 +1377,7 @@ static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t 
 		}
 		hub->out_len = 0;
 		hub->n_pend = 0;
+		bool was_behind = ws->behind;
 		for (struct watcher *w = ws->head; w; w = w->next) {
 			if (w->compacted || !watcher_synced(w))
 				continue;
@@ -1311,12 +1385,23 @@ static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t 
 			                : feed_watcher(w, b, true, upto, upto + 1, 0);
 			if (rc != 0) {
 				ws->behind = true;
+				if (!ws->blocked && !ws->closing) {
+					/* stopped at PULL_BYTES: the rest as the
+					 * connection drains, from here; everyone
+					 * before w has this batch if all were
+					 * synced when it started */
+					ws->cursor = w;
+					ws->clean_rev = was_behind ? 0 : upto;
+					rpc_stream_want_pull(ws->rs);
+				}
 				break;
 			}
 		}
 		if (!fan_flush(ws))
 			ws->behind = true;
 	}
+	hub->fan_limit = LIVE_STREAM_BYTES;
+	hub->fan_stop = false;
 	if (hub->out_cap > LIVE_KEEP_OUT_BYTES) {
 		free(hub->out);
 		hub->out = NULL;
