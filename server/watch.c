@@ -86,6 +86,7 @@
  */
 #include "server/watch.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,19 +142,20 @@ struct pend {
 	int64_t rev, sub;
 };
 
+/* Packed small (64 bytes before its keys, one cache line): the fan-out
+ * and every pull walk the watchers, 100,000 of them for one prefix, and
+ * their size is most of what those watchers cost in memory. */
 struct watcher {
 	struct watcher *next; /* in the stream, creation order */
 	struct wstream *ws;
 	int64_t id;
-	enum range_kind kind;
-	uint8_t *key; /* in keys[]; never empty (etcd turns "" into "\0") */
-	size_t key_len;
-	uint8_t *end; /* in keys[] after key; RANGE_SPAN only */
-	size_t end_len;
 	int64_t pos_rev; /* first event not yet sent (invariant 1) */
 	int64_t pos_sub;
+	uint32_t key_len; /* key: keys[0..key_len), never empty (etcd turns "" into "\0") */
+	uint32_t end_len; /* range end, RANGE_SPAN only: keys[key_len..+end_len) */
+	uint32_t chunk;   /* events per catch-up read (adaptive) */
+	uint8_t kind;     /* enum range_kind */
 	bool no_put, no_delete, prev_kv, progress_notify, fragment;
-	size_t chunk;   /* events per catch-up read (adaptive) */
 	bool idle;      /* no events since the last progress tick (etcd's progress[id]) */
 	bool compacted; /* cancelled by compaction; inert until the client cancels */
 	/* key and end, in the watcher's own allocation: the fan-out reads
@@ -161,6 +163,18 @@ struct watcher {
 	 * with 100,000 of them */
 	uint8_t keys[];
 };
+
+_Static_assert(offsetof(struct watcher, keys) <= 64, "struct watcher outgrew a cache line");
+
+static const uint8_t *wkey(const struct watcher *w)
+{
+	return w->keys;
+}
+
+static const uint8_t *wend(const struct watcher *w)
+{
+	return w->keys + w->key_len;
+}
 
 struct ctrl_msg {
 	struct ctrl_msg *next;
@@ -245,14 +259,14 @@ static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 
 static bool watcher_matches_key(const struct watcher *w, const uint8_t *k, size_t kl)
 {
-	int c = bytes_cmp(k, kl, w->key, w->key_len);
+	int c = bytes_cmp(k, kl, wkey(w), w->key_len);
 	switch (w->kind) {
 	case RANGE_KEY:
 		return c == 0;
 	case RANGE_FROM:
 		return c >= 0;
 	case RANGE_SPAN:
-		return c >= 0 && bytes_cmp(k, kl, w->end, w->end_len) < 0;
+		return c >= 0 && bytes_cmp(k, kl, wend(w), w->end_len) < 0;
 	}
 	return false;
 }
@@ -410,13 +424,13 @@ static size_t first_chunk(const struct srv_watch_hub *hub)
 static void watcher_history_req(const struct watcher *w, struct store_history_req *req)
 {
 	memset(req, 0, sizeof(*req));
-	req->key = w->key;
+	req->key = wkey(w);
 	req->key_len = w->key_len;
 	if (w->kind == RANGE_FROM) {
 		req->range_end = (const uint8_t *)"";
 		req->range_end_len = 1; /* "\0": every key >= key */
 	} else if (w->kind == RANGE_SPAN) {
-		req->range_end = w->end;
+		req->range_end = wend(w);
 		req->range_end_len = w->end_len;
 	}
 	req->from_rev = w->pos_rev < 1 ? 1 : w->pos_rev;
@@ -630,10 +644,10 @@ static size_t select_events(struct watcher *w, const struct batch *b, bool check
 	struct srv_watch_hub *hub = w->ws->hub;
 	size_t n = 0;
 	if (check_range && b->by_key) {
-		size_t lo = key_bound(b, w->key, w->key_len, false);
-		size_t hi = w->kind == RANGE_KEY    ? key_bound(b, w->key, w->key_len, true)
+		size_t lo = key_bound(b, wkey(w), w->key_len, false);
+		size_t hi = w->kind == RANGE_KEY    ? key_bound(b, wkey(w), w->key_len, true)
 		            : w->kind == RANGE_FROM ? b->n
-		                                    : key_bound(b, w->end, w->end_len, false);
+		                                    : key_bound(b, wend(w), w->end_len, false);
 		for (size_t j = lo; j < hi; j++)
 			if (event_wanted(w, b->ev[b->by_key[j]]))
 				hub->sel[n++] = b->by_key[j];
@@ -914,7 +928,7 @@ static int catch_up_read(struct watcher *w, struct batch *b)
 	int64_t window = (int64_t)hub->cfg.catchup_chunk_events * CATCHUP_SCAN_FACTOR;
 	req.to_rev = hub->rev - req.from_rev >= window ? req.from_rev + window - 1 : hub->rev;
 	if (!w->chunk)
-		w->chunk = first_chunk(hub);
+		w->chunk = (uint32_t)first_chunk(hub); /* <= MAX_CHUNK_EVENTS */
 	req.limit = w->chunk;
 	int rc = read_batch(hub->cfg.store, &req, b);
 	if (rc == CAIRN_ECOMPACTED) {
@@ -933,7 +947,7 @@ static int catch_up_read(struct watcher *w, struct batch *b)
 	}
 	if (rc != 0)
 		return rc;
-	w->chunk = adapt_chunk(hub, w->chunk, b);
+	w->chunk = (uint32_t)adapt_chunk(hub, w->chunk, b);
 	return ensure_scratch(hub, b->n);
 }
 
@@ -943,8 +957,8 @@ static bool same_read(const struct watcher *r, int64_t rev, int64_t sub, const s
 {
 	return w->pos_rev == rev && w->pos_sub == sub && w->kind == r->kind &&
 	       (r->prev_kv || !w->prev_kv) &&
-	       bytes_cmp(w->key, w->key_len, r->key, r->key_len) == 0 &&
-	       (w->kind != RANGE_SPAN || bytes_cmp(w->end, w->end_len, r->end, r->end_len) == 0);
+	       bytes_cmp(wkey(w), w->key_len, wkey(r), r->key_len) == 0 &&
+	       (w->kind != RANGE_SPAN || bytes_cmp(wend(w), w->end_len, wend(r), r->end_len) == 0);
 }
 
 /* One pass of catch-up over the stream's unsynced watchers, one chunk
@@ -1104,17 +1118,19 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 		return;
 	}
 	size_t end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
+	if (key_len > UINT32_MAX || end_len > UINT32_MAX) {
+		/* cannot come through rpc's message size limit */
+		stream_fail(ws, RPC_INVALID_ARGUMENT, "etcdserver: request is too large");
+		return;
+	}
 	struct watcher *w = calloc(1, sizeof(*w) + key_len + end_len);
 	if (!w) {
 		stream_fail(ws, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
 		return;
 	}
-	w->key = w->keys;
-	memcpy(w->key, key, key_len);
-	if (kind == RANGE_SPAN) {
-		w->end = w->keys + key_len;
-		memcpy(w->end, c->range_end.data, end_len);
-	}
+	memcpy(w->keys, key, key_len);
+	if (kind == RANGE_SPAN)
+		memcpy(w->keys + key_len, c->range_end.data, end_len);
 	if (id == 0) { /* clientv3.AutoWatchID */
 		while (find_watcher(ws, ws->next_id, NULL))
 			ws->next_id++;
@@ -1122,9 +1138,9 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 	}
 	w->ws = ws;
 	w->id = id;
-	w->kind = kind;
-	w->key_len = key_len;
-	w->end_len = end_len;
+	w->kind = (uint8_t)kind;
+	w->key_len = (uint32_t)key_len;
+	w->end_len = (uint32_t)end_len;
 	/* etcd: 0 means "after now"; a negative start reads all the history.
 	 * Progress is not held back until the store reaches the start revision
 	 * (etcd 3.5.22's startRev check): etcd 3.4 and 3.5 up to .21 answer at
