@@ -581,6 +581,12 @@ void h2out_resume(struct h2out *o, nghttp2_session *h2, int32_t id)
 	}
 }
 
+void h2out_want_pull(struct h2out *o, nghttp2_session *h2, int32_t id)
+{
+	o->pull = true;
+	h2out_resume(o, h2, id);
+}
+
 static void submit_trailers(nghttp2_session *session, int32_t id, struct h2out *o)
 {
 	char code[12];
@@ -602,7 +608,19 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 	struct h2out *o = source->ptr;
 	(void)user_data;
 	size_t n = 0;
-	while (n < length && o->head != NULL) {
+	while (n < length) {
+		if (o->head == NULL) {
+			/* The producer fills the queue as the connection drains
+			 * (rpc_stream_want_pull): one call per arming, and none once
+			 * it queued nothing, so a producer with nothing ready cannot
+			 * spin here. */
+			if (!o->pull || o->fin || o->pull_cb == NULL)
+				break;
+			o->pull = false;
+			o->pull_cb(o->pull_arg);
+			if (o->head == NULL)
+				break;
+		}
 		struct out_chunk *c = o->head;
 		size_t take = c->len - c->off;
 		if (take > length - n)
@@ -610,6 +628,10 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 		memcpy(buf + n, c->data + c->off, take);
 		c->off += take;
 		n += take;
+		/* counted as it goes: a pull sees only what is still queued */
+		o->bytes -= take;
+		if (o->acct != NULL)
+			*o->acct -= take;
 		if (c->off == c->len) {
 			o->head = c->next;
 			if (o->head == NULL)
@@ -617,9 +639,6 @@ ssize_t h2out_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 			free(c);
 		}
 	}
-	o->bytes -= n;
-	if (o->acct != NULL)
-		*o->acct -= n;
 	if (o->head == NULL && o->fin) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (o->trailers) {

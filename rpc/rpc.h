@@ -214,6 +214,14 @@ struct rpc_stream_cbs {
 	 * was sent), CAIRN_ECONNRESET when the connection was lost or was
 	 * closed on an HTTP/2 error, CAIRN_ECLOSED when the server closed it. */
 	void (*on_close)(struct rpc_stream *stream, int reason);
+	/* After rpc_stream_want_pull(): HTTP/2 can send on the stream now and
+	 * its queue is empty. Queue what is ready (rpc_stream_send*, which
+	 * accept while the queue is below stream_high_water), at most a few
+	 * frames' worth, and call rpc_stream_want_pull() again if more remains
+	 * — only after queueing something: a pull that queues nothing is not
+	 * repeated. Runs inside rpc's flush of the connection; the owner may
+	 * send and close there, and must not block. Optional. */
+	void (*on_pull)(struct rpc_stream *stream);
 };
 
 /* Answers a plain HTTP GET or HEAD, over HTTP/1.1 or over HTTP/2 (curl
@@ -311,6 +319,13 @@ int rpc_stream_send_msg(struct rpc_stream *stream, const ProtobufCMessage *msg);
  * their messages in one buffer instead of queueing each. */
 int rpc_stream_send_framed(struct rpc_stream *stream, const void *frames, size_t len,
                            size_t n_msgs);
+/* Asks for one on_pull as soon as HTTP/2 can send on the stream and its
+ * queue is empty: a producer with much to say (one revision to 1,000
+ * watchers) generates it as the connection drains instead of queueing all
+ * of it at once, so what it has built is never far ahead of the socket.
+ * Needs on_pull and a stream that has sent a message (its response headers);
+ * CAIRN_EINVAL otherwise, CAIRN_ECLOSED once it is closed. */
+int rpc_stream_want_pull(struct rpc_stream *stream);
 /* True when rpc_stream_send() would accept a message now. */
 bool rpc_stream_writable(const struct rpc_stream *stream);
 /* Bytes queued and not yet handed to HTTP/2. */

@@ -89,6 +89,11 @@ struct h2out {
 	bool deferred; /* the read callback returned NGHTTP2_ERR_DEFERRED */
 	bool attached; /* a data provider for it was submitted */
 	size_t *acct;  /* the connection's total of queued bytes, or NULL */
+	/* Pull (rpc_stream_want_pull): when the queue runs empty while HTTP/2
+	 * wants data, pull_cb(pull_arg) is called once to queue more. */
+	bool pull;
+	void (*pull_cb)(void *arg);
+	void *pull_arg;
 };
 
 /* A TCP or unix-socket handle, seen as whatever libuv needs. */
@@ -172,6 +177,8 @@ void h2out_free(struct h2out *o);
 void h2out_detach(struct h2out *o);
 /* Wakes a deferred data provider. */
 void h2out_resume(struct h2out *o, nghttp2_session *h2, int32_t id);
+/* Arms o's pull callback (one call) and wakes the data provider. */
+void h2out_want_pull(struct h2out *o, nghttp2_session *h2, int32_t id);
 
 /* A header pair that nghttp2 copies (names must be lower case). */
 nghttp2_nv rpc_nv(const char *name, const char *value);

@@ -1312,6 +1312,27 @@ int rpc_stream_send_framed(struct rpc_stream *stream, const void *frames, size_t
 	return stream_send(stream, frames, len, NULL, n_msgs);
 }
 
+static void stream_pull_cb(void *arg)
+{
+	struct h2s *s = arg;
+	if (s->owner_holds && stream_open_for_send(s) && s->m->scbs.on_pull != NULL)
+		s->m->scbs.on_pull(as_stream(s));
+}
+
+int rpc_stream_want_pull(struct rpc_stream *stream)
+{
+	struct h2s *s = &stream->s;
+	if (!stream_open_for_send(s))
+		return CAIRN_ECLOSED;
+	if (s->m->scbs.on_pull == NULL || !s->headers_sent)
+		return CAIRN_EINVAL;
+	s->out.pull_cb = stream_pull_cb;
+	s->out.pull_arg = s;
+	h2out_want_pull(&s->out, s->conn->h2, s->id);
+	conn_mark_dirty(s->conn);
+	return 0;
+}
+
 bool rpc_stream_writable(const struct rpc_stream *stream)
 {
 	const struct h2s *s = &stream->s;

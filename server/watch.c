@@ -63,11 +63,30 @@
  * (3) exactly as if each response had been refused. A response that must
  * be fragmented goes the per-watcher way (send_events).
  *
+ * PULL
+ * Building a whole stream's share of a large fan-out at once (1,000
+ * watchers x 330 bytes per stream, 33 MB for 100,000 watchers) delays the
+ * first byte on the wire until every stream's buffer is built, and touches
+ * that much fresh memory per put. So feed_live stops a stream at PULL_BYTES
+ * (fan_stop), as if rpc had refused it but without blocking it: the rest of
+ * its watchers are left behind with the stream's cursor on the first of
+ * them, and rpc_stream_want_pull asks rpc to call ws_on_pull when HTTP/2 has
+ * drained the stream's queue. Each pull is a catch-up pass from the cursor
+ * that queues PULL_BYTES more and asks again while the stream is behind. So
+ * what the hub has built stays a few frames ahead of each socket, in buffers
+ * malloc recycles hot. The catch-up path serves pulls, so invariants 1-6
+ * need nothing new; the cursor is only where a pass starts (a pass that did
+ * not start at the head proves nothing about the watchers before it unless
+ * they were synced when the cursor was set at the current revision,
+ * clean_rev). A pull that queued nothing is not repeated: the tick's pump
+ * goes on with such a stream, as with any stream left behind.
+ *
  * Watchers cancelled by compaction stay in their stream (inert) until the
  * client cancels them, as etcd keeps their ids taken.
  */
 #include "server/watch.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +112,10 @@
  * are done): a stream queues at most rpc's high-water mark plus this plus
  * one response. */
 #define LIVE_STREAM_BYTES ((size_t)(1024 * 1024))
+/* A large fan-out is generated as the connection drains (PULL below): the
+ * live feed builds at most this much per stream (plus one response), and
+ * each rpc pull as much again. */
+#define PULL_BYTES ((size_t)(32 * 1024))
 /* Buffers above these sizes are freed after a live feed, not kept. */
 #define LIVE_KEEP_OUT_BYTES ((size_t)(2 * LIVE_STREAM_BYTES + 64 * 1024))
 #define LIVE_KEEP_ENC_BYTES ((size_t)(4 * 1024 * 1024))
@@ -119,19 +142,20 @@ struct pend {
 	int64_t rev, sub;
 };
 
+/* Packed small (64 bytes before its keys, one cache line): the fan-out
+ * and every pull walk the watchers, 100,000 of them for one prefix, and
+ * their size is most of what those watchers cost in memory. */
 struct watcher {
 	struct watcher *next; /* in the stream, creation order */
 	struct wstream *ws;
 	int64_t id;
-	enum range_kind kind;
-	uint8_t *key; /* in keys[]; never empty (etcd turns "" into "\0") */
-	size_t key_len;
-	uint8_t *end; /* in keys[] after key; RANGE_SPAN only */
-	size_t end_len;
 	int64_t pos_rev; /* first event not yet sent (invariant 1) */
 	int64_t pos_sub;
+	uint32_t key_len; /* key: keys[0..key_len), never empty (etcd turns "" into "\0") */
+	uint32_t end_len; /* range end, RANGE_SPAN only: keys[key_len..+end_len) */
+	uint32_t chunk;   /* events per catch-up read (adaptive) */
+	uint8_t kind;     /* enum range_kind */
 	bool no_put, no_delete, prev_kv, progress_notify, fragment;
-	size_t chunk;   /* events per catch-up read (adaptive) */
 	bool idle;      /* no events since the last progress tick (etcd's progress[id]) */
 	bool compacted; /* cancelled by compaction; inert until the client cancels */
 	/* key and end, in the watcher's own allocation: the fan-out reads
@@ -139,6 +163,18 @@ struct watcher {
 	 * with 100,000 of them */
 	uint8_t keys[];
 };
+
+_Static_assert(offsetof(struct watcher, keys) <= 64, "struct watcher outgrew a cache line");
+
+static const uint8_t *wkey(const struct watcher *w)
+{
+	return w->keys;
+}
+
+static const uint8_t *wend(const struct watcher *w)
+{
+	return w->keys + w->key_len;
+}
 
 struct ctrl_msg {
 	struct ctrl_msg *next;
@@ -151,6 +187,8 @@ struct wstream {
 	struct srv_watch_hub *hub;
 	struct rpc_stream *rs; /* borrowed; valid until on_close */
 	struct watcher *head, *tail;
+	struct watcher *cursor; /* where the next catch-up pass starts; NULL = head */
+	int64_t clean_rev;      /* every watcher before cursor is synced at this rev */
 	uint32_t n_watchers;
 	int64_t next_id;
 	bool blocked;          /* invariant 3 */
@@ -184,6 +222,10 @@ struct srv_watch_hub {
 	size_t enc_slots;
 	uint8_t *out; /* framed responses of one stream, not yet handed to rpc */
 	size_t out_len, out_cap;
+	/* out is handed to rpc when it would pass fan_limit; with fan_stop the
+	 * stream then takes no more this time (the live feed, a pull) */
+	size_t fan_limit;
+	bool fan_stop;
 	struct pend *pend; /* their watchers and positions after them, in order */
 	size_t n_pend, pend_cap;
 };
@@ -217,14 +259,14 @@ static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 
 static bool watcher_matches_key(const struct watcher *w, const uint8_t *k, size_t kl)
 {
-	int c = bytes_cmp(k, kl, w->key, w->key_len);
+	int c = bytes_cmp(k, kl, wkey(w), w->key_len);
 	switch (w->kind) {
 	case RANGE_KEY:
 		return c == 0;
 	case RANGE_FROM:
 		return c >= 0;
 	case RANGE_SPAN:
-		return c >= 0 && bytes_cmp(k, kl, w->end, w->end_len) < 0;
+		return c >= 0 && bytes_cmp(k, kl, wend(w), w->end_len) < 0;
 	}
 	return false;
 }
@@ -382,13 +424,13 @@ static size_t first_chunk(const struct srv_watch_hub *hub)
 static void watcher_history_req(const struct watcher *w, struct store_history_req *req)
 {
 	memset(req, 0, sizeof(*req));
-	req->key = w->key;
+	req->key = wkey(w);
 	req->key_len = w->key_len;
 	if (w->kind == RANGE_FROM) {
 		req->range_end = (const uint8_t *)"";
 		req->range_end_len = 1; /* "\0": every key >= key */
 	} else if (w->kind == RANGE_SPAN) {
-		req->range_end = w->end;
+		req->range_end = wend(w);
 		req->range_end_len = w->end_len;
 	}
 	req->from_rev = w->pos_rev < 1 ? 1 : w->pos_rev;
@@ -602,10 +644,10 @@ static size_t select_events(struct watcher *w, const struct batch *b, bool check
 	struct srv_watch_hub *hub = w->ws->hub;
 	size_t n = 0;
 	if (check_range && b->by_key) {
-		size_t lo = key_bound(b, w->key, w->key_len, false);
-		size_t hi = w->kind == RANGE_KEY    ? key_bound(b, w->key, w->key_len, true)
+		size_t lo = key_bound(b, wkey(w), w->key_len, false);
+		size_t hi = w->kind == RANGE_KEY    ? key_bound(b, wkey(w), w->key_len, true)
 		            : w->kind == RANGE_FROM ? b->n
-		                                    : key_bound(b, w->end, w->end_len, false);
+		                                    : key_bound(b, wend(w), w->end_len, false);
 		for (size_t j = lo; j < hi; j++)
 			if (event_wanted(w, b->ev[b->by_key[j]]))
 				hub->sel[n++] = b->by_key[j];
@@ -819,7 +861,8 @@ static int fan_watcher(struct watcher *w, const struct batch *b, bool check_rang
 			return CAIRN_EAGAIN;
 		return feed_watcher(w, b, check_range, header_rev, done_rev, done_sub);
 	}
-	if (hub->out_len > 0 && hub->out_len + 5 + msg > LIVE_STREAM_BYTES && !fan_flush(w->ws))
+	if (hub->out_len > 0 && hub->out_len + 5 + msg > hub->fan_limit &&
+	    (!fan_flush(w->ws) || hub->fan_stop))
 		return CAIRN_EAGAIN;
 	if (grow(&hub->out, &hub->out_cap, hub->out_len + 5 + msg) != 0)
 		return CAIRN_ENOMEM;
@@ -885,7 +928,7 @@ static int catch_up_read(struct watcher *w, struct batch *b)
 	int64_t window = (int64_t)hub->cfg.catchup_chunk_events * CATCHUP_SCAN_FACTOR;
 	req.to_rev = hub->rev - req.from_rev >= window ? req.from_rev + window - 1 : hub->rev;
 	if (!w->chunk)
-		w->chunk = first_chunk(hub);
+		w->chunk = (uint32_t)first_chunk(hub); /* <= MAX_CHUNK_EVENTS */
 	req.limit = w->chunk;
 	int rc = read_batch(hub->cfg.store, &req, b);
 	if (rc == CAIRN_ECOMPACTED) {
@@ -904,7 +947,7 @@ static int catch_up_read(struct watcher *w, struct batch *b)
 	}
 	if (rc != 0)
 		return rc;
-	w->chunk = adapt_chunk(hub, w->chunk, b);
+	w->chunk = (uint32_t)adapt_chunk(hub, w->chunk, b);
 	return ensure_scratch(hub, b->n);
 }
 
@@ -914,16 +957,21 @@ static bool same_read(const struct watcher *r, int64_t rev, int64_t sub, const s
 {
 	return w->pos_rev == rev && w->pos_sub == sub && w->kind == r->kind &&
 	       (r->prev_kv || !w->prev_kv) &&
-	       bytes_cmp(w->key, w->key_len, r->key, r->key_len) == 0 &&
-	       (w->kind != RANGE_SPAN || bytes_cmp(w->end, w->end_len, r->end, r->end_len) == 0);
+	       bytes_cmp(wkey(w), w->key_len, wkey(r), r->key_len) == 0 &&
+	       (w->kind != RANGE_SPAN || bytes_cmp(wend(w), w->end_len, wend(r), r->end_len) == 0);
 }
 
 /* One pass of catch-up over the stream's unsynced watchers, one chunk
- * each. Watchers at the same position on the same range (a stream of
- * watchers on one prefix that fell behind together) share one history read
- * and the fan-out buffer. Sets *any when it found an unsynced watcher.
- * Non-zero when the stream cannot take more (or a store error). */
-static int catch_up_pass(struct wstream *ws, int *budget, bool *any)
+ * each, from ws->cursor (where the last pass stopped) to the end. Watchers
+ * at the same position on the same range (a stream of watchers on one
+ * prefix that fell behind together) share one history read and the fan-out
+ * buffer. Sets *left unless the pass proved every watcher synced: it started
+ * at the head or at a clean cursor (every watcher before it synced at
+ * hub->rev, ws->clean_rev) and each watcher it served was read up to
+ * hub->rev. Non-zero when the stream cannot take more (or a store error);
+ * the cursor is then the first watcher the pass did not finish, clean when
+ * everything before it is synced. */
+static int catch_up_pass(struct wstream *ws, int *budget, bool *left)
 {
 	struct srv_watch_hub *hub = ws->hub;
 	bool shared = fan_header(hub, hub->rev) == 0;
@@ -934,23 +982,30 @@ static int catch_up_pass(struct wstream *ws, int *budget, bool *any)
 	int rc = 0;
 	hub->out_len = 0;
 	hub->n_pend = 0;
-	for (struct watcher *w = ws->head; w && rc == 0; w = w->next) {
+	struct watcher *w = ws->cursor ? ws->cursor : ws->head;
+	bool unproven = ws->cursor && ws->clean_rev != hub->rev;
+	for (; w; w = w->next) {
 		if (w->compacted || watcher_synced(w))
 			continue;
-		*any = true;
 		if (!have || !same_read(r, r_rev, r_sub, w)) {
 			if (have)
 				batch_free(&b);
 			have = false;
-			if (*budget == 0)
+			if (*budget == 0) {
+				rc = CAIRN_EAGAIN;
 				break;
+			}
 			(*budget)--;
 			r = w;
 			r_rev = w->pos_rev;
 			r_sub = w->pos_sub;
 			rc = catch_up_read(w, &b);
 			if (rc == 1) {
-				rc = ws->blocked ? CAIRN_EAGAIN : 0;
+				rc = 0;
+				if (ws->blocked) {
+					rc = CAIRN_EAGAIN;
+					break;
+				}
 				continue;
 			}
 			if (rc != 0)
@@ -960,9 +1015,18 @@ static int catch_up_pass(struct wstream *ws, int *budget, bool *any)
 		}
 		rc = shared ? fan_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub)
 		            : feed_watcher(w, &b, false, hub->rev, b.next_rev, b.next_sub);
+		if (rc != 0)
+			break;
+		if (b.next_rev <= hub->rev)
+			unproven = true; /* w has more to read */
 	}
+	ws->cursor = w;
 	if (!fan_flush(ws) && rc == 0)
 		rc = CAIRN_EAGAIN;
+	if (ws->blocked || ws->closing)
+		unproven = true; /* a refused buffer left its watchers behind */
+	*left = unproven;
+	ws->clean_rev = unproven ? 0 : hub->rev;
 	if (have)
 		batch_free(&b);
 	return rc;
@@ -976,10 +1040,10 @@ static void pump_stream(struct wstream *ws)
 	if (ws->closing || ws->blocked || !flush_ctrl(ws))
 		return;
 	while (ws->behind && budget > 0) {
-		bool any = false;
-		if (catch_up_pass(ws, &budget, &any) != 0)
+		bool left = false;
+		if (catch_up_pass(ws, &budget, &left) != 0)
 			return; /* blocked, closing, or a store error: retried on tick */
-		if (!any)
+		if (!left)
 			ws->behind = false; /* invariant 6 */
 	}
 	send_progress_if_synced(ws);
@@ -1054,17 +1118,19 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 		return;
 	}
 	size_t end_len = kind == RANGE_SPAN ? c->range_end.len : 0;
+	if (key_len > UINT32_MAX || end_len > UINT32_MAX) {
+		/* cannot come through rpc's message size limit */
+		stream_fail(ws, RPC_INVALID_ARGUMENT, "etcdserver: request is too large");
+		return;
+	}
 	struct watcher *w = calloc(1, sizeof(*w) + key_len + end_len);
 	if (!w) {
 		stream_fail(ws, RPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
 		return;
 	}
-	w->key = w->keys;
-	memcpy(w->key, key, key_len);
-	if (kind == RANGE_SPAN) {
-		w->end = w->keys + key_len;
-		memcpy(w->end, c->range_end.data, end_len);
-	}
+	memcpy(w->keys, key, key_len);
+	if (kind == RANGE_SPAN)
+		memcpy(w->keys + key_len, c->range_end.data, end_len);
 	if (id == 0) { /* clientv3.AutoWatchID */
 		while (find_watcher(ws, ws->next_id, NULL))
 			ws->next_id++;
@@ -1072,9 +1138,9 @@ static void on_create(struct wstream *ws, const Etcdserverpb__WatchCreateRequest
 	}
 	w->ws = ws;
 	w->id = id;
-	w->kind = kind;
-	w->key_len = key_len;
-	w->end_len = end_len;
+	w->kind = (uint8_t)kind;
+	w->key_len = (uint32_t)key_len;
+	w->end_len = (uint32_t)end_len;
 	/* etcd: 0 means "after now"; a negative start reads all the history.
 	 * Progress is not held back until the store reaches the start revision
 	 * (etcd 3.5.22's startRev check): etcd 3.4 and 3.5 up to .21 answer at
@@ -1114,6 +1180,8 @@ static void on_cancel(struct wstream *ws, int64_t id)
 	if (!w)
 		return; /* etcd ignores an unknown id */
 	*link = w->next;
+	if (ws->cursor == w)
+		ws->cursor = w->next;
 	if (ws->tail == w) {
 		ws->tail = NULL;
 		for (struct watcher *p = ws->head; p; p = p->next)
@@ -1198,6 +1266,23 @@ static void ws_on_writable(struct rpc_stream *rs)
 	pump_stream(ws);
 }
 
+/* rpc's connection drained to this stream (PULL): the next PULL_BYTES of
+ * what it owes, and another pull while it is still behind. */
+static void ws_on_pull(struct rpc_stream *rs)
+{
+	struct wstream *ws = rpc_stream_data(rs);
+	if (!ws)
+		return;
+	struct srv_watch_hub *hub = ws->hub;
+	hub->fan_limit = PULL_BYTES;
+	hub->fan_stop = true;
+	pump_stream(ws);
+	hub->fan_limit = LIVE_STREAM_BYTES;
+	hub->fan_stop = false;
+	if (ws->behind && !ws->blocked && !ws->closing && rpc_stream_queued(rs) > 0)
+		rpc_stream_want_pull(rs);
+}
+
 static void wstream_free(struct wstream *ws)
 {
 	struct srv_watch_hub *hub = ws->hub;
@@ -1236,6 +1321,7 @@ const struct rpc_stream_cbs srv_watch_stream_cbs = {
     .on_message = ws_on_message,
     .on_half_close = ws_on_half_close,
     .on_writable = ws_on_writable,
+    .on_pull = ws_on_pull,
     .on_close = ws_on_close,
 };
 
@@ -1258,6 +1344,7 @@ int srv_watch_hub_new(const struct srv_watch_config *cfg, struct srv_watch_hub *
 	if (!hub->cfg.max_response_bytes)
 		hub->cfg.max_response_bytes = DEFAULT_MAX_RESP_BYTES;
 	hub->live_chunk = first_chunk(hub);
+	hub->fan_limit = LIVE_STREAM_BYTES;
 	struct store_rtxn *r;
 	int rc = store_rtxn_begin(cfg->store, &r);
 	if (rc != 0) {
@@ -1297,6 +1384,8 @@ void srv_watch_hub_free(struct srv_watch_hub *hub)
 static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t upto)
 {
 	bool shared = fan_header(hub, upto) == 0 && fan_events_reset(hub, b) == 0;
+	hub->fan_limit = PULL_BYTES;
+	hub->fan_stop = true;
 	for (struct wstream *ws = hub->streams; ws; ws = ws->next) {
 		if (ws->closing || ws->blocked || ws->ctrl_head) {
 			ws->behind = ws->head != NULL; /* invariant 3: its watchers fall behind */
@@ -1304,6 +1393,7 @@ static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t 
 		}
 		hub->out_len = 0;
 		hub->n_pend = 0;
+		bool was_behind = ws->behind;
 		for (struct watcher *w = ws->head; w; w = w->next) {
 			if (w->compacted || !watcher_synced(w))
 				continue;
@@ -1311,12 +1401,23 @@ static void feed_live(struct srv_watch_hub *hub, const struct batch *b, int64_t 
 			                : feed_watcher(w, b, true, upto, upto + 1, 0);
 			if (rc != 0) {
 				ws->behind = true;
+				if (!ws->blocked && !ws->closing) {
+					/* stopped at PULL_BYTES: the rest as the
+					 * connection drains, from here; everyone
+					 * before w has this batch if all were
+					 * synced when it started */
+					ws->cursor = w;
+					ws->clean_rev = was_behind ? 0 : upto;
+					rpc_stream_want_pull(ws->rs);
+				}
 				break;
 			}
 		}
 		if (!fan_flush(ws))
 			ws->behind = true;
 	}
+	hub->fan_limit = LIVE_STREAM_BYTES;
+	hub->fan_stop = false;
 	if (hub->out_cap > LIVE_KEEP_OUT_BYTES) {
 		free(hub->out);
 		hub->out = NULL;

@@ -13,7 +13,9 @@
  * unless fragmenting). Each event is encoded once per batch and a stream's
  * responses are queued with one rpc_stream_send_framed, so a put seen by
  * 100,000 watchers costs one copy of its bytes per watcher, not a protobuf
- * pack and an allocation each. Unsynced watchers catch up from the history
+ * pack and an allocation each; past a few frames per stream the rest is
+ * generated as rpc drains the stream (rpc_stream_want_pull / on_pull), not
+ * all at once. Unsynced watchers catch up from the history
  * in bounded chunks while their stream is writable. A stream whose outbound
  * queue is full (rpc_stream_send says CAIRN_EAGAIN) turns its watchers
  * unsynced: nothing is buffered for it in the hub, so a client that stops

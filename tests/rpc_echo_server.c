@@ -297,10 +297,14 @@ int main(int argc, char **argv)
 		cfg.conn_inbound_limit = strtoull(ci, NULL, 10);
 	if (rpc_server_new(loop, &cfg, &srv) != 0)
 		return 1;
-	static const struct rpc_stream_cbs bidi = {bidi_open, bidi_message, bidi_half_close, NULL,
-	                                           bidi_close};
-	static const struct rpc_stream_cbs flood = {flood_open, flood_message, NULL, flood_writable,
-	                                            flood_close};
+	static const struct rpc_stream_cbs bidi = {.on_open = bidi_open,
+	                                           .on_message = bidi_message,
+	                                           .on_half_close = bidi_half_close,
+	                                           .on_close = bidi_close};
+	static const struct rpc_stream_cbs flood = {.on_open = flood_open,
+	                                            .on_message = flood_message,
+	                                            .on_writable = flood_writable,
+	                                            .on_close = flood_close};
 	if (rpc_server_register_unary(srv, "/test.Echo/Echo", echo_cb, NULL) != 0 ||
 	    rpc_server_register_unary(srv, "/test.Echo/Slow", slow_cb, NULL) != 0 ||
 	    rpc_server_register_unary(srv, "/test.Echo/Fail", fail_cb, NULL) != 0 ||

@@ -163,7 +163,10 @@ static int setup(void **state)
 	(void)state;
 	uv_loop_init(&loop);
 	assert_int_equal(rpc_server_new(&loop, NULL, &srv), 0);
-	static const struct rpc_stream_cbs cbs = {s_open, s_message, s_half, NULL, s_close};
+	static const struct rpc_stream_cbs cbs = {.on_open = s_open,
+	                                          .on_message = s_message,
+	                                          .on_half_close = s_half,
+	                                          .on_close = s_close};
 	assert_int_equal(rpc_server_register_unary(srv, "/t.S/Echo", echo_cb, NULL), 0);
 	assert_int_equal(rpc_server_register_unary(srv, "/t.S/Echo", echo_cb, NULL), CAIRN_EEXIST);
 	assert_int_equal(rpc_server_register_unary(srv, "/t.S/Slow", slow_cb, NULL), 0);

@@ -32,6 +32,9 @@ struct rpc_stream {
 	size_t n;
 	Etcdserverpb__WatchResponse *msgs[MAX_MSGS];
 	size_t refused;
+	bool pull;     /* rpc_stream_want_pull armed */
+	size_t queued; /* bytes accepted since the last pull began */
+	size_t pulls;
 };
 
 int rpc_stream_send(struct rpc_stream *s, const void *msg, size_t len)
@@ -44,6 +47,7 @@ int rpc_stream_send(struct rpc_stream *s, const void *msg, size_t len)
 	}
 	if (s->accept > 0)
 		s->accept--;
+	s->queued += len;
 	assert_true(s->n < MAX_MSGS);
 	s->msgs[s->n] = etcdserverpb__watch_response__unpack(NULL, len, msg);
 	assert_non_null(s->msgs[s->n]);
@@ -91,6 +95,7 @@ int rpc_stream_send_framed(struct rpc_stream *s, const void *frames, size_t len,
 		p += ml;
 	}
 	assert_true(p == end);
+	s->queued += len;
 	if (s->accept > 0)
 		s->accept = (size_t)s->accept > n_msgs ? s->accept - (int)n_msgs : 0;
 	return 0;
@@ -106,6 +111,23 @@ int rpc_stream_close(struct rpc_stream *s, int grpc_status, const char *message)
 	return 0;
 }
 
+/* As rpc: armed once per call; rpc pulls in the same loop turn, which the
+ * tests play with pulls(). */
+int rpc_stream_want_pull(struct rpc_stream *s)
+{
+	if (s->closed)
+		return CAIRN_ECLOSED;
+	s->pull = true;
+	return 0;
+}
+
+/* rpc pulls when the queue is empty: what was accepted since the pull
+ * began is what is queued. */
+size_t rpc_stream_queued(const struct rpc_stream *s)
+{
+	return s->queued;
+}
+
 void rpc_stream_set_data(struct rpc_stream *s, void *data)
 {
 	s->data = data;
@@ -114,6 +136,18 @@ void rpc_stream_set_data(struct rpc_stream *s, void *data)
 void *rpc_stream_data(const struct rpc_stream *s)
 {
 	return s->data;
+}
+
+/* The connection drains: pulls while the hub asks for them. */
+static void pulls(struct rpc_stream *s)
+{
+	for (int i = 0; i < 100000 && s->pull && !s->closed; i++) {
+		s->pull = false;
+		s->queued = 0;
+		s->pulls++;
+		srv_watch_stream_cbs.on_pull(s);
+	}
+	assert_false(s->pull && !s->closed);
 }
 
 static void stream_clear(struct rpc_stream *s)
@@ -219,6 +253,13 @@ static void progress(struct fx *f)
 	send_req(f, &req);
 }
 
+/* The member's notify after a commit, then rpc's pulls of the same turn. */
+static void notify(struct fx *f)
+{
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	pulls(&f->st);
+}
+
 static void put_n(struct fx *f, const char *prefix, int n, size_t vlen)
 {
 	char *v = malloc(vlen + 1);
@@ -230,7 +271,7 @@ static void put_n(struct fx *f, const char *prefix, int n, size_t vlen)
 		assert_int_equal(tu_put(f->s, k, v), 0);
 	}
 	free(v);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 }
 
 /* n puts of prefix%05d in one revision (one txn). */
@@ -258,7 +299,7 @@ static void txn_puts(struct fx *f, const char *prefix, int n, size_t vlen)
 	free(ops);
 	free(keys);
 	free(v);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 }
 
 static int64_t unsynced(struct fx *f)
@@ -493,7 +534,7 @@ static void test_fan_out_shared_encoding(void **state)
 	struct fx *f = *state;
 	enum { N = 300 };
 	assert_int_equal(tu_put(f->s, "p/x", "old"), 0);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 	for (int i = 0; i < N; i++)
 		create_opts(f, "p/", "p0", 0, false, i == 0 ? 0 : 100000 + i, i % 2 == 1,
 		            i % 7 == 3);
@@ -502,7 +543,7 @@ static void test_fan_out_shared_encoding(void **state)
 	int64_t base = tu_rev(f->s);
 	assert_int_equal(tu_put(f->s, "p/x", "new"), 0);
 	assert_int_equal(tu_put(f->s, "q", "other"), 0);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 	int with_put = 0;
 	for (int i = 0; i < N; i++)
 		with_put += i % 7 != 3;
@@ -526,7 +567,7 @@ static void test_fan_out_shared_encoding(void **state)
 	/* refused: nothing queued, the rest behind, then each gets it once */
 	f->st.accept = 0;
 	assert_int_equal(tu_put(f->s, "p/x", "newer"), 0);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 	assert_int_equal(f->st.n, 0);
 	assert_int_equal(unsynced(f), with_put); /* NOPUT watchers are owed nothing */
 	f->st.refused = 0;
@@ -552,13 +593,90 @@ static void test_fan_out_shared_encoding(void **state)
 	}
 }
 
+/* A fan-out larger than one pull is generated as rpc pulls: the live feed
+ * queues a first part, the rest comes pull by pull. Whatever happens
+ * between pulls (a new revision fed live, watchers cancelled, one of them
+ * where the next pull would start), each watcher gets each of its events
+ * exactly once, in revision order, and nothing after its cancel. */
+static void test_large_fan_out_pulled(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 1000, CANCEL_FROM = 400, CANCEL_TO = 420 };
+	char val[201];
+	memset(val, 'x', 200);
+	val[200] = 0;
+	assert_int_equal(tu_put(f->s, "p/a", "old"), 0);
+	notify(f);
+	for (int i = 0; i < N; i++)
+		create_opts(f, "p/", "p0", 0, false, 0, i % 3 == 0, false);
+	assert_int_equal(f->st.n, N);
+	stream_clear(&f->st);
+	int64_t r1 = tu_rev(f->s) + 1;
+	assert_int_equal(tu_put(f->s, "p/a", val), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	assert_true(f->st.n > 0 && f->st.n < N); /* a first part, then pulls */
+	assert_true(f->st.pull);
+	/* one pull, then a second revision fed live while pulls are owed */
+	f->st.pull = false;
+	f->st.queued = 0;
+	srv_watch_stream_cbs.on_pull(&f->st);
+	assert_true(f->st.pull);
+	int64_t r2 = tu_rev(f->s) + 1;
+	assert_int_equal(tu_put(f->s, "p/b", val), 0);
+	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	/* cancels, one of them at the live feed's stopping point */
+	for (int id = CANCEL_FROM; id < CANCEL_TO; id++) {
+		Etcdserverpb__WatchCancelRequest cr = ETCDSERVERPB__WATCH_CANCEL_REQUEST__INIT;
+		cr.watch_id = id;
+		Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+		req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST;
+		req.cancel_request = &cr;
+		send_req(f, &req);
+	}
+	pulls(&f->st);
+	for (int k = 0; k < 10 && unsynced(f); k++)
+		srv_watch_hub_tick(f->hub, 0);
+	assert_int_equal(unsynced(f), 0);
+	assert_true(f->st.pulls > 2);
+	int got[N] = {0};
+	bool cancelled[N] = {false};
+	for (size_t m = 0; m < f->st.n; m++) {
+		Etcdserverpb__WatchResponse *r = f->st.msgs[m];
+		assert_true(r->watch_id >= 0 && r->watch_id < N);
+		int64_t i = r->watch_id;
+		if (r->canceled) {
+			assert_true(i >= CANCEL_FROM && i < CANCEL_TO && !cancelled[i]);
+			cancelled[i] = true;
+			continue;
+		}
+		assert_false(cancelled[i]);
+		for (size_t e = 0; e < r->n_events; e++) {
+			int64_t want = got[i] == 0 ? r1 : r2;
+			assert_true(got[i] < 2);
+			assert_int_equal(r->events[e]->kv->mod_revision, want);
+			assert_int_equal(r->events[e]->kv->value.len, 200);
+			if (want == r1 && i % 3 == 0)
+				assert_memory_equal(r->events[e]->prev_kv->value.data, "old", 3);
+			else
+				assert_null(r->events[e]->prev_kv);
+			got[i]++;
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		if (i >= CANCEL_FROM && i < CANCEL_TO)
+			assert_true(cancelled[i] && got[i] <= 2);
+		else
+			assert_int_equal(got[i], 2);
+	}
+}
+
 /* A watcher on a rarely written key catches up in bounded scan windows. */
 static void test_sparse_catch_up(void **state)
 {
 	struct fx *f = *state;
 	put_n(f, "other", 500, 10);
 	assert_int_equal(tu_put(f->s, "s", "1"), 0);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 	put_n(f, "more", 300, 10);
 	create(f, "s", NULL, 1, false);
 	assert_int_equal(f->st.n, 2);
@@ -603,11 +721,11 @@ static void test_compacted_while_behind(void **state)
 	f->st.accept = 1;
 	put_n(f, "c", 1, 10); /* accepted: "c00000" does not match "c" */
 	assert_int_equal(tu_put(f->s, "c", "1"), 0);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 	assert_int_equal(tu_put(f->s, "c", "2"), 0); /* refused: the watcher stays here */
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 	assert_int_equal(tu_put(f->s, "c", "3"), 0);
-	srv_watch_hub_notify(f->hub, tu_rev(f->s));
+	notify(f);
 	int64_t rev = tu_rev(f->s);
 	struct store_wtxn *w;
 	assert_int_equal(store_wtxn_begin(f->s, &w), 0);
@@ -656,6 +774,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_control_queue_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_live_batch_key_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fan_out_shared_encoding, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_large_fan_out_pulled, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sparse_catch_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_progress_right_after_create, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),

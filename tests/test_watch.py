@@ -396,6 +396,47 @@ def many_watchers_many_streams(s):
 
 
 @check
+def large_fan_out_pulled(s):
+    """One revision to 300 watchers of a stream is more than the hub
+    generates at once: the rest is pulled as the connection drains. Every
+    watcher still gets every revision exactly once, in order, while puts keep
+    coming; a progress request is answered only after all of them."""
+    w = Watch(s)
+    n_w, n_puts = 300, 6
+    for i in range(n_w):
+        w.create("fan/", "fan0", prev_kv=(i % 2 == 0))
+    for i in range(n_w):
+        r = w.next()
+        assert r.created and r.watch_id == i, r
+    old = s.put("fan/k0", "old")
+    value = "f" * 1024
+    revs = [s.put("fan/k%d" % (i % 2), value) for i in range(n_puts)]
+    w.progress()
+    got = {i: [] for i in range(n_w)}
+    prev_seen = 0
+    deadline = time.time() + 20
+    while sum(len(v) for v in got.values()) < n_w * (n_puts + 1):
+        r = w.next(max(0.05, deadline - time.time()))
+        if r.watch_id == -1:
+            raise AssertionError("progress before every event was sent")
+        assert not r.created and not r.canceled, r
+        for e in r.events:
+            got[r.watch_id].append(e.kv.mod_revision)
+            if r.watch_id % 2 == 0 and e.kv.mod_revision != old:
+                assert e.prev_kv.key == e.kv.key or not e.prev_kv.key, e
+                prev_seen += e.prev_kv.key == e.kv.key
+    for i in range(n_w):
+        assert got[i] == [old] + revs, (i, got[i])
+    assert prev_seen > 0
+    r = w.next()
+    while r.watch_id != -1:
+        assert not r.events, r
+        r = w.next()
+    assert r.header.revision >= revs[-1], r
+    w.close()
+
+
+@check
 def max_watchers_per_stream(s):
     w = Watch(s)
     for i in range(300):

@@ -109,7 +109,10 @@ static void setup(void)
 	cfg.stream_high_water = 256;
 	if (rpc_server_new(&loop, &cfg, &srv) != 0)
 		abort();
-	static const struct rpc_stream_cbs cbs = {s_open, s_message, s_half, NULL, s_close};
+	static const struct rpc_stream_cbs cbs = {.on_open = s_open,
+	                                          .on_message = s_message,
+	                                          .on_half_close = s_half,
+	                                          .on_close = s_close};
 	rpc_server_register_unary(srv, "/f.S/Echo", echo_cb, NULL);
 	rpc_server_register_unary(srv, "/f.S/Slow", slow_cb, NULL);
 	rpc_server_register_stream(srv, "/f.S/Bidi", &cbs, NULL);
