@@ -1018,7 +1018,23 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	rc.seed = m->id ^ (uint64_t)uv_hrtime();
 	rc.pre_vote = true;
 	rc.check_quorum = true;
-	rc.initial_conf = fresh && !joining ? &conf : NULL;
+	/* The first configuration lives in raft's storage only as a snapshot
+	 * record, which log compaction writes a tick after the first batch:
+	 * a member killed before that came back without a configuration, so
+	 * not a voter, and never campaigned. A bootstrap now writes it at
+	 * once (below); a data directory left without it by an older build
+	 * takes it from the membership record while its log is uncompacted. */
+	rc.initial_conf = !joining ? &conf : NULL;
+	if (fresh && !joining && m->applied_index == 0) {
+		struct raft_snapshot_meta meta = {0};
+		meta.conf = conf;
+		struct raft_update up = {0};
+		up.snapshot = &meta;
+		if ((rv = raft_lmdb_write_own(m->rl, &up))) {
+			free(boot);
+			return rv;
+		}
+	}
 	if (fresh && !joining && m->applied_index > 0) {
 		/* A data directory made by `cairnctl snapshot restore`: the store
 		 * holds data applied up to some index of an old log, and no

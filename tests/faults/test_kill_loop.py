@@ -149,7 +149,33 @@ def whole_cluster(checks, cleanup):
     check_converged(checks, "3 members final", cl)
 
 
+def early(checks, cleanup):
+    """A fresh member SIGKILLed within its first milliseconds (before its
+    first log compaction, which used to be the only record of the first
+    configuration in raft's storage) must elect itself after a restart:
+    it came back not a voter and never campaigned ("no leader")."""
+    stuck = []
+    for delay in (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.1):
+        cl = Cluster(1, start=False)
+        cleanup.append(cl)
+        m = cl.members[0]
+        initial = Cluster.initial_cluster(cl.members)
+        m.start(initial, wait=False)
+        time.sleep(delay)
+        m.kill()
+        m.start(initial, wait=False)
+        try:
+            m.wait_serving(timeout=15.0)
+            m.put("early", "x", timeout=5.0)
+        except Exception as e:  # noqa: BLE001 - any failure is the finding
+            stuck.append("killed after %.0f ms: %s" % (delay * 1000, e))
+        m.kill()
+    checks.check("a fresh member killed within 5-100 ms of its first start leads and "
+                 "takes a put after a restart", not stuck, stuck)
+
+
 def body(checks, cleanup):
+    early(checks, cleanup)
     if CYCLES:
         single(checks, cleanup)
     if CLUSTER_CYCLES:
