@@ -247,6 +247,31 @@ class Member:
         return self.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=timeout).members
 
 
+def start_with_env(m, initial, env, wait=True):
+    """Member.start with extra environment for the cairnd process (a
+    preloaded shim and its settings)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        m.start(initial, wait=wait)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
+def kill_all(members):
+    """SIGKILLs every member before reaping any (a power loss or a
+    whole-cluster crash, not one member after another)."""
+    for m in members:
+        if m.alive():
+            m.proc.send_signal(signal.SIGKILL)
+    for m in members:
+        m.kill()
+
+
 def _die_with_parent():
     """In the child: SIGKILL when the test process dies (no stray members)."""
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
 import checker  # noqa: E402
 import kvclient  # noqa: E402
-from cluster import BUILD, ROOT, Cluster, run_test  # noqa: E402  (ROOT: this tree)
+from cluster import BUILD, ROOT, Cluster, run_test, start_with_env  # noqa: E402  (ROOT: this tree)
 
 SHIM = os.path.join(ROOT, BUILD, "failfs.so")
 # Under SAN=1 cairnd links libasan, which insists on coming first in the
@@ -39,20 +39,6 @@ CASES = [
     ("writev fails", {"FAILFS_CALLS": "writev"}),
     ("pwrite ENOSPC", {"FAILFS_CALLS": "pwrite,writev", "FAILFS_ERRNO": "28"}),
 ]
-
-
-def start_with(m, initial, env, wait=True):
-    """Member.start with extra environment for the cairnd process."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        m.start(initial, wait=wait)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
 
 
 def writers(ms, rec, halt, tag, n=4):
@@ -78,7 +64,7 @@ def one_case(checks, cleanup, name, env):
     m = cl.members[0]
     initial = Cluster.initial_cluster(cl.members)
     arm = os.path.join(m.dir, "arm")
-    start_with(m, initial, dict(env, LD_PRELOAD=SHIM, ASAN_OPTIONS=ASAN_WITH_SHIM, FAILFS_ARM_FILE=arm, FAILFS_LOG="1"))
+    start_with_env(m, initial, dict(env, LD_PRELOAD=SHIM, ASAN_OPTIONS=ASAN_WITH_SHIM, FAILFS_ARM_FILE=arm, FAILFS_LOG="1"))
     rec = kvclient.Recorder()
     halt = threading.Event()
     tag = name.replace(" ", "_")
@@ -142,7 +128,7 @@ def cluster_case(checks, cleanup):
     arm = os.path.join(m2.dir, "arm")
     m0.start(initial, wait=False)
     m1.start(initial, wait=False)
-    start_with(m2, initial, {"LD_PRELOAD": SHIM, "ASAN_OPTIONS": ASAN_WITH_SHIM, "FAILFS_ARM_FILE": arm, "FAILFS_LOG": "1",
+    start_with_env(m2, initial, {"LD_PRELOAD": SHIM, "ASAN_OPTIONS": ASAN_WITH_SHIM, "FAILFS_ARM_FILE": arm, "FAILFS_LOG": "1",
                              "FAILFS_CALLS": "fdatasync,fsync"}, wait=False)
     for m in cl.members:
         m.wait_serving()

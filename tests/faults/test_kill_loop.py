@@ -12,7 +12,6 @@ and every acknowledged write read back with its value.
 Process and cluster management is tests/cluster/cluster.py's."""
 import os
 import random
-import signal
 import sys
 import time
 
@@ -22,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
 from checker import check_no_lost_writes  # noqa: E402
 import grpc  # noqa: E402
 
-from cluster import Cluster, Writer, check_converged, rpc_pb2, run_test  # noqa: E402
+from cluster import Cluster, Writer, check_converged, kill_all, rpc_pb2, run_test  # noqa: E402
 
 CYCLES = int(os.environ.get("CYCLES", "200"))
 CLUSTER_CYCLES = int(os.environ.get("CLUSTER_CYCLES", "10"))
@@ -40,14 +39,6 @@ def burst(members, prefix, secs):
 
 def lost(acked, got):
     return check_no_lost_writes([(k, v, None) for k, v in acked.items()], got)
-
-
-def kill_all(members):
-    for m in members:  # signal every member before reaping any
-        if m.alive():
-            m.proc.send_signal(signal.SIGKILL)
-    for m in members:
-        m.kill()
 
 
 def single(checks, cleanup):

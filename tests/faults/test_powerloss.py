@@ -58,7 +58,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
 import kvclient  # noqa: E402
-from cluster import BUILD, ROOT, Cluster, rpc_pb2, run_test  # noqa: E402
+from cluster import BUILD, ROOT, Cluster, kill_all, run_test, start_with_env  # noqa: E402
 
 SHIM = os.path.join(ROOT, BUILD, "crashrec.so")
 CAIRNCTL = os.path.join(ROOT, BUILD, "cairnctl")
@@ -218,18 +218,9 @@ def image_plan(log, rng, n):
 def start_recorded(m, initial, logpath, wait=True):
     """Member.start with crashrec.so preloaded, logging to logpath; its
     flushes are slow while m.dir/slow exists."""
-    env = {"LD_PRELOAD": SHIM, "ASAN_OPTIONS": ASAN_WITH_SHIM, "CRASHREC_LOG": logpath,
-           "CRASHREC_SLOW_FILE": os.path.join(m.dir, "slow")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        m.start(initial, wait=wait)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
+    start_with_env(m, initial, {"LD_PRELOAD": SHIM, "ASAN_OPTIONS": ASAN_WITH_SHIM,
+                                "CRASHREC_LOG": logpath,
+                                "CRASHREC_SLOW_FILE": os.path.join(m.dir, "slow")}, wait=wait)
 
 
 def stop(m):
@@ -237,14 +228,6 @@ def stop(m):
         m.proc.terminate()
         if m.wait_exit(5.0) is None:
             m.kill()
-
-
-def kill_all(members):
-    for m in members:  # signal every member before reaping any
-        if m.alive():
-            m.proc.send_signal(signal.SIGKILL)
-    for m in members:
-        m.kill()
 
 
 def inspect_check(data_dir):
