@@ -58,6 +58,12 @@ int mut_begin(struct store_wtxn *w, size_t est_bytes)
 	int rc = wtxn_usable(w);
 	if (rc)
 		return rc;
+	/* The revision space ends at REV_MAX (decoders refuse anything
+	 * beyond): a store there can be read, not written. Without this a
+	 * write made the revision REV_MAX + 1, which every later read then
+	 * took for corruption (fuzz_store_records, meta "rev" = REV_MAX). */
+	if (w->rev >= REV_MAX)
+		return CAIRN_ENOSPACE;
 	w->nested = need_nested(w, est_bytes);
 	w->cur = w->txn;
 	if (w->nested) {
