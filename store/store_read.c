@@ -109,7 +109,10 @@ int view_range(const struct view *v, const struct store_range_req *req,
 	bool filters = req->min_mod_revision || req->max_mod_revision || req->min_create_revision ||
 	               req->max_create_revision;
 	int64_t fetch = 0;
-	if (req->sort_order == STORE_SORT_NONE && !filters && req->limit > 0)
+	/* limit + 1 tells whether there is more; a limit of INT64_MAX has
+	 * nothing more to tell (and + 1 would overflow). */
+	if (req->sort_order == STORE_SORT_NONE && !filters && req->limit > 0 &&
+	    req->limit < INT64_MAX)
 		fetch = req->limit + 1;
 	int order = req->sort_order;
 	if (req->sort_target != STORE_SORT_KEY && order == STORE_SORT_NONE)

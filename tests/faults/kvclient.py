@@ -85,6 +85,17 @@ def compact(kv, revision, timeout):
     kv.Compact(pb.CompactionRequest(revision=revision, physical=False), timeout=timeout)
 
 
+def compacted_at(kv, revision, timeout):
+    """Whether this member has applied a compaction at `revision` or later: a
+    serializable read below it is refused as compacted (OUT_OF_RANGE)."""
+    try:
+        kv.Range(pb.RangeRequest(key=b("\0"), revision=revision - 1, serializable=True),
+                 timeout=timeout)
+    except grpc.RpcError as e:
+        return e.code() == grpc.StatusCode.OUT_OF_RANGE
+    return False
+
+
 class Recorder:
     """Thread-safe list of Ops with a common clock."""
 
