@@ -413,11 +413,9 @@ void srv_member_handle_update(struct srv_member *m, const struct raft_update *up
 		char path[4096];
 		snprintf(path, sizeof(path), "%.*s", (int)up->snapshot_data.len,
 		         (const char *)up->snapshot_data.base);
-		struct raft_hard_state hs = up->hard_state;
-		bool hs_changed = up->hard_state_changed;
 		uint64_t seq = up->persist_seq;
 		srv_cluster_send_msgs(m, up->msgs, up->n_msgs);
-		srv_member_install(m, &meta, path, &hs, hs_changed, seq);
+		srv_member_install(m, &meta, path, seq);
 		return;
 	}
 	if (up->persist_seq)
@@ -861,8 +859,7 @@ static int rmtree(const char *path)
 }
 
 void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *meta,
-                        const char *path, const struct raft_hard_state *hs, bool hs_changed,
-                        uint64_t persist_seq)
+                        const char *path, uint64_t persist_seq)
 {
 	srv_member_drain(m);
 	char dir[4096], old[4200];
@@ -901,8 +898,7 @@ void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *m
 		up.snapshot = meta;
 		struct raft_status st;
 		raft_get_status(m->raft, &st);
-		up.hard_state =
-		    hs_changed ? *hs : (struct raft_hard_state){st.term, st.vote, st.commit};
+		up.hard_state = (struct raft_hard_state){st.term, st.vote, st.commit};
 		up.hard_state_changed = true;
 		up.persist_seq = persist_seq;
 		rv = raft_lmdb_write_own(m->rl, &up);
@@ -1025,34 +1021,29 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	 * once (below); a data directory left without it by an older build
 	 * takes it from the membership record while its log is uncompacted. */
 	rc.initial_conf = !joining ? &conf : NULL;
-	if (fresh && !joining && m->applied_index == 0) {
+	if (fresh && !joining) {
 		struct raft_snapshot_meta meta = {0};
 		meta.conf = conf;
 		struct raft_update up = {0};
 		up.snapshot = &meta;
+		if (m->applied_index > 0) {
+			/* A data directory made by `cairnctl snapshot restore`: the
+			 * store holds data applied up to some index of an old log,
+			 * and no membership. The new cluster's log starts after that
+			 * index, as if a snapshot at it had been installed, so
+			 * nothing is skipped. */
+			meta.index = m->applied_index;
+			meta.term = 1;
+			up.hard_state.term = 1;
+			up.hard_state.commit = m->applied_index;
+			up.hard_state_changed = true;
+		}
 		if ((rv = raft_lmdb_write_own(m->rl, &up))) {
 			free(boot);
 			return rv;
 		}
 	}
 	if (fresh && !joining && m->applied_index > 0) {
-		/* A data directory made by `cairnctl snapshot restore`: the store
-		 * holds data applied up to some index of an old log, and no
-		 * membership. The new cluster's log starts after that index, as
-		 * if a snapshot at it had been installed, so nothing is skipped. */
-		struct raft_snapshot_meta meta = {0};
-		meta.index = m->applied_index;
-		meta.term = 1;
-		meta.conf = conf;
-		struct raft_update up = {0};
-		up.snapshot = &meta;
-		up.hard_state.term = 1;
-		up.hard_state.commit = m->applied_index;
-		up.hard_state_changed = true;
-		if ((rv = raft_lmdb_write_own(m->rl, &up))) {
-			free(boot);
-			return rv;
-		}
 		char idx[24];
 		snprintf(idx, sizeof(idx), "%" PRIu64, m->applied_index);
 		srv_log(log, SRV_LOG_INFO, "starting from a restored snapshot", "index", idx, NULL);

@@ -302,10 +302,10 @@ void srv_kv_serve_read(struct srv_member *m, struct srv_pending *p);
  * before replacing the store with a received snapshot. */
 void srv_member_drain(struct srv_member *m);
 /* Replaces the store with the snapshot file at path and records meta and
- * the hard state; then reports it persisted and installed to raft. */
+ * the member's own hard state; then reports it persisted and installed to
+ * raft. */
 void srv_member_install(struct srv_member *m, const struct raft_snapshot_meta *meta,
-                        const char *path, const struct raft_hard_state *hs, bool hs_changed,
-                        uint64_t persist_seq);
+                        const char *path, uint64_t persist_seq);
 
 /* Cluster (cluster.c). */
 int srv_cluster_start(struct srv_member *m);
