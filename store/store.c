@@ -205,28 +205,19 @@ int idx_at(MDB_cursor *ic, const MDB_val *key, int64_t rev, struct idx *out)
 
 /* Whether compaction at `compact` keeps record r (main <= compact): it is
  * the key's latest record <= compact and not a tombstone. */
-int is_kept(MDB_cursor *ic, const struct rec *r, int64_t compact, bool *kept)
+int is_kept(struct ixc *x, const struct rec *r, int64_t compact, bool *kept)
 {
 	if (r->tomb) {
 		*kept = false;
 		return 0;
 	}
-	uint8_t item[IDX_ITEM];
-	revkey_make(item, r->main, r->sub);
-	item[16] = 0;
-	MDB_val k = {r->klen, (void *)r->key}, d = {IDX_ITEM, item};
-	int rc = mdb_cursor_get(ic, &k, &d, MDB_GET_BOTH);
-	if (rc)
-		return rc == MDB_NOTFOUND ? CAIRN_ECORRUPT : store_lmdb_err(rc);
-	rc = mdb_cursor_get(ic, &k, &d, MDB_NEXT_DUP);
-	if (rc == MDB_NOTFOUND) {
+	MDB_val k = {r->klen, (void *)r->key};
+	struct idx it = {r->main, r->sub, false}, nx;
+	int rc = ix_step(x, &k, &it, 1, &nx);
+	if (rc == CAIRN_ENOTFOUND) {
 		*kept = true;
 		return 0;
 	}
-	if (rc)
-		return store_lmdb_err(rc);
-	struct idx nx;
-	rc = idx_decode(&d, &nx);
 	*kept = rc == 0 && nx.main > compact;
 	return rc;
 }
@@ -377,6 +368,12 @@ static int open_dbs(struct store *s, MDB_txn *t, unsigned flags)
 		if (rc)
 			return store_lmdb_err(rc);
 	}
+	/* A schema 1 dir has no recent; a writer creates it (the upgrade),
+	 * a read-only opener reads index alone. */
+	int rc = mdb_dbi_open(t, "recent", MDB_DUPSORT | MDB_DUPFIXED | flags, &s->recent);
+	if (rc && rc != MDB_NOTFOUND)
+		return store_lmdb_err(rc);
+	s->has_recent = rc == 0;
 	return 0;
 }
 
@@ -391,9 +388,9 @@ static int store_init_schema(struct store *s)
 		goto fail;
 	int64_t schema;
 	rc = meta_get_i64(t, s->meta, "schema", &schema);
-	if (rc == CAIRN_ENOTFOUND && !s->read_only)
+	if ((rc == CAIRN_ENOTFOUND || (rc == 0 && schema == 1)) && !s->read_only)
 		rc = meta_put_i64(t, s->meta, "schema", SCHEMA_VERSION);
-	else if (rc == 0 && schema != SCHEMA_VERSION)
+	else if (rc == 0 && schema != SCHEMA_VERSION && schema != 1)
 		rc = CAIRN_EVERSION;
 	if (rc)
 		goto fail;
@@ -418,6 +415,8 @@ int store_open(const struct store_config *cfg, struct store **out)
 	s->max_request =
 	    cfg->max_request_bytes ? cfg->max_request_bytes : STORE_DEFAULT_MAX_REQUEST;
 	s->max_txn_ops = cfg->max_txn_ops ? cfg->max_txn_ops : STORE_DEFAULT_MAX_TXN_OPS;
+	s->recent_target =
+	    cfg->index_recent_items ? cfg->index_recent_items : STORE_DEFAULT_RECENT_ITEMS;
 	uint64_t map = cfg->map_size ? cfg->map_size : STORE_DEFAULT_MAP_SIZE;
 	char path[PATH_MAX];
 	int rc;
@@ -537,8 +536,14 @@ int store_wtxn_commit_flushed(struct store_wtxn *w, bool *flushed)
 		store_wtxn_abort(w);
 		return rc;
 	}
-	if (w->ic != NULL)
-		mdb_cursor_close(w->ic);
+	if (w->ic_open)
+		ixc_close(&w->ic);
+	w->ic_open = false;
+	rc = ix_rebalance(w);
+	if (rc) {
+		store_wtxn_abort(w);
+		return rc;
+	}
 	MDB_env *env = w->s->env;
 	uint64_t before = last_txnid(env);
 	rc = store_lmdb_err(mdb_txn_commit(w->txn));
@@ -566,8 +571,8 @@ void store_wtxn_abort(struct store_wtxn *w)
 {
 	if (!w)
 		return;
-	if (w->ic != NULL)
-		mdb_cursor_close(w->ic);
+	if (w->ic_open)
+		ixc_close(&w->ic);
 	mdb_txn_abort(w->txn);
 	free(w);
 }
@@ -791,9 +796,9 @@ static uint64_t db_pages(MDB_txn *t, MDB_dbi d, uint64_t *entries)
 
 uint64_t store_pages_in_use(struct store *s, MDB_txn *t)
 {
-	MDB_dbi dbs[5] = {s->kv, s->index, s->meta, s->leases, s->lease_keys};
+	MDB_dbi dbs[6] = {s->kv, s->index, s->meta, s->leases, s->lease_keys, s->recent};
 	uint64_t n = 0;
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < (s->has_recent ? 6 : 5); i++)
 		n += db_pages(t, dbs[i], NULL);
 	return n;
 }

@@ -17,7 +17,8 @@
  * LAYOUT (DESIGN.md §3)
  *   One LMDB environment per member, in cfg->dir (data.mdb, lock.mdb) plus a
  *   lock file "cairn.lock". Named databases used by the store: "kv" (history),
- *   "index" (key -> revisions), "meta", "leases", "lease_keys". Other
+ *   "index" and "recent" (key -> revisions), "meta", "leases",
+ *   "lease_keys". Other
  *   components (raft log storage) may open their own named databases in the
  *   same environment (store_env(), store_wtxn_mdb()); up to STORE_MAX_DBS
  *   named databases exist in total. Opening needs no work proportional to the
@@ -94,11 +95,12 @@
 
 #include "common/cairn_error.h"
 
-#define STORE_MAX_DBS             16 /* named LMDB databases in the environment, all users */
-#define STORE_DEFAULT_QUOTA       (2ull << 30)    /* etcd's default backend quota */
-#define STORE_DEFAULT_MAP_SIZE    (8ull << 30)    /* sparse; must be >= quota */
-#define STORE_DEFAULT_MAX_REQUEST (1536u * 1024u) /* 1.5 MiB, etcd's default */
-#define STORE_DEFAULT_MAX_TXN_OPS 128u            /* etcd's --max-txn-ops */
+#define STORE_MAX_DBS              16 /* named LMDB databases in the environment, all users */
+#define STORE_DEFAULT_QUOTA        (2ull << 30)    /* etcd's default backend quota */
+#define STORE_DEFAULT_MAP_SIZE     (8ull << 30)    /* sparse; must be >= quota */
+#define STORE_DEFAULT_MAX_REQUEST  (1536u * 1024u) /* 1.5 MiB, etcd's default */
+#define STORE_DEFAULT_MAX_TXN_OPS  128u            /* etcd's --max-txn-ops */
+#define STORE_DEFAULT_RECENT_ITEMS 4096u           /* see store_index.c */
 
 struct store;
 struct store_wtxn;
@@ -123,6 +125,9 @@ struct store_config {
 	 * one's data flush covers the earlier meta page) or store_sync did. */
 	bool lazy_meta_sync;
 	bool read_only; /* offline inspection beside a running writer */
+	/* Index items the "recent" database keeps after a commit (store_index.c);
+	 * 0 = default. Tests set it small to move slices all the time. */
+	size_t index_recent_items;
 };
 
 /* Opens (creating if needed) the store in cfg->dir. A writer takes an

@@ -1,7 +1,8 @@
 /*
  * store_int.h — internals shared by the store's source files. Not API.
  *
- * ON-DISK FORMAT (schema 1)
+ * ON-DISK FORMAT (schema 2; schema 1 had no "recent" and is upgraded by
+ * creating it)
  *   kv     revkey (main u64 BE, sub u64 BE) -> record:
  *            [0] flags (1 = tombstone)  [1..3] zero  [4..7] key length u32 BE
  *            [8..15] create_revision  [16..23] version  [24..31] lease
@@ -9,6 +10,8 @@
  *          A tombstone has create = version = lease = 0 and no value.
  *   index  user key -> DUPSORT|DUPFIXED 17-byte items: main BE, sub BE,
  *          tombstone flag. Dup order is revision order.
+ *   recent same format: each key's newest items (store_index.c: a key's
+ *          items are its index items, then its recent items).
  *   meta   "schema" u32, "rev" i64 (absent: 1, the empty store, whose
  *          first write is revision 2 as in etcd), "compact" i64 (absent:
  *          0), "applied" u64, "keys" u64 (live keys), "cnext" revkey
@@ -36,7 +39,7 @@
 
 #include "store/store.h"
 
-#define SCHEMA_VERSION 1u
+#define SCHEMA_VERSION 2u
 #define REC_HDR        32u
 #define IDX_ITEM       17u
 #define REVKEY         16u
@@ -52,6 +55,13 @@
 struct store {
 	MDB_env *env;
 	MDB_dbi kv, index, meta, leases, lease_keys;
+	MDB_dbi recent;
+	bool has_recent;      /* false only for a read-only open of a schema 1 dir */
+	size_t recent_target; /* items recent keeps after a commit */
+	/* Where the next slice moved from recent to index starts (writer only;
+	 * a hint, lost on close). */
+	uint8_t mpos[512];
+	size_t mpos_len;
 	int lock_fd;
 	bool read_only;
 	bool nosync;
@@ -60,6 +70,12 @@ struct store {
 	uint64_t quota;
 	size_t max_request;
 	unsigned max_txn_ops;
+};
+
+/* Cursors on both index databases (store_index.c); c[1] NULL without
+ * recent. */
+struct ixc {
+	MDB_cursor *c[2];
 };
 
 struct store_wtxn {
@@ -84,7 +100,8 @@ struct store_wtxn {
 	 * longer allocates and frees a cursor (with its DUPSORT sub-cursor)
 	 * of its own. Only used while cur == txn: LMDB forbids using a
 	 * parent's cursor while a nested txn is open. */
-	MDB_cursor *ic;
+	struct ixc ic;
+	bool ic_open;
 };
 
 struct store_rtxn {
@@ -149,7 +166,7 @@ int krange_cmp_end(const struct krange *kr, const uint8_t *k, size_t kl);
 int krange_first(const struct krange *kr, MDB_cursor *c, MDB_val *k, MDB_val *v);
 int rec_get(const struct view *v, int64_t main, int64_t sub, struct rec *r);
 int idx_at(MDB_cursor *ic, const MDB_val *key, int64_t rev, struct idx *out);
-int is_kept(MDB_cursor *ic, const struct rec *r, int64_t compact, bool *kept);
+int is_kept(struct ixc *x, const struct rec *r, int64_t compact, bool *kept);
 int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl);
 void *mem_alloc(struct store_mem **m, size_t n);
 void *mem_dup(struct store_mem **m, const void *p, size_t n);
@@ -159,6 +176,34 @@ int kv_out(const struct view *v, struct store_mem **m, const struct rec *r, bool
 int meta_get_i64(MDB_txn *t, MDB_dbi meta, const char *name, int64_t *out);
 int meta_put_i64(MDB_txn *t, MDB_dbi meta, const char *name, int64_t v);
 uint64_t store_pages_in_use(struct store *s, MDB_txn *t);
+
+/* store_index.c */
+void idx_item(uint8_t out[IDX_ITEM], int64_t main, int64_t sub, bool tomb);
+int ixc_open(MDB_txn *t, const struct store *s, struct ixc *x);
+void ixc_close(struct ixc *x);
+/* The latest item of key with main <= rev; CAIRN_ENOTFOUND if none. */
+int ix_at(struct ixc *x, const MDB_val *key, int64_t rev, struct idx *out);
+/* Which database (0 index, 1 recent) holds item it of key. */
+int ix_find(struct ixc *x, const MDB_val *key, const struct idx *it, int *which);
+/* The item after (dir > 0) or before (dir < 0) item it of key;
+ * CAIRN_ENOTFOUND if none, CAIRN_ECORRUPT if it is not there. */
+int ix_step(struct ixc *x, const MDB_val *key, const struct idx *it, int dir, struct idx *out);
+int ix_del(struct store_wtxn *w, struct ixc *x, const MDB_val *key, const struct idx *it);
+/* Moves slices of keys from recent to index until recent holds at most
+ * recent_target items (called by the commit). */
+int ix_rebalance(struct store_wtxn *w);
+/* The keys of a range in both, in order: ixk_first/ixk_next give each key
+ * once (0), MDB_NOTFOUND past the range, or an LMDB error. Open x with
+ * ixc_open first; keys point into the map. */
+struct ixk {
+	struct ixc x;
+	const struct krange *kr;
+	MDB_val k[2];
+	int rc[2];
+	unsigned cur; /* which cursors are on the current key */
+};
+int ixk_first(struct ixk *it, const struct krange *kr, MDB_val *key);
+int ixk_next(struct ixk *it, MDB_val *key);
 
 /* store_read.c */
 int view_range(const struct view *v, const struct store_range_req *req,

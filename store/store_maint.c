@@ -28,7 +28,8 @@ int store_compact_step(struct store_wtxn *w, size_t max_records, bool *done)
 	MDB_txn *t = w->cur;
 	MDB_val ck = {5, "cnext"}, cd;
 	uint8_t next[REVKEY];
-	MDB_cursor *kc = NULL, *ic = NULL;
+	MDB_cursor *kc = NULL;
+	struct ixc ic = {0};
 	rc = mdb_get(t, s->meta, &ck, &cd);
 	if (rc == MDB_NOTFOUND) {
 		*done = true;
@@ -40,9 +41,9 @@ int store_compact_step(struct store_wtxn *w, size_t max_records, bool *done)
 		memcpy(next, cd.mv_data, REVKEY);
 		rc = mdb_cursor_open(t, s->kv, &kc);
 	}
-	if (rc == 0)
-		rc = mdb_cursor_open(t, s->index, &ic);
 	rc = store_lmdb_err(rc);
+	if (rc == 0)
+		rc = ixc_open(t, s, &ic);
 	for (size_t i = 0; rc == 0 && i < max_records; i++) {
 		MDB_val k = {REVKEY, next}, d;
 		int lrc = mdb_cursor_get(kc, &k, &d, MDB_SET_RANGE);
@@ -61,17 +62,16 @@ int store_compact_step(struct store_wtxn *w, size_t max_records, bool *done)
 		}
 		revkey_make(next, r.main, r.sub);
 		bool kept;
-		rc = is_kept(ic, &r, w->compact, &kept);
+		rc = is_kept(&ic, &r, w->compact, &kept);
 		if (rc == 0 && !kept) {
-			uint8_t key[512], item[IDX_ITEM];
+			uint8_t key[512];
 			size_t kl = r.klen;
 			memcpy(key, r.key, kl);
-			memcpy(item, next, REVKEY);
-			item[16] = r.tomb;
-			MDB_val rk = {REVKEY, next}, ik = {kl, key}, id = {IDX_ITEM, item};
+			struct idx it = {r.main, r.sub, r.tomb};
+			MDB_val rk = {REVKEY, next}, ik = {kl, key};
 			rc = w_del(w, s->kv, &rk, NULL);
 			if (rc == 0)
-				rc = w_del(w, s->index, &ik, &id);
+				rc = ix_del(w, &ic, &ik, &it);
 			if (rc == CAIRN_ENOTFOUND)
 				rc = CAIRN_ECORRUPT;
 		}
@@ -81,8 +81,7 @@ int store_compact_step(struct store_wtxn *w, size_t max_records, bool *done)
 	}
 	if (kc)
 		mdb_cursor_close(kc);
-	if (ic)
-		mdb_cursor_close(ic);
+	ixc_close(&ic);
 	if (rc == 0 && *done) {
 		rc = w_del(w, s->meta, &ck, NULL);
 	} else if (rc == 0) {
@@ -104,28 +103,17 @@ static bool in_range(const struct krange *kr, const uint8_t *k, size_t kl)
 }
 
 /* The record before r of the same key, if it is live. */
-static int prev_of(const struct view *v, MDB_cursor *ic, const struct rec *r, struct rec *out,
+static int prev_of(const struct view *v, struct ixc *ic, const struct rec *r, struct rec *out,
                    bool *found)
 {
-	uint8_t item[IDX_ITEM];
-	revkey_make(item, r->main, r->sub);
-	item[16] = r->tomb;
-	MDB_val k = {r->klen, (void *)r->key}, d = {IDX_ITEM, item};
+	MDB_val k = {r->klen, (void *)r->key};
+	struct idx cur = {r->main, r->sub, r->tomb}, it;
 	*found = false;
-	int rc = mdb_cursor_get(ic, &k, &d, MDB_GET_BOTH);
-	if (rc)
-		return rc == MDB_NOTFOUND ? CAIRN_ECORRUPT : store_lmdb_err(rc);
-	rc = mdb_cursor_get(ic, &k, &d, MDB_PREV_DUP);
-	if (rc == MDB_NOTFOUND)
+	int rc = ix_step(ic, &k, &cur, -1, &it);
+	if (rc == CAIRN_ENOTFOUND || (rc == 0 && it.tomb))
 		return 0;
-	if (rc)
-		return store_lmdb_err(rc);
-	struct idx it;
-	rc = idx_decode(&d, &it);
 	if (rc)
 		return rc;
-	if (it.tomb)
-		return 0;
 	*found = true;
 	return rec_get(v, it.main, it.sub, out);
 }
@@ -152,10 +140,11 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 	struct store_mem *m = NULL;
 	struct store_event *ev = NULL;
 	size_t n = 0, cap = 0, scanned = 0;
-	MDB_cursor *kc = NULL, *ic = NULL;
+	MDB_cursor *kc = NULL;
+	struct ixc ic = {0};
 	int rc = store_lmdb_err(mdb_cursor_open(r->txn, r->s->kv, &kc));
 	if (rc == 0)
-		rc = store_lmdb_err(mdb_cursor_open(r->txn, r->s->index, &ic));
+		rc = ixc_open(r->txn, r->s, &ic);
 	uint8_t start[REVKEY];
 	revkey_make(start, req->from_rev, req->from_sub);
 	MDB_val k = {REVKEY, start}, d;
@@ -175,7 +164,7 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 		scanned++;
 		bool want = in_range(&kr, rec.key, rec.klen);
 		if (want && rec.main <= v.compact)
-			rc = is_kept(ic, &rec, v.compact, &want);
+			rc = is_kept(&ic, &rec, v.compact, &want);
 		if (rc == 0 && want) {
 			if (n == cap) {
 				cap = cap ? cap * 2 : 32;
@@ -194,7 +183,7 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 			if (rc == 0 && req->prev_kv && rec.main > v.compact) {
 				struct rec p;
 				bool found;
-				rc = prev_of(&v, ic, &rec, &p, &found);
+				rc = prev_of(&v, &ic, &rec, &p, &found);
 				if (rc == 0 && found) {
 					e->has_prev = true;
 					rc = kv_out(&v, &m, &p, false, &e->prev_kv);
@@ -215,8 +204,7 @@ int store_history(struct store_rtxn *r, const struct store_history_req *req,
 	free(ev);
 	if (kc)
 		mdb_cursor_close(kc);
-	if (ic)
-		mdb_cursor_close(ic);
+	ixc_close(&ic);
 	if (rc) {
 		mem_free(m);
 		memset(resp, 0, sizeof(*resp));
@@ -268,10 +256,11 @@ int store_hash_kv(struct store_rtxn *r, int64_t rev, uint32_t *hash, int64_t *ha
 	uint32_t t[256];
 	crc32c_table(t);
 	uint32_t crc = 0;
-	MDB_cursor *kc = NULL, *ic = NULL;
+	MDB_cursor *kc = NULL;
+	struct ixc ic = {0};
 	int rc = store_lmdb_err(mdb_cursor_open(r->txn, r->s->kv, &kc));
 	if (rc == 0)
-		rc = store_lmdb_err(mdb_cursor_open(r->txn, r->s->index, &ic));
+		rc = ixc_open(r->txn, r->s, &ic);
 	MDB_val k, d;
 	int lrc = rc ? MDB_NOTFOUND : mdb_cursor_get(kc, &k, &d, MDB_FIRST);
 	while (rc == 0 && lrc == 0) {
@@ -281,7 +270,7 @@ int store_hash_kv(struct store_rtxn *r, int64_t rev, uint32_t *hash, int64_t *ha
 			break;
 		bool want = true;
 		if (rec.main <= r->compact)
-			rc = is_kept(ic, &rec, r->compact, &want);
+			rc = is_kept(&ic, &rec, r->compact, &want);
 		if (rc == 0 && want) {
 			crc = crc32c_update(t, crc, k.mv_data, k.mv_size);
 			crc = crc32c_update(t, crc, d.mv_data, d.mv_size);
@@ -292,8 +281,7 @@ int store_hash_kv(struct store_rtxn *r, int64_t rev, uint32_t *hash, int64_t *ha
 		rc = store_lmdb_err(lrc);
 	if (kc)
 		mdb_cursor_close(kc);
-	if (ic)
-		mdb_cursor_close(ic);
+	ixc_close(&ic);
 	if (rc)
 		return rc;
 	*hash = crc;
@@ -322,7 +310,7 @@ static int bad(struct chk *c, const char *fmt, ...)
 	return CAIRN_ECORRUPT;
 }
 
-static int check_kv(struct chk *c, const struct view *v, MDB_cursor *kc, MDB_cursor *ic,
+static int check_kv(struct chk *c, const struct view *v, MDB_cursor *kc, struct ixc *ic,
                     const uint8_t *cnext, uint64_t *records)
 {
 	MDB_val k, d;
@@ -355,11 +343,10 @@ static int check_kv(struct chk *c, const struct view *v, MDB_cursor *kc, MDB_cur
 		}
 		pm = r.main;
 		ps = r.sub;
-		uint8_t item[IDX_ITEM];
-		revkey_make(item, r.main, r.sub);
-		item[16] = r.tomb;
-		MDB_val ik = {r.klen, (void *)r.key}, id = {IDX_ITEM, item};
-		if (mdb_cursor_get(ic, &ik, &id, MDB_GET_BOTH) != 0)
+		MDB_val ik = {r.klen, (void *)r.key};
+		struct idx it = {r.main, r.sub, r.tomb};
+		int which;
+		if (ix_find(ic, &ik, &it, &which) != 0)
 			return bad(c, "kv: record %lld.%lld has no index item", (long long)r.main,
 			           (long long)r.sub);
 	}
@@ -382,62 +369,83 @@ static int lease_has(MDB_txn *t, MDB_dbi dbi, int64_t id, const uint8_t *key, si
 	return rc;
 }
 
-static int check_index(struct chk *c, const struct view *v, MDB_cursor *ic, uint64_t *items,
+/* One index item of a key, after `prev` (the key's item before it, if
+ * have_prev): it matches its kv record, comes after prev in revision order
+ * (index, then recent) and continues the key's version chain. */
+static int check_item(struct chk *c, const struct view *v, const MDB_val *k, const MDB_val *d,
+                      struct rec *prev, bool *have_prev)
+{
+	struct idx it;
+	struct rec r;
+	if (idx_decode(d, &it))
+		return bad(c, "index: bad item (size %zu)", d->mv_size);
+	if (rec_get(v, it.main, it.sub, &r) != 0 || r.tomb != it.tomb ||
+	    bytes_cmp(r.key, r.klen, k->mv_data, k->mv_size) != 0)
+		return bad(c, "index: item %lld.%lld does not match kv", (long long)it.main,
+		           (long long)it.sub);
+	if (*have_prev && (r.main < prev->main || (r.main == prev->main && r.sub <= prev->sub)))
+		return bad(c, "index: item %lld.%lld of a key after a newer one", (long long)r.main,
+		           (long long)r.sub);
+	if (r.main > v->compact) {
+		bool live_prev = *have_prev && !prev->tomb;
+		if (r.tomb && !live_prev)
+			return bad(c, "index: tombstone at %lld without a live version",
+			           (long long)r.main);
+		if (!r.tomb && live_prev &&
+		    (r.version != prev->version + 1 || r.create != prev->create))
+			return bad(c, "index: version chain broken at %lld", (long long)r.main);
+		if (!r.tomb && !live_prev && (r.version != 1 || r.create != r.main))
+			return bad(c, "index: bad create record at %lld", (long long)r.main);
+	}
+	*prev = r;
+	*have_prev = true;
+	return 0;
+}
+
+/* Every key's items, in index then in recent (store_index.c). */
+static int check_index(struct chk *c, const struct view *v, struct ixc *ic, uint64_t *items,
                        uint64_t *live, uint64_t *leased)
 {
-	MDB_val k, d;
-	struct rec prev = {0};
-	bool have_prev = false;
+	struct krange all;
+	krange_init(&all, NULL, 0, (const uint8_t *)"", 1);
+	struct ixk ki = {.x = *ic};
+	MDB_val k;
 	int lrc;
-	for (lrc = mdb_cursor_get(ic, &k, &d, MDB_FIRST); lrc == 0;
-	     lrc = mdb_cursor_get(ic, &k, &d, MDB_NEXT)) {
-		struct idx it;
-		struct rec r;
-		if (idx_decode(&d, &it))
-			return bad(c, "index: bad item (size %zu)", d.mv_size);
-		(*items)++;
-		if (rec_get(v, it.main, it.sub, &r) != 0 || r.tomb != it.tomb ||
-		    bytes_cmp(r.key, r.klen, k.mv_data, k.mv_size) != 0)
-			return bad(c, "index: item %lld.%lld does not match kv", (long long)it.main,
-			           (long long)it.sub);
-		bool first = !have_prev || bytes_cmp(prev.key, prev.klen, r.key, r.klen) != 0;
-		if (r.main > v->compact) {
-			bool live_prev = !first && !prev.tomb;
-			if (r.tomb && !live_prev)
-				return bad(c, "index: tombstone at %lld without a live version",
-				           (long long)r.main);
-			if (!r.tomb && live_prev &&
-			    (r.version != prev.version + 1 || r.create != prev.create))
-				return bad(c, "index: version chain broken at %lld",
-				           (long long)r.main);
-			if (!r.tomb && !live_prev && (r.version != 1 || r.create != r.main))
-				return bad(c, "index: bad create record at %lld",
-				           (long long)r.main);
+	for (lrc = ixk_first(&ki, &all, &k); lrc == 0; lrc = ixk_next(&ki, &k)) {
+		struct rec prev = {0};
+		bool have_prev = false;
+		for (int i = 0; i < 2; i++) {
+			if (!(ki.cur & (1u << i)))
+				continue;
+			MDB_val dk, d;
+			int drc = mdb_cursor_get(ki.x.c[i], &dk, &d, MDB_FIRST_DUP);
+			for (; drc == 0; drc = mdb_cursor_get(ki.x.c[i], &dk, &d, MDB_NEXT_DUP)) {
+				(*items)++;
+				int rc = check_item(c, v, &k, &d, &prev, &have_prev);
+				if (rc)
+					return rc;
+			}
+			if (drc != MDB_NOTFOUND)
+				return store_lmdb_err(drc);
 		}
-		prev = r;
-		have_prev = true;
-		MDB_val k2, d2;
-		int nrc = mdb_cursor_get(ic, &k2, &d2, MDB_NEXT_DUP);
-		if (nrc == 0) {
-			mdb_cursor_get(ic, &k2, &d2, MDB_PREV_DUP);
-			continue;
-		}
-		/* last item of the key */
-		if (r.tomb)
+		/* prev is the key's last item */
+		if (!have_prev || prev.tomb)
 			continue;
 		(*live)++;
-		if (r.lease) {
+		if (prev.lease) {
 			(*leased)++;
-			if (lease_has(v->txn, v->s->leases, r.lease, NULL, 0) != 0)
-				return bad(c, "key with missing lease %lld", (long long)r.lease);
-			if (lease_has(v->txn, v->s->lease_keys, r.lease, r.key, r.klen) != 0)
-				return bad(c, "key not in lease_keys of %lld", (long long)r.lease);
+			if (lease_has(v->txn, v->s->leases, prev.lease, NULL, 0) != 0)
+				return bad(c, "key with missing lease %lld", (long long)prev.lease);
+			if (lease_has(v->txn, v->s->lease_keys, prev.lease, prev.key, prev.klen) !=
+			    0)
+				return bad(c, "key not in lease_keys of %lld",
+				           (long long)prev.lease);
 		}
 	}
 	return lrc == MDB_NOTFOUND ? 0 : store_lmdb_err(lrc);
 }
 
-static int check_lease_keys(struct chk *c, const struct view *v, MDB_cursor *lc, MDB_cursor *ic,
+static int check_lease_keys(struct chk *c, const struct view *v, MDB_cursor *lc, struct ixc *ic,
                             uint64_t *n)
 {
 	MDB_val k, d;
@@ -452,8 +460,8 @@ static int check_lease_keys(struct chk *c, const struct view *v, MDB_cursor *lc,
 			return bad(c, "lease_keys of missing lease %lld", (long long)id);
 		struct idx it;
 		struct rec r;
-		if (idx_at(ic, &d, v->rev, &it) != 0 || it.tomb ||
-		    rec_get(v, it.main, it.sub, &r) || r.lease != id)
+		if (ix_at(ic, &d, v->rev, &it) != 0 || it.tomb || rec_get(v, it.main, it.sub, &r) ||
+		    r.lease != id)
 			return bad(c, "lease_keys entry of lease %lld is not a live key on it",
 			           (long long)id);
 	}
@@ -498,11 +506,13 @@ int store_check(struct store *s, char *msg, size_t msg_len)
 		return rc;
 	struct view v = {s, r->txn, r->rev, r->compact, false};
 	int64_t schema, keys = 0;
-	MDB_cursor *kc = NULL, *ic = NULL, *lc = NULL;
+	MDB_cursor *kc = NULL, *lc = NULL;
+	struct ixc ic = {0};
 	uint64_t records = 0, items = 0, live = 0, leased = 0, lk = 0;
 	const uint8_t *cnext = NULL;
 	MDB_val ck = {5, "cnext"}, cd;
-	if (meta_get_i64(r->txn, s->meta, "schema", &schema) || schema != SCHEMA_VERSION) {
+	if (meta_get_i64(r->txn, s->meta, "schema", &schema) ||
+	    (schema != SCHEMA_VERSION && !(schema == 1 && !s->has_recent))) {
 		rc = bad(&c, "meta: bad schema");
 		goto out;
 	}
@@ -520,13 +530,13 @@ int store_check(struct store *s, char *msg, size_t msg_len)
 	meta_get_i64(r->txn, s->meta, "keys", &keys);
 	rc = store_lmdb_err(mdb_cursor_open(r->txn, s->kv, &kc));
 	if (rc == 0)
-		rc = store_lmdb_err(mdb_cursor_open(r->txn, s->index, &ic));
+		rc = ixc_open(r->txn, s, &ic);
 	if (rc == 0)
 		rc = store_lmdb_err(mdb_cursor_open(r->txn, s->lease_keys, &lc));
 	if (rc == 0)
-		rc = check_kv(&c, &v, kc, ic, cnext, &records);
+		rc = check_kv(&c, &v, kc, &ic, cnext, &records);
 	if (rc == 0)
-		rc = check_index(&c, &v, ic, &items, &live, &leased);
+		rc = check_index(&c, &v, &ic, &items, &live, &leased);
 	if (rc == 0 && items != records)
 		rc = bad(&c, "index has %llu items, kv %llu records", (unsigned long long)items,
 		         (unsigned long long)records);
@@ -536,15 +546,14 @@ int store_check(struct store *s, char *msg, size_t msg_len)
 	if (rc == 0)
 		rc = check_leases(&c, r->txn, s->leases);
 	if (rc == 0)
-		rc = check_lease_keys(&c, &v, lc, ic, &lk);
+		rc = check_lease_keys(&c, &v, lc, &ic, &lk);
 	if (rc == 0 && lk != leased)
 		rc = bad(&c, "lease_keys has %llu entries, %llu leased keys",
 		         (unsigned long long)lk, (unsigned long long)leased);
 out:
 	if (kc)
 		mdb_cursor_close(kc);
-	if (ic)
-		mdb_cursor_close(ic);
+	ixc_close(&ic);
 	if (lc)
 		mdb_cursor_close(lc);
 	store_rtxn_end(r);

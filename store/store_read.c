@@ -122,35 +122,30 @@ int view_range(const struct view *v, const struct store_range_req *req,
 
 	struct krange kr;
 	krange_init(&kr, req->key, req->key_len, req->range_end, req->range_end_len);
-	MDB_cursor *c = NULL, *lc = NULL;
+	/* A single key needs no walk over the keys: one lookup. */
+	bool single = kr.kind == KR_SINGLE;
+	struct ixk ki = {0};
+	struct ixc lc = {0};
 	struct recvec got = {0};
 	int64_t count = 0;
-	int rc = store_lmdb_err(mdb_cursor_open(v->txn, v->s->index, &c));
-	if (rc == 0)
-		rc = store_lmdb_err(mdb_cursor_open(v->txn, v->s->index, &lc));
+	int rc = ixc_open(v->txn, v->s, &lc);
+	if (rc == 0 && !single)
+		rc = ixc_open(v->txn, v->s, &ki.x);
 	if (rc)
 		goto out;
-	MDB_val k, d;
-	int lrc = krange_first(&kr, c, &k, &d);
+	MDB_val k = {kr.klen, (void *)kr.key};
+	int lrc = single ? 0 : ixk_first(&ki, &kr, &k);
 	if (lrc && lrc != MDB_NOTFOUND) {
 		rc = store_lmdb_err(lrc);
 		goto out;
 	}
 	while (lrc == 0) {
 		struct idx it;
-		rc = store_lmdb_err(mdb_cursor_get(c, &k, &d, MDB_LAST_DUP));
-		if (rc)
+		rc = ix_at(&lc, &k, rev, &it);
+		if (rc == CAIRN_ENOTFOUND)
+			it.tomb = true;
+		else if (rc)
 			goto out;
-		rc = idx_decode(&d, &it);
-		if (rc)
-			goto out;
-		if (it.main > rev) {
-			rc = idx_at(lc, &k, rev, &it);
-			if (rc == CAIRN_ENOTFOUND)
-				it.tomb = true;
-			else if (rc)
-				goto out;
-		}
 		if (!it.tomb) {
 			count++;
 			if (!req->count_only && (fetch == 0 || (int64_t)got.n < fetch)) {
@@ -165,9 +160,7 @@ int view_range(const struct view *v, const struct store_range_req *req,
 				}
 			}
 		}
-		lrc = mdb_cursor_get(c, &k, &d, MDB_NEXT_NODUP);
-		if (lrc == 0 && krange_cmp_end(&kr, k.mv_data, k.mv_size) >= 0)
-			break;
+		lrc = single ? MDB_NOTFOUND : ixk_next(&ki, &k);
 		if (lrc && lrc != MDB_NOTFOUND) {
 			rc = store_lmdb_err(lrc);
 			goto out;
@@ -200,10 +193,8 @@ int view_range(const struct view *v, const struct store_range_req *req,
 	resp->revision = v->rev;
 out:
 	free(got.v);
-	if (c)
-		mdb_cursor_close(c);
-	if (lc)
-		mdb_cursor_close(lc);
+	ixc_close(&ki.x);
+	ixc_close(&lc);
 	if (rc) {
 		memset(resp, 0, sizeof(*resp));
 	}

@@ -191,17 +191,12 @@ static int check_quota(struct store_wtxn *w, size_t add)
 
 /* The live record of `key` at the mutation's current state: 0, or
  * CAIRN_ENOTFOUND if the key does not exist now. */
-static int cur_state(struct store_wtxn *w, MDB_cursor *ic, const uint8_t *key, size_t kl,
+static int cur_state(struct store_wtxn *w, struct ixc *ic, const uint8_t *key, size_t kl,
                      struct rec *out)
 {
-	MDB_val k = {kl, (void *)key}, d;
-	int rc = mdb_cursor_get(ic, &k, &d, MDB_SET);
-	if (rc == 0)
-		rc = mdb_cursor_get(ic, &k, &d, MDB_LAST_DUP);
-	if (rc)
-		return store_lmdb_err(rc);
+	MDB_val k = {kl, (void *)key};
 	struct idx it;
-	rc = idx_decode(&d, &it);
+	int rc = ix_at(ic, &k, REV_MAX, &it);
 	if (rc)
 		return rc;
 	if (it.tomb)
@@ -247,13 +242,13 @@ static int write_rec(struct store_wtxn *w, uint8_t *buf, size_t klen, size_t vle
 	put_u64be(buf + 24, (uint64_t)lease);
 	uint8_t rk[REVKEY], item[IDX_ITEM];
 	revkey_make(rk, w->main, w->sub);
-	memcpy(item, rk, REVKEY);
-	item[16] = tomb ? 1 : 0;
+	idx_item(item, w->main, w->sub, tomb);
 	MDB_val k = {REVKEY, rk}, d = {REC_HDR + klen + vlen, buf};
 	int rc = w_put(w, w->s->kv, &k, &d, MDB_APPEND);
 	if (rc == 0) {
+		/* The key's newest item: to recent (store_index.c). */
 		MDB_val ik = {klen, buf + REC_HDR}, id = {IDX_ITEM, item};
-		rc = w_put(w, w->s->index, &ik, &id, 0);
+		rc = w_put(w, w->s->recent, &ik, &id, 0);
 	}
 	if (rc)
 		return rc;
@@ -283,18 +278,24 @@ static int do_put(struct store_wtxn *w, const struct store_put_req *req,
                   struct store_put_resp *resp, struct store_mem **m, bool quota)
 {
 	memset(resp, 0, sizeof(*resp));
-	MDB_cursor *ic = w->cur == w->txn ? w->ic : NULL;
+	/* Outside a nested txn the batch's cursors serve every put. */
+	struct ixc own, *ic = &own;
 	int rc = 0;
-	if (ic == NULL)
-		rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &ic));
+	if (w->cur == w->txn && w->ic_open)
+		ic = &w->ic;
+	else
+		rc = ixc_open(w->cur, w->s, &own);
 	if (rc)
 		return rc;
-	if (w->cur == w->txn)
-		w->ic = ic;
+	if (ic == &own && w->cur == w->txn) {
+		w->ic = own;
+		w->ic_open = true;
+		ic = &w->ic;
+	}
 	struct rec old;
 	rc = cur_state(w, ic, req->key, req->key_len, &old);
-	if (ic != w->ic)
-		mdb_cursor_close(ic);
+	if (ic == &own)
+		ixc_close(&own);
 	bool exists = rc == 0;
 	if (rc && rc != CAIRN_ENOTFOUND)
 		return rc;
@@ -404,18 +405,21 @@ static int do_delete(struct store_wtxn *w, const struct store_delete_req *req,
 	size_t nprev = 0, capprev = 0;
 	struct view v;
 	wview(w, cur_rev(w), &v);
-	MDB_cursor *c;
-	rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &c));
+	struct ixk ki;
+	struct ixc lc;
+	rc = ixc_open(w->cur, w->s, &ki.x);
 	if (rc)
 		return rc;
-	MDB_val k, d;
-	int lrc = krange_first(&kr, c, &k, &d);
+	rc = ixc_open(w->cur, w->s, &lc);
+	if (rc) {
+		ixc_close(&ki.x);
+		return rc;
+	}
+	MDB_val k;
+	int lrc = ixk_first(&ki, &kr, &k);
 	while (lrc == 0) {
 		struct idx it;
-		lrc = mdb_cursor_get(c, &k, &d, MDB_LAST_DUP);
-		if (lrc)
-			break;
-		rc = idx_decode(&d, &it);
+		rc = ix_at(&lc, &k, REV_MAX, &it);
 		if (rc)
 			break;
 		if (!it.tomb) {
@@ -438,11 +442,10 @@ static int do_delete(struct store_wtxn *w, const struct store_delete_req *req,
 			if (rc)
 				break;
 		}
-		lrc = mdb_cursor_get(c, &k, &d, MDB_NEXT_NODUP);
-		if (lrc == 0 && krange_cmp_end(&kr, k.mv_data, k.mv_size) >= 0)
-			break;
+		lrc = ixk_next(&ki, &k);
 	}
-	mdb_cursor_close(c);
+	ixc_close(&ki.x);
+	ixc_close(&lc);
 	if (rc == 0 && lrc && lrc != MDB_NOTFOUND)
 		rc = store_lmdb_err(lrc);
 	for (size_t i = 0; rc == 0 && i < keys.n; i++)
@@ -690,22 +693,23 @@ static int eval_compare(struct store_wtxn *w, const struct store_compare *c, boo
 	wview(w, w->base_rev, &v);
 	struct krange kr;
 	krange_init(&kr, c->key, c->key_len, c->range_end, c->range_end_len);
-	MDB_cursor *ic, *lc;
-	int rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &ic));
+	struct ixk ki;
+	struct ixc lc;
+	int rc = ixc_open(w->cur, w->s, &ki.x);
 	if (rc)
 		return rc;
-	rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &lc));
+	rc = ixc_open(w->cur, w->s, &lc);
 	if (rc) {
-		mdb_cursor_close(ic);
+		ixc_close(&ki.x);
 		return rc;
 	}
-	MDB_val k, d;
+	MDB_val k;
 	bool any = false;
 	*ok = true;
-	int lrc = krange_first(&kr, ic, &k, &d);
+	int lrc = ixk_first(&ki, &kr, &k);
 	while (lrc == 0 && *ok) {
 		struct idx it;
-		rc = idx_at(lc, &k, w->base_rev, &it);
+		rc = ix_at(&lc, &k, w->base_rev, &it);
 		if (rc == 0 && !it.tomb) {
 			struct rec r;
 			rc = rec_get(&v, it.main, it.sub, &r);
@@ -717,12 +721,10 @@ static int eval_compare(struct store_wtxn *w, const struct store_compare *c, boo
 			break;
 		}
 		rc = 0;
-		lrc = mdb_cursor_get(ic, &k, &d, MDB_NEXT_NODUP);
-		if (lrc == 0 && krange_cmp_end(&kr, k.mv_data, k.mv_size) >= 0)
-			break;
+		lrc = ixk_next(&ki, &k);
 	}
-	mdb_cursor_close(ic);
-	mdb_cursor_close(lc);
+	ixc_close(&ki.x);
+	ixc_close(&lc);
 	if (rc)
 		return rc;
 	if (lrc && lrc != MDB_NOTFOUND)
@@ -771,13 +773,13 @@ static int precheck(struct store_wtxn *w, const struct store_txn_req *t, struct 
 			int64_t lease = pr->lease;
 			*put_bytes += pr->key_len + pr->value_len;
 			if (pr->ignore_value || pr->ignore_lease) {
-				MDB_cursor *ic;
+				struct ixc ic;
 				struct rec old;
-				rc = store_lmdb_err(mdb_cursor_open(w->cur, w->s->index, &ic));
+				rc = ixc_open(w->cur, w->s, &ic);
 				if (rc)
 					break;
-				rc = cur_state(w, ic, pr->key, pr->key_len, &old);
-				mdb_cursor_close(ic);
+				rc = cur_state(w, &ic, pr->key, pr->key_len, &old);
+				ixc_close(&ic);
 				if (rc == CAIRN_ENOTFOUND)
 					rc = CAIRN_EKEYNOTFOUND;
 				if (rc)

@@ -1192,10 +1192,92 @@ static void test_check_detects_corruption(void **state)
 	assert_int_equal(store_wtxn_commit(w), 0);
 }
 
+static uint64_t db_items(struct store *s, const char *name)
+{
+	struct store_wtxn *w;
+	assert_int_equal(store_wtxn_begin(s, &w), 0);
+	MDB_txn *t = store_wtxn_mdb(w);
+	MDB_dbi d;
+	MDB_stat st;
+	assert_int_equal(mdb_dbi_open(t, name, MDB_DUPSORT | MDB_DUPFIXED, &d), 0);
+	assert_int_equal(mdb_stat(t, d, &st), 0);
+	store_wtxn_abort(w);
+	return st.ms_entries;
+}
+
+/* Puts go to "recent"; a commit leaves at most tu_recent_items (3) there
+ * and moves whole keys to "index"; reads see the union (store_index.c). */
+static void test_index_recent_slices(void **state)
+{
+	char k[8], v[8];
+	for (int i = 0; i < 10; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		assert_int_equal(tu_put(S, k, "v"), 0);
+	}
+	assert_true(db_items(S, "recent") <= 3);
+	assert_int_equal(db_items(S, "recent") + db_items(S, "index"), 10);
+	/* many versions of one key end up split over both, in order */
+	for (int i = 0; i < 9; i++) {
+		snprintf(v, sizeof(v), "v%d", i);
+		assert_int_equal(tu_put(S, "k5", v), 0);
+	}
+	char buf[16];
+	/* k0..k9 at revisions 2..11 (k5 at 7), then k5 at 12..20 */
+	assert_int_equal(tu_get(S, "k5", 0, buf, sizeof(buf), NULL), 0);
+	assert_string_equal(buf, "v8");
+	assert_int_equal(tu_get(S, "k5", 11, buf, sizeof(buf), NULL), 0);
+	assert_string_equal(buf, "v");
+	assert_int_equal(tu_get(S, "k5", 13, buf, sizeof(buf), NULL), 0);
+	assert_string_equal(buf, "v1");
+	assert_true(db_items(S, "index") > 0 && db_items(S, "recent") > 0);
+	assert_int_equal(tu_check(S), 0);
+}
+
+/* store_check refuses a key whose items are not in revision order across
+ * the two databases: here index's newest item of "a" also in recent. */
+static void test_check_index_order(void **state)
+{
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(tu_put(S, "a", "x"), 0);
+	assert_int_equal(tu_check(S), 0);
+	struct store_wtxn *w;
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	MDB_txn *t = store_wtxn_mdb(w);
+	MDB_dbi idx, rec;
+	assert_int_equal(mdb_dbi_open(t, "index", MDB_DUPSORT | MDB_DUPFIXED, &idx), 0);
+	assert_int_equal(mdb_dbi_open(t, "recent", MDB_DUPSORT | MDB_DUPFIXED, &rec), 0);
+	MDB_cursor *c;
+	assert_int_equal(mdb_cursor_open(t, idx, &c), 0);
+	MDB_val k = {1, "a"}, d;
+	assert_int_equal(mdb_cursor_get(c, &k, &d, MDB_SET), 0); /* a slice moved "a" */
+	assert_int_equal(mdb_cursor_get(c, &k, &d, MDB_LAST_DUP), 0);
+	uint8_t item[17];
+	memcpy(item, d.mv_data, sizeof(item));
+	mdb_cursor_close(c);
+	k = (MDB_val){1, "a"};
+	d = (MDB_val){17, item};
+	assert_int_equal(mdb_put(t, rec, &k, &d, 0), 0);
+	/* commit through LMDB itself: the store's commit could move it */
+	assert_int_equal(mdb_txn_commit(t), 0);
+	free(w);
+	char msg[128];
+	assert_int_equal(store_check(S, msg, sizeof(msg)), CAIRN_ECORRUPT);
+	assert_non_null(strstr(msg, "after a newer one"));
+	/* repair so teardown's check passes */
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	t = store_wtxn_mdb(w);
+	assert_int_equal(mdb_del(t, rec, &k, &d), 0);
+	assert_int_equal(mdb_txn_commit(t), 0);
+	free(w);
+	assert_int_equal(tu_check(S), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_revision_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_index_recent_slices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_check_index_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_range_count_limit_sort, setup, teardown),

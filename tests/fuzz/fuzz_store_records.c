@@ -1,7 +1,7 @@
 /*
  * fuzz_store_records.c — libFuzzer target for what the store decodes from
  * LMDB: the records of "kv" (history), "index" (key -> revisions), "meta",
- * "leases" and "lease_keys" (store_int.h ON-DISK FORMAT) after a disk, a
+ * "leases", "lease_keys" and "recent" (store_int.h ON-DISK FORMAT) after a disk, a
  * bug or a hand edit corrupted them. Whatever they hold, every reader and
  * writer must answer with an error or a result, never crash, hang or read
  * out of bounds (UBSan aborts too); and when store_check passes, no call
@@ -11,15 +11,15 @@
  * One store in a temp dir is seeded once (puts, deletes, a txn, a lease
  * with a key, a finished and an unfinished compaction) and its records are
  * kept in memory. Each input is a list of edits of those records, then the
- * five databases are emptied and rewritten with the edited records in one
+ * six databases are emptied and rewritten with the edited records in one
  * LMDB transaction (records LMDB itself refuses are skipped) and the store
  * API runs over them: store_check, range (current, old revisions, keys
  * only, sorted), history with prev_kv, HashKV, the lease reads, stats, and
  * in a batch that is aborted afterwards: put, delete, txn, lease revoke,
  * compaction and compaction steps.
  *
- * An edit is one opcode byte, its database (byte % 5: kv, index, meta,
- * leases, lease_keys) and operands:
+ * An edit is one opcode byte, its database (byte % 6: kv, index, meta,
+ * leases, lease_keys, recent) and operands:
  *   0 flip    u8 record, u16 offset (LE) into key||value, u8 xor
  *   1 cut     u8 record, u16 new value length
  *   2 drop    u8 record
@@ -44,7 +44,7 @@
 #include "tests/store_test_util.h"
 #include "tests/fuzz/fuzz_input.h"
 
-#define NDB     5
+#define NDB     6
 #define MAX_REC 512
 
 struct record {
@@ -76,8 +76,10 @@ static MDB_dbi dbi_of(int db)
 		return st->meta;
 	case 3:
 		return st->leases;
-	default:
+	case 4:
 		return st->lease_keys;
+	default:
+		return st->recent;
 	}
 }
 
@@ -167,7 +169,7 @@ static void seed_store(void)
 		fprintf(stderr, "fuzz_store_records: seeded store fails store_check: %s\n", msg);
 		abort();
 	}
-	/* Keep every record of the five databases. */
+	/* Keep every record of the six databases. */
 	MDB_txn *t;
 	must(store_lmdb_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &t)), "read");
 	for (int db = 0; db < NDB; db++) {
@@ -284,7 +286,7 @@ static bool fits_dupfixed(size_t i)
 	return true;
 }
 
-/* Empties the five databases and writes cur into them. */
+/* Empties the six databases and writes cur into them. */
 static void write_records(void)
 {
 	MDB_txn *t;
