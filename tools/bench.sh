@@ -10,6 +10,8 @@
 # (default 3); BENCH_ONLY=REGEX runs the benchmarks whose
 # name matches (e.g. BENCH_ONLY='1000c' for the 1000 clients / 100
 # connections put and range set); BENCH_MEMBERS=3 runs 3-member clusters.
+# BENCH_SUMMARY=FILE also appends every measurement, one a line, to FILE for
+# tools/bench_vs_etcd.sh's targets table (see tools/bench_targets.py).
 set -u
 . "$(dirname "$0")/test_lib.sh"
 scale=${BENCH_SCALE:-1}
@@ -112,6 +114,12 @@ for kind in "${kinds[@]}"; do
 		wait "$p" 2>/dev/null
 	done
 done
+
+# The raw per-repetition lines, not the medians: the targets table pairs
+# cairnd's and etcd's runs of the same repetition, as the table below does.
+if [ -n "${BENCH_SUMMARY:-}" ]; then
+	sed "s/^/bench $members /" "$results" >>"$BENCH_SUMMARY"
+fi
 
 /usr/bin/python3 - "$results" <<'PY'
 import sys

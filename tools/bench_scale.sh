@@ -12,7 +12,9 @@
 #     (p50/p99), per put the time until its last watcher had it (p50, max)
 #     and cairn-bench's own CPU (if it nears the run's duration the
 #     client, not the server, is what was measured).
-# Prints a table with cairnd/etcd ratios. Never fails on a figure.
+# Prints a table with cairnd/etcd ratios. Never fails on a figure; exits 1
+# if a server does not start. BENCH_SUMMARY=FILE also appends every
+# measurement, one a line, to FILE (tools/bench_vs_etcd.sh's targets table).
 set -u
 . "$(dirname "$0")/test_lib.sh"
 keys=${SCALE_KEYS:-1000000}
@@ -63,10 +65,17 @@ for kind in cairnd etcd; do
 	ep=127.0.0.1:$port
 	dir=$tmp/$kind
 	start_on "$kind" "$dir" "$port" "$peer"
+	up=0
 	for _ in $(seq 300); do
-		"$CTL" --endpoints="$ep" --dial-timeout=200ms endpoint health >/dev/null 2>&1 && break
+		"$CTL" --endpoints="$ep" --dial-timeout=200ms endpoint health >/dev/null 2>&1 &&
+			up=1 && break
 		sleep 0.05
 	done
+	if [ "$up" = 0 ]; then
+		echo "server $kind did not become healthy"
+		tail -20 "$dir.log"
+		exit 1
+	fi
 	echo "== $kind (pid $server_pid, $ep): loading $keys keys"
 	t0=$(now_ms)
 	line=$("$BUILD/cairn-bench" --endpoints="$ep" --server-pid="$server_pid" txn-put --txn-ops 64 \
@@ -107,6 +116,12 @@ for kind in cairnd etcd; do
 	kill "$server_pid"
 	wait "$server_pid" 2>/dev/null
 done
+
+if [ -n "${BENCH_SUMMARY:-}" ]; then
+	echo "scale config keys=$keys watchers=$((per_stream * watch_streams)) puts=$puts" \
+		>>"$BENCH_SUMMARY"
+	sed "s/^/scale /" "$results" >>"$BENCH_SUMMARY"
+fi
 
 /usr/bin/python3 - "$results" <<'PY'
 import sys
