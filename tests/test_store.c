@@ -1209,7 +1209,7 @@ static uint64_t db_items(struct store *s, const char *name)
  * and moves whole keys to "index"; reads see the union (store_index.c). */
 static void test_index_recent_slices(void **state)
 {
-	char k[8], v[8];
+	char k[16], v[16];
 	for (int i = 0; i < 10; i++) {
 		snprintf(k, sizeof(k), "k%d", i);
 		assert_int_equal(tu_put(S, k, "v"), 0);
