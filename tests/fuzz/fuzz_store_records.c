@@ -15,8 +15,10 @@
  * LMDB transaction (records LMDB itself refuses are skipped) and the store
  * API runs over them: store_check, range (current, old revisions, keys
  * only, sorted), history with prev_kv, HashKV, the lease reads, stats, and
- * in a batch that is aborted afterwards: put, delete, txn, lease revoke,
- * compaction and compaction steps.
+ * in a batch: put, delete, txn, lease revoke, compaction and compaction
+ * steps. The batch is aborted, or (first input byte & 16) committed, which
+ * moves index items from recent to index: then a store store_check passed
+ * must pass it again.
  *
  * An edit is one opcode byte, its database (byte % 6: kv, index, meta,
  * leases, lease_keys, recent) and operands:
@@ -439,7 +441,20 @@ static void writes(uint8_t sel)
 	for (int i = 0; i < 8 && !done; i++)
 		if (ok(store_compact_step(w, 3, &done), "compact_step"))
 			break;
-	store_wtxn_abort(w);
+	if (!(sel & 16)) {
+		store_wtxn_abort(w);
+		return;
+	}
+	/* Committed (the records are rewritten for the next input): the
+	 * commit moves slices of keys from recent to index, and a store that
+	 * passed store_check must pass it after the batch too. */
+	int rc = ok(store_wtxn_commit(w), "commit");
+	char msg[256];
+	if (rc == 0 && healthy && store_check(st, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "fuzz_store_records: store_check fails after a committed batch: %s\n",
+		        msg);
+		abort();
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
