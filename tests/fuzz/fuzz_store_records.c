@@ -451,8 +451,8 @@ static void writes(uint8_t sel)
 	int rc = ok(store_wtxn_commit(w), "commit");
 	char msg[256];
 	if (rc == 0 && healthy && store_check(st, msg, sizeof(msg)) != 0) {
-		fprintf(stderr, "fuzz_store_records: store_check fails after a committed batch: %s\n",
-		        msg);
+		fprintf(stderr,
+		        "fuzz_store_records: store_check fails after a committed batch: %s\n", msg);
 		abort();
 	}
 }
