@@ -1053,6 +1053,74 @@ static void test_lock_and_readonly(void **state)
 	store_close(NULL);
 }
 
+/* A data dir of schema 1 (one index database, no "recent"): a read-only
+ * opener reads index alone, a writer creates recent and writes schema 2. */
+static void test_schema1_upgrade(void **state)
+{
+	struct fx *f = *state;
+	for (int i = 0; i < 20; i++) {
+		char k[16], v[16];
+		snprintf(k, sizeof(k), "k%02d", i % 7);
+		snprintf(v, sizeof(v), "v%d", i);
+		assert_int_equal(tu_put(S, k, v), 0);
+	}
+	/* make it schema 1: recent's items into index, recent deleted */
+	struct store_wtxn *w;
+	assert_int_equal(store_wtxn_begin(S, &w), 0);
+	MDB_txn *t = store_wtxn_mdb(w);
+	MDB_dbi idx, rec, meta;
+	assert_int_equal(mdb_dbi_open(t, "index", MDB_DUPSORT | MDB_DUPFIXED, &idx), 0);
+	assert_int_equal(mdb_dbi_open(t, "recent", MDB_DUPSORT | MDB_DUPFIXED, &rec), 0);
+	assert_int_equal(mdb_dbi_open(t, "meta", 0, &meta), 0);
+	MDB_cursor *c;
+	assert_int_equal(mdb_cursor_open(t, rec, &c), 0);
+	MDB_val k, d;
+	int moved = 0;
+	while (mdb_cursor_get(c, &k, &d, MDB_FIRST) == 0) {
+		uint8_t kb[64], db[17];
+		assert_true(k.mv_size <= sizeof(kb) && d.mv_size == sizeof(db));
+		memcpy(kb, k.mv_data, k.mv_size);
+		memcpy(db, d.mv_data, d.mv_size);
+		MDB_val k2 = {k.mv_size, kb}, d2 = {sizeof(db), db};
+		assert_int_equal(mdb_cursor_del(c, 0), 0);
+		assert_int_equal(mdb_put(t, idx, &k2, &d2, 0), 0);
+		moved++;
+	}
+	mdb_cursor_close(c);
+	assert_true(moved > 0);
+	assert_int_equal(mdb_drop(t, rec, 1), 0);
+	uint8_t one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+	MDB_val sk = {6, "schema"}, sv = {8, one};
+	assert_int_equal(mdb_put(t, meta, &sk, &sv, 0), 0);
+	assert_int_equal(mdb_txn_commit(t), 0);
+	free(w);
+	store_close(f->s);
+	f->s = NULL;
+	/* read-only: index alone */
+	struct store_config cfg = {.dir = f->dir, .read_only = true};
+	struct store *ro;
+	assert_int_equal(store_open(&cfg, &ro), 0);
+	expect_val(ro, "k03", 0, "v17");
+	expect_val(ro, "k03", 12, "v10");
+	assert_int_equal(tu_check(ro), 0);
+	store_close(ro);
+	/* a writer upgrades; reads and writes go on over both */
+	assert_int_equal(tu_open(f->dir, &f->s), 0);
+	expect_val(f->s, "k03", 0, "v17");
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(tu_put(f->s, "k03", "new"), 0);
+	expect_val(f->s, "k03", 0, "new");
+	expect_val(f->s, "k03", 12, "v10");
+	assert_int_equal(tu_check(f->s), 0);
+	MDB_txn *rt;
+	assert_int_equal(mdb_txn_begin(store_env(f->s), NULL, MDB_RDONLY, &rt), 0);
+	assert_int_equal(mdb_dbi_open(rt, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_get(rt, meta, &sk, &sv), 0);
+	assert_int_equal(sv.mv_size, 8);
+	assert_int_equal(((const uint8_t *)sv.mv_data)[7], 2);
+	mdb_txn_abort(rt);
+}
+
 static void test_snapshot_restore(void **state)
 {
 	for (int i = 0; i < 200; i++) {
@@ -1278,6 +1346,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_revision_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_recent_slices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_check_index_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_schema1_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_range_count_limit_sort, setup, teardown),
