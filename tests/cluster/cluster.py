@@ -8,7 +8,6 @@ converge. Writer: a thread that writes through several members and records
 what was acknowledged. Netns: a bridge, veth pairs and one network namespace
 per member, with blackhole-route partitions. Checks: ok/FAIL lines, timings,
 exit status. Run with /usr/bin/python3."""
-import ctypes
 import os
 import secrets
 import shutil
@@ -22,10 +21,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "compat"))
-# Members are started with a preexec_fn, so by fork(): with gRPC's fork
-# support on, its pre-fork handler waits for the thread pool to idle and
-# hangs for good while other threads have calls in flight ("Waiting for
-# thread pool to idle before forking"). No child of ours uses gRPC.
+# Members are started without a preexec_fn (see Member.start), but keep
+# gRPC's fork support off all the same: its pre-fork handler waits for the
+# thread pool to idle and hangs for good while other threads have calls in
+# flight ("Waiting for thread pool to idle before forking"). No child of
+# ours uses gRPC.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 import grpc  # noqa: E402
 
@@ -131,12 +131,17 @@ class Member:
                 "--initial-cluster", initial_cluster,
                 "--initial-cluster-state", state,
                 "--initial-cluster-token", self.token] + self.extra
+        # SIGKILL when the test process dies (no stray members), set by
+        # setpriv rather than a preexec_fn: Python code run between fork and
+        # exec in a process with threads (gRPC's, the workload's) can block
+        # for good on a lock another thread held at the fork (a soak run hung
+        # so, its child stuck on a futex before exec).
+        args = ["setpriv", "--pdeathsig", "KILL"] + args
         if self.netns:
             args = ["ip", "netns", "exec", self.netns] + args
         if self.log is None:
             self.log = open(os.path.join(self.dir, "log"), "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         if wait:
             self.wait_serving()
 
@@ -270,11 +275,6 @@ def kill_all(members):
             m.proc.send_signal(signal.SIGKILL)
     for m in members:
         m.kill()
-
-
-def _die_with_parent():
-    """In the child: SIGKILL when the test process dies (no stray members)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _b(s):
