@@ -60,8 +60,13 @@ void ixc_close(struct ixc *x)
  * first, then index's. */
 int ix_at(struct ixc *x, const MDB_val *key, int64_t rev, struct idx *out)
 {
+	return ix_at_in(x, 3, key, rev, out);
+}
+
+int ix_at_in(struct ixc *x, unsigned in, const MDB_val *key, int64_t rev, struct idx *out)
+{
 	for (int i = 1; i >= 0; i--) {
-		if (!x->c[i])
+		if (!x->c[i] || !(in & (1u << i)))
 			continue;
 		int rc = idx_at(x->c[i], key, rev, out);
 		if (rc != CAIRN_ENOTFOUND)

@@ -183,6 +183,9 @@ int ixc_open(MDB_txn *t, const struct store *s, struct ixc *x);
 void ixc_close(struct ixc *x);
 /* The latest item of key with main <= rev; CAIRN_ENOTFOUND if none. */
 int ix_at(struct ixc *x, const MDB_val *key, int64_t rev, struct idx *out);
+/* The same, looking only in the databases of mask `in` (1 index, 2
+ * recent): a key walk knows which hold the key (struct ixk's cur). */
+int ix_at_in(struct ixc *x, unsigned in, const MDB_val *key, int64_t rev, struct idx *out);
 /* Which database (0 index, 1 recent) holds item it of key. */
 int ix_find(struct ixc *x, const MDB_val *key, const struct idx *it, int *which);
 /* The item after (dir > 0) or before (dir < 0) item it of key;

@@ -141,7 +141,7 @@ int view_range(const struct view *v, const struct store_range_req *req,
 	}
 	while (lrc == 0) {
 		struct idx it;
-		rc = ix_at(&lc, &k, rev, &it);
+		rc = ix_at_in(&lc, single ? 3 : ki.cur, &k, rev, &it);
 		if (rc == CAIRN_ENOTFOUND)
 			it.tomb = true;
 		else if (rc)

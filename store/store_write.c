@@ -419,7 +419,7 @@ static int do_delete(struct store_wtxn *w, const struct store_delete_req *req,
 	int lrc = ixk_first(&ki, &kr, &k);
 	while (lrc == 0) {
 		struct idx it;
-		rc = ix_at(&lc, &k, REV_MAX, &it);
+		rc = ix_at_in(&lc, ki.cur, &k, REV_MAX, &it);
 		if (rc)
 			break;
 		if (!it.tomb) {
@@ -709,7 +709,7 @@ static int eval_compare(struct store_wtxn *w, const struct store_compare *c, boo
 	int lrc = ixk_first(&ki, &kr, &k);
 	while (lrc == 0 && *ok) {
 		struct idx it;
-		rc = ix_at(&lc, &k, w->base_rev, &it);
+		rc = ix_at_in(&lc, ki.cur, &k, w->base_rev, &it);
 		if (rc == 0 && !it.tomb) {
 			struct rec r;
 			rc = rec_get(&v, it.main, it.sub, &r);
