@@ -17,10 +17,9 @@
  * LAYOUT (DESIGN.md §3)
  *   One LMDB environment per member, in cfg->dir (data.mdb, lock.mdb) plus a
  *   lock file "cairn.lock". Named databases used by the store: "kv" (history),
- *   "index" and "recent" (key -> revisions), "meta", "leases",
- *   "lease_keys". Other
- *   components (raft log storage) may open their own named databases in the
- *   same environment (store_env(), store_wtxn_mdb()); up to STORE_MAX_DBS
+ *   "index" and "recent" (key -> revisions), "meta", "leases", "lease_keys".
+ *   Other components (raft log storage) may open their own named databases in
+ *   the same environment (store_env(), store_wtxn_mdb()); up to STORE_MAX_DBS
  *   named databases exist in total. Opening needs no work proportional to the
  *   data size.
  *

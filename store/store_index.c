@@ -120,10 +120,8 @@ int ix_del(struct store_wtxn *w, struct ixc *x, const MDB_val *key, const struct
 	int rc = ix_find(x, key, it, &which);
 	if (rc)
 		return rc;
-	uint8_t item[IDX_ITEM];
-	idx_item(item, it->main, it->sub, it->tomb);
-	MDB_val k = *key, d = {IDX_ITEM, item};
-	return w_del(w, which ? w->s->recent : w->s->index, &k, &d);
+	/* ix_find left that database's cursor on the item. */
+	return w_cursor_del(w, x->c[which]);
 }
 
 /* ---- keys of a range, in order, over both ------------------------------ */

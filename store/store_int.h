@@ -218,5 +218,7 @@ int mut_begin(struct store_wtxn *w, size_t est_bytes);
 int mut_end(struct store_wtxn *w, int rc);
 int w_put(struct store_wtxn *w, MDB_dbi dbi, MDB_val *k, MDB_val *d, unsigned flags);
 int w_del(struct store_wtxn *w, MDB_dbi dbi, MDB_val *k, MDB_val *d);
+/* Deletes the item under c (a cursor on w->cur), as w_del. */
+int w_cursor_del(struct store_wtxn *w, MDB_cursor *c);
 
 #endif

@@ -99,6 +99,13 @@ int w_del(struct store_wtxn *w, MDB_dbi dbi, MDB_val *k, MDB_val *d)
 	return rc == MDB_NOTFOUND ? CAIRN_ENOTFOUND : store_lmdb_err(rc);
 }
 
+int w_cursor_del(struct store_wtxn *w, MDB_cursor *c)
+{
+	w->touched = true;
+	w->est_pages += 4;
+	return store_lmdb_err(mdb_cursor_del(c, 0));
+}
+
 static int w_meta_i64(struct store_wtxn *w, const char *name, int64_t v)
 {
 	uint8_t b[8];
