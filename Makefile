@@ -17,6 +17,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-c
 	liblmdb-dev libnghttp2-dev libcmocka-dev clang clang-format \
 	etcd-server etcd-client python3-etcd3 python3-grpcio protobuf-compiler python3-protobuf iproute2 libclang-rt-14-dev
 PKGS := libuv lmdb libprotobuf-c libnghttp2
+TEST_PKGS := cmocka
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
 CFLAGS ?= -O2 -g
@@ -25,11 +26,11 @@ BUILD := build-asan
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
 endif
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(TEST_PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -I. -I$(BUILD) $(PKG_CFLAGS) -MMD -MP
 LIBS := $(PKG_LIBS) -lpthread -lm
-TEST_LIBS := $(LIBS) -lcmocka
+TEST_LIBS := $(LIBS) $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 # Filled in by module.mk files.
 PROTO_SRCS :=

@@ -65,16 +65,30 @@
  *   Functions return 0 or a negative CAIRN_E* code (common/cairn_error.h).
  *   CAIRN_ENOTFOUND / CAIRN_ELEASENOTFOUND are answers, not failures. LMDB
  *   codes are translated here: MDB_MAP_FULL -> CAIRN_ENOSPACE (see
- *   LIFECYCLE), corruption -> CAIRN_ECORRUPT, other I/O -> CAIRN_EIO. Request checks (done before
- * anything is written): empty key                        CAIRN_EKEYEMPTY key >
- * mdb_env_get_maxkeysize()   CAIRN_EKEYTOOLARGE  (511 bytes) key+value > max_request_bytes
- * CAIRN_EVALUETOOLARGE ignore_value with a value        CAIRN_EVALUEPROVIDED ignore_lease with a
- * lease        CAIRN_ELEASEPROVIDED ignore_* on a missing key        CAIRN_EKEYNOTFOUND lease that
- * does not exist        CAIRN_ELEASENOTFOUND duplicate / overlapping txn keys CAIRN_EDUPKEY (etcd's
- * checkIntervals) more than max_txn_ops per level  CAIRN_ETOOMANYOPS data over quota_bytes
- * CAIRN_ENOSPACE (deletes, compaction, revokes and reads still work) revision < compact revision
- * CAIRN_ECOMPACTED revision > current revision      CAIRN_EFUTUREREV
+ *   LIFECYCLE), corruption -> CAIRN_ECORRUPT, other I/O -> CAIRN_EIO.
  *
+ *   Request checks, done before anything is written:
+ */
+/* clang-format off */
+/*
+ *     empty key                               CAIRN_EKEYEMPTY
+ *     key > mdb_env_get_maxkeysize() (511 B)  CAIRN_EKEYTOOLARGE
+ *     key + value > max_request_bytes         CAIRN_EVALUETOOLARGE
+ *     ignore_value with a value               CAIRN_EVALUEPROVIDED
+ *     ignore_lease with a lease               CAIRN_ELEASEPROVIDED
+ *     ignore_* on a missing key               CAIRN_EKEYNOTFOUND
+ *     lease that does not exist               CAIRN_ELEASENOTFOUND
+ *     duplicate / overlapping txn keys        CAIRN_EDUPKEY (etcd's checkIntervals)
+ *     more than max_txn_ops per level         CAIRN_ETOOMANYOPS
+ *     data over quota_bytes                   CAIRN_ENOSPACE (deletes, compaction,
+ *                                             revokes and reads still work)
+ *     revision < compact revision             CAIRN_ECOMPACTED
+ *     revision > current revision             CAIRN_EFUTUREREV
+ *
+ *   What a failed mutation leaves of its batch: see LIFECYCLE.
+ */
+/* clang-format on */
+/*
  * KEY RANGES (etcd's convention, used by range, delete, compare, history)
  *   range_end_len == 0          the single key `key`
  *   range_end == "\0" (len 1)   every key >= key   ("from key")
@@ -187,7 +201,8 @@ int store_wtxn_set_applied(struct store_wtxn *w, uint64_t index);
 
 /* Stores an opaque blob under `name` (e.g. "membership", "cluster_id") in the
  * same txn. name: 1..64 bytes NUL-terminated; len <= 1 MiB. len 0 with
- * data NULL deletes it. */
+ * data NULL deletes it (no error if it was unset). Errors: CAIRN_EINVAL for
+ * a bad name or length, CAIRN_ENOSPACE, CAIRN_EIO, or the failed wtxn's. */
 int store_wtxn_set_meta(struct store_wtxn *w, const char *name, const void *data, size_t len);
 
 /* Reads the blob stored under `name` as the batch sees it: committed state
@@ -254,7 +269,7 @@ struct store_range_req {
 	const uint8_t *range_end;
 	size_t range_end_len;
 	int64_t revision; /* 0 = current */
-	int64_t limit;    /* 0 = no limit */
+	int64_t limit;    /* 0 or negative = no limit (as etcd) */
 	enum store_sort_order sort_order;
 	enum store_sort_target sort_target;
 	bool keys_only;
@@ -429,7 +444,8 @@ int store_compact(struct store_wtxn *w, int64_t rev);
  * write lock long). *done is set when nothing is left to remove. Progress is
  * kept in the store, so steps may be spread over batches and restarts. Call
  * it in a short wtxn of its own or at the end of a batch. Does not change
- * anything readable. */
+ * anything readable. Errors: CAIRN_ECORRUPT (a malformed record or
+ * progress mark), CAIRN_ENOSPACE / CAIRN_EIO from LMDB, or the failed wtxn's. */
 int store_compact_step(struct store_wtxn *w, size_t max_records, bool *done);
 
 /* ------------------------------------------------------------------------ */
@@ -491,7 +507,7 @@ struct store_lease {
 };
 
 /* id > 0 (the server picks ids; CAIRN_EINVAL otherwise), ttl >= 0.
- * CAIRN_ELEASEEXIST if id exists. No revision. */
+ * CAIRN_ELEASEEXIST if id exists, CAIRN_ENOSPACE over quota. No revision. */
 int store_lease_grant(struct store_wtxn *w, int64_t id, int64_t ttl);
 
 /* Deletes the lease and every key attached to it, all in ONE revision (keys
@@ -499,7 +515,8 @@ int store_lease_grant(struct store_wtxn *w, int64_t id, int64_t ttl);
  * CAIRN_ELEASENOTFOUND if missing. *revision (may be NULL) = header rev. */
 int store_lease_revoke(struct store_wtxn *w, int64_t id, int64_t *revision);
 
-/* Records a remaining-TTL checkpoint (etcd LeaseCheckpoint). */
+/* Records a remaining-TTL checkpoint (etcd LeaseCheckpoint). No revision.
+ * CAIRN_ELEASENOTFOUND if missing, CAIRN_ECORRUPT for a malformed record. */
 int store_lease_checkpoint(struct store_wtxn *w, int64_t id, int64_t remaining_ttl);
 
 /* CAIRN_ELEASENOTFOUND if missing. */
@@ -524,11 +541,15 @@ void store_lease_keys_free(struct store_lease_keys *out);
 /* Writes a consistent copy of the whole environment (store AND every other
  * named database in it, e.g. raft's) to fd, from one read txn: writers are
  * not blocked. fd may be a file, pipe or socket; it is not closed. Compacted
- * (free pages are not copied). */
+ * (free pages are not copied). Errors: CAIRN_EIO (a write to fd failed, e.g.
+ * the peer closed the pipe or socket). */
 int store_snapshot_write(struct store *s, int fd);
 
 /* Turns a snapshot read from fd (until EOF) into a new data directory `dir`
- * (created; must not already hold a store: CAIRN_EEXIST). Then store_open it. */
+ * (created; must not already hold a store: CAIRN_EEXIST). Then store_open it.
+ * CAIRN_EINVAL for an empty dir name, CAIRN_EIO for a failed read, write or
+ * fsync (nothing is left in dir then). The bytes are not checked here:
+ * store_open and store_check judge them. */
 int store_snapshot_restore(int fd, const char *dir);
 
 /* HashKV: CRC-32C over every key revision record with compact < rev <= `rev`
@@ -561,6 +582,9 @@ struct store_stats {
 	bool compaction_pending;
 };
 
+/* A snapshot of the figures above from one read txn. Errors: CAIRN_ECORRUPT
+ * (malformed meta records), or a translated LMDB error if no read txn can
+ * begin (CAIRN_EIO, e.g. when every reader slot is taken). */
 int store_stats(struct store *s, struct store_stats *out);
 
 #endif

@@ -96,7 +96,7 @@ int view_range(const struct view *v, const struct store_range_req *req,
 	if (req->key_len > v->s->max_key)
 		return CAIRN_EKEYTOOLARGE;
 	if ((unsigned)req->sort_order > STORE_SORT_DESCEND ||
-	    (unsigned)req->sort_target > STORE_SORT_VALUE || req->limit < 0)
+	    (unsigned)req->sort_target > STORE_SORT_VALUE)
 		return CAIRN_EINVAL;
 	int64_t rev = req->revision;
 	if (rev > v->rev)

@@ -236,6 +236,14 @@ static void test_range_count_limit_sort(void **state)
 	assert_int_equal(resp.n_kvs, 5);
 	done_range(&resp, r);
 
+	/* a negative limit is no limit, as in etcd's mvcc */
+	req.limit = -1;
+	range(S, &req, &resp, &r);
+	assert_false(resp.more);
+	assert_int_equal(resp.n_kvs, 5);
+	assert_int_equal(resp.count, 5);
+	done_range(&resp, r);
+
 	/* sort by version descending, limit 2: c (3), a (2) */
 	req.limit = 2;
 	req.sort_order = STORE_SORT_DESCEND;
@@ -395,6 +403,9 @@ static void test_compaction(void **state)
 	assert_int_equal(store_hash_kv(r, 0, &h2, NULL, NULL), 0);
 	assert_int_equal(h2, hc1); /* same whatever the sweep progress */
 	assert_int_not_equal(h1, h2);
+	/* HashKV below the compact revision is refused, at it is answered */
+	assert_int_equal(store_hash_kv(r, 4, &h2, NULL, NULL), CAIRN_ECOMPACTED);
+	assert_int_equal(store_hash_kv(r, 5, &h2, NULL, NULL), 0);
 	store_rtxn_end(r);
 	assert_int_equal(st.keys, 2);
 }
