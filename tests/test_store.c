@@ -514,6 +514,31 @@ static void test_txn_compare_missing(void **state)
 	assert_int_equal(run_txn(S, &t, &resp), 0);
 	assert_true(resp.succeeded);
 	store_txn_resp_free(&resp);
+	/* NOT_EQUAL: on a value, on a number, and over a range (every key) */
+	cval.result = STORE_CMP_NOT_EQUAL;
+	assert_int_equal(run_txn(S, &t, &resp), 0);
+	assert_true(resp.succeeded); /* "y" != "x" */
+	store_txn_resp_free(&resp);
+	cval.value = B("y");
+	assert_int_equal(run_txn(S, &t, &resp), 0);
+	assert_false(resp.succeeded);
+	store_txn_resp_free(&resp);
+	cr.result = STORE_CMP_NOT_EQUAL;
+	cr.number = 2; /* p/1 has version 1, p/2 version 2 */
+	t.compares = &cr;
+	assert_int_equal(run_txn(S, &t, &resp), 0);
+	assert_false(resp.succeeded);
+	store_txn_resp_free(&resp);
+	cr.number = 3;
+	assert_int_equal(run_txn(S, &t, &resp), 0);
+	assert_true(resp.succeeded);
+	store_txn_resp_free(&resp);
+	/* a missing key compares its version as 0: NOT_EQUAL 0 fails */
+	struct store_compare cm = cmp_num("nope", STORE_CMP_VERSION, STORE_CMP_NOT_EQUAL, 0);
+	t.compares = &cm;
+	assert_int_equal(run_txn(S, &t, &resp), 0);
+	assert_false(resp.succeeded);
+	store_txn_resp_free(&resp);
 }
 
 static void test_txn_nested_and_subrevs(void **state)
@@ -913,6 +938,11 @@ static void test_quota_and_map_full(void **state)
 	struct store_config cfg = {
 	    .dir = dir, .nosync = true, .quota_bytes = 1 << 20, .map_size = 64u << 20};
 	assert_int_equal(store_open(&cfg, &s), 0);
+	struct store_wtxn *w;
+	assert_int_equal(store_wtxn_begin(s, &w), 0);
+	assert_int_equal(store_lease_grant(w, 9, 60), 0);
+	assert_int_equal(store_wtxn_commit(w), 0);
+	assert_int_equal(tu_put_lease(s, "leased", "l", 9), 0); /* rev 2 */
 	static char val[100001];
 	memset(val, 'v', sizeof(val) - 1);
 	int rc = 0, n = 0;
@@ -926,9 +956,23 @@ static void test_quota_and_map_full(void **state)
 	assert_int_equal(rc, CAIRN_ENOSPACE);
 	assert_true(n > 3 && n < 12);
 	int64_t rev = tu_rev(s);
-	assert_int_equal(rev, 1 + n);
-	/* reads, deletes and compaction still work; then puts fit again */
+	assert_int_equal(rev, 2 + n);
+	/* a txn writing what a put could not is refused too, changing nothing */
+	struct store_op tp = op_put("txnkey", val);
+	struct store_txn_req tr = {.success = &tp, .n_success = 1};
+	struct store_txn_resp tresp;
+	assert_int_equal(run_txn(s, &tr, &tresp), CAIRN_ENOSPACE);
+	assert_int_equal(tu_rev(s), rev);
+	assert_int_equal(store_wtxn_begin(s, &w), 0);
+	/* a revoke still works over quota: one revision deletes its key */
+	int64_t rrev = 0;
+	assert_int_equal(store_lease_revoke(w, 9, &rrev), 0);
+	assert_int_equal(store_wtxn_commit(w), 0);
+	assert_int_equal(rrev, rev + 1);
+	rev++;
 	char small[8];
+	assert_int_equal(tu_get(s, "leased", 0, small, sizeof(small), NULL), CAIRN_ENOTFOUND);
+	/* reads, deletes and compaction still work; then puts fit again */
 	assert_int_equal(tu_get(s, "key000", 0, small, sizeof(small), NULL), 0);
 	assert_int_equal(tu_del(s, "key", "kez"), n);
 	assert_int_equal(tu_compact(s, n + 2, true), 0);
@@ -941,7 +985,6 @@ static void test_quota_and_map_full(void **state)
 	cfg.quota_bytes = 64u << 20;
 	cfg.map_size = 1u << 20;
 	assert_int_equal(store_open(&cfg, &s), 0);
-	struct store_wtxn *w;
 	assert_int_equal(store_wtxn_begin(s, &w), 0);
 	struct store_put_req p = {B("small"), 5, B("1"), 1, 0, false, false, false};
 	assert_int_equal(store_put(w, &p, NULL), 0);
