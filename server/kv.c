@@ -190,6 +190,10 @@ static void on_compact(struct rpc_call *call, const uint8_t *buf, size_t len, vo
 		srv_member_fail(m, call, method, CAIRN_EPROTO);
 		return;
 	}
+	char rev[24];
+	snprintf(rev, sizeof(rev), "%lld", (long long)req->revision);
+	srv_log(m->log, SRV_LOG_INFO, "compaction requested", "revision", rev, "physical",
+	        req->physical ? "true" : "false", NULL);
 	Cairnpb__InternalRequest ir = CAIRNPB__INTERNAL_REQUEST__INIT;
 	ir.compaction = req;
 	propose(m, call, method, &ir);

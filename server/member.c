@@ -61,6 +61,15 @@ void srv_member_fail(struct srv_member *m, struct rpc_call *call, int method, in
 	const char *msg;
 	srv_grpc_error(err, &status, &msg);
 	count_handled(m, method, status);
+	if (m->log->level <= SRV_LOG_DEBUG) {
+		char code[12];
+		snprintf(code, sizeof(code), "%d", status);
+		const char *name = method >= 0 && method < m->metrics.n_methods
+		                       ? m->metrics.methods[method].method
+		                       : "?";
+		srv_log(m->log, SRV_LOG_DEBUG, "request failed", "method", name, "grpc-code", code,
+		        "error", msg, NULL);
+	}
 	rpc_call_fail(call, status, msg);
 }
 
@@ -74,6 +83,19 @@ void srv_member_reply(struct srv_member *m, struct rpc_call *call, int method, c
 int srv_member_method(struct srv_member *m, const char *service, const char *name, const char *type)
 {
 	return srv_metrics_add_method(&m->metrics, service, name, type);
+}
+
+/* "url1,url2" for the startup line (cut short if it does not fit). */
+static void join_urls(const struct srv_url_list *l, char *buf, size_t len)
+{
+	size_t off = 0;
+	buf[0] = 0;
+	for (int i = 0; i < l->n && off < len; i++) {
+		int n = snprintf(buf + off, len - off, "%s%s", i ? "," : "", l->url[i]);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
 }
 
 /* ------------------------------------------------------------ batches */
@@ -533,6 +555,12 @@ static void batch_done(uv_async_t *async)
 		srv_histogram_observe(&m->metrics.backend_commit, b->commit_ns);
 	if (b->n_persist)
 		srv_histogram_observe(&m->metrics.wal_fsync, b->commit_ns);
+	if (b->commit_ns > 1000000000ull) { /* etcd warns of a WAL sync over 1 s */
+		char took[24];
+		snprintf(took, sizeof(took), "%.3fs", (double)b->commit_ns / 1e9);
+		srv_log(m->log, SRV_LOG_WARN, "slow fdatasync", "took", took, "expected-duration",
+		        "1s", NULL);
+	}
 	m->inflight = NULL;
 	/* Lazy meta sync: what a batch persisted is durable, and may be
 	 * reported to raft (which then sends what depends on it and counts
@@ -603,6 +631,10 @@ static void batch_done(uv_async_t *async)
 	if (nospace && m->role == RAFT_LEADER) {
 		/* etcd raises the NOSPACE alarm through raft so every member
 		 * refuses writes until an operator disarms it. */
+		srv_log(m->log, SRV_LOG_WARN,
+		        "database space exceeded: raising the NOSPACE alarm (disarm with "
+		        "etcdctl alarm disarm after compacting)",
+		        NULL);
 		Etcdserverpb__AlarmRequest ar = ETCDSERVERPB__ALARM_REQUEST__INIT;
 		ar.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
 		ar.memberid = m->id;
@@ -1101,16 +1133,18 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	uv_signal_start(&m->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&m->sigint, on_signal, SIGINT);
 
-	char idbuf[20], cidbuf[20], rev[24], applied[24];
+	char idbuf[20], cidbuf[20], rev[24], applied[24], curls[512], purls[512];
+	join_urls(&cfg->listen_client_urls, curls, sizeof(curls));
+	join_urls(&cfg->listen_peer_urls, purls, sizeof(purls));
 	snprintf(idbuf, sizeof(idbuf), "%" PRIx64, m->id);
 	snprintf(cidbuf, sizeof(cidbuf), "%" PRIx64, m->cluster_id);
 	snprintf(rev, sizeof(rev), "%" PRId64, m->revision);
 	snprintf(applied, sizeof(applied), "%" PRIu64, m->applied_index);
 	srv_log(log, SRV_LOG_INFO, "cairnd started", "version", SRV_CAIRN_VERSION,
 	        "etcd-api-version", SRV_VERSION, "name", cfg->name, "data-dir", cfg->data_dir,
-	        "member-id", idbuf, "cluster-id", cidbuf, "client-urls",
-	        cfg->listen_client_urls.url[0], "initial-cluster", cfg->initial_cluster, "revision",
-	        rev, "applied-index", applied, NULL);
+	        "member-id", idbuf, "cluster-id", cidbuf, "client-urls", curls, "peer-urls", purls,
+	        "initial-cluster", cfg->initial_cluster, "revision", rev, "applied-index", applied,
+	        NULL);
 
 	/* A cluster of one need not wait an election timeout. */
 	if (conf.n_voters == 1 && conf.voters[0] == m->id) {
