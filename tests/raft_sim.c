@@ -218,6 +218,8 @@ void sim_fini(struct sim *s)
 	free(s->leader_of_term);
 	free(s->comm);
 	free(s->sm_at);
+	free(s->lm_head);
+	free(s->lm);
 	free(s->reads);
 }
 
@@ -386,6 +388,81 @@ static int check_log_matching(struct sim *s)
 			}
 		}
 	}
+	return 0;
+}
+
+/* One entry of n's log (with the term before it; 0 when compacted away)
+ * against every entry any log ever held at its index. */
+static int lm_entry(struct sim *s, struct sim_node *n, const struct raft_entry *e, uint64_t prev)
+{
+	GROW(s->lm_head, s->cap_lmh, e->index + 1);
+	uint64_t h = entry_hash(e);
+	for (uint32_t k = s->lm_head[e->index]; k; k = s->lm[k - 1].next) {
+		struct sim_lm *r = &s->lm[k - 1];
+		if (r->term != e->term)
+			continue;
+		if (r->hash != h || (prev && r->prev_term && r->prev_term != prev))
+			return fail(s,
+			            "log matching: member %llu holds index %llu term %llu with %s "
+			            "than another log had at the same index and term",
+			            (unsigned long long)n->id, (unsigned long long)e->index,
+			            (unsigned long long)e->term,
+			            r->hash != h ? "other content" : "another term before it");
+		if (!r->prev_term)
+			r->prev_term = prev;
+		return 0;
+	}
+	GROW(s->lm, s->cap_lm, s->nlm + 1);
+	s->lm[s->nlm++] = (struct sim_lm){
+	    .term = e->term, .hash = h, .prev_term = prev, .next = s->lm_head[e->index]};
+	s->lm_head[e->index] = (uint32_t)s->nlm;
+	return 0;
+}
+
+/*
+ * §5.3 Log Matching after every step of member n, in the form its proof
+ * uses: "a leader creates at most one entry with a given log index in a
+ * given term" and AppendEntries' consistency check makes an entry's
+ * predecessor part of its identity. So every (index, term) any log ever
+ * held must have one content and one term before it, across members and
+ * time. If that holds for every entry when it enters a log, two logs with
+ * the same (index, term) agree on the entry and on the term before it,
+ * hence (by induction down to the higher snapshot index) on the whole
+ * prefix: Log Matching against every other member's current log, and
+ * against logs of members that are down.
+ *
+ * Entries enter a log only in a step's update (up->entries: appends after
+ * a truncation, proposals, a leader's no-op) or at a restart, so only
+ * those are checked: O(new entries) per step. A log that changed with no
+ * entries reported (n->lm_last/lm_last_term moved; up NULL after a
+ * restart) is checked whole. check_log_matching() still compares every
+ * pair of logs entry by entry at the end of every tick, which catches a
+ * log changed behind the update's back.
+ */
+static int check_log_step(struct sim *s, struct sim_node *n, const struct raft_update *up)
+{
+	struct raft_status st;
+	raft_get_status(n->r, &st);
+	uint64_t lo = st.last_index + 1;
+	if (up && up->n_entries)
+		lo = up->entries[0].index;
+	else if (!up || st.last_index != n->lm_last ||
+	         log_term(n, st.last_index) != n->lm_last_term)
+		lo = st.first_index;
+	if (lo < st.first_index)
+		return fail(s, "member %llu reports entry %llu below its first index %llu",
+		            (unsigned long long)n->id, (unsigned long long)lo,
+		            (unsigned long long)st.first_index);
+	for (uint64_t i = lo; i <= st.last_index; i++) {
+		const struct raft_entry *e = raft_log_entry(n->r, i);
+		if (!e || e->index != i)
+			return fail(s, "member %llu: no entry %llu in its log",
+			            (unsigned long long)n->id, (unsigned long long)i);
+		if (lm_entry(s, n, e, log_term(n, i - 1)))
+			return -1;
+	}
+	n->lm_last = st.last_index;
+	n->lm_last_term = log_term(n, st.last_index);
 	return 0;
 }
 
@@ -582,7 +659,7 @@ static int handle_update(struct sim *s, struct sim_node *n, const struct raft_up
 			return -1;
 		last_applied = up->committed[i].index;
 	}
-	if (check_node(s, n))
+	if (check_log_step(s, n, up) || check_node(s, n))
 		return -1;
 	if (last_applied) {
 		struct raft_event ev = {.type = RAFT_EVENT_APPLIED, .applied.index = last_applied};
@@ -797,7 +874,7 @@ int sim_restart(struct sim *s, uint64_t id)
 	trace(s, "%llu RESTARTS", (unsigned long long)id);
 	if (start_node(s, n))
 		return -1;
-	return check_node(s, n);
+	return check_log_step(s, n, NULL) || check_node(s, n) ? -1 : 0;
 }
 
 uint64_t sim_add_node(struct sim *s)

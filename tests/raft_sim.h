@@ -64,6 +64,8 @@ struct sim_node {
 	uint64_t *lead_terms;
 	size_t lead_n, lead_cap;
 	uint64_t lead_from;
+	/* log matching: last index (and its term) when last checked */
+	uint64_t lm_last, lm_last_term;
 };
 
 struct sim_net_msg;
@@ -86,6 +88,12 @@ struct sim {
 	uint64_t max_commit;
 	uint64_t *sm_at;
 	size_t cap_sm;
+	/* every (index, term) any log has held: lm_head[index] is 1 + the
+	 * first of its records in lm (chained through next), 0 for none */
+	uint32_t *lm_head;
+	size_t cap_lmh;
+	struct sim_lm *lm;
+	size_t nlm, cap_lm;
 	struct sim_read *reads;
 	size_t nreads, capreads;
 	uint64_t next_ctx;
@@ -100,6 +108,13 @@ struct sim_commit {
 	uint64_t term;
 	uint64_t hash;
 	uint64_t seen_term; /* term of the first member that saw it committed */
+};
+
+struct sim_lm {
+	uint64_t term;
+	uint64_t hash;      /* of the entry (term, index, type, data) */
+	uint64_t prev_term; /* term at index - 1 when it was appended; 0 unknown */
+	uint32_t next;
 };
 
 struct sim_read {
