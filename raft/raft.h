@@ -352,15 +352,20 @@ struct raft_alloc {
 };
 
 struct raft_config {
-	uint64_t id;                /* this member, non-zero */
-	unsigned election_ticks;    /* et: timeout drawn from [et, 2et); default 10 */
-	unsigned heartbeat_ticks;   /* < election_ticks; default 1 */
-	uint64_t seed;              /* PRNG seed: timeouts */
-	bool pre_vote;              /* D§9.6 */
-	bool check_quorum;          /* D§6.2 leader step-down + D§4.2.3 lease */
-	size_t max_msg_bytes;       /* entry data per AppendEntries; default 1 MiB */
-	unsigned max_inflight;      /* AppendEntries in flight per follower; default 256 */
-	size_t max_inflight_bytes;  /* 0 = unbounded */
+	uint64_t id;              /* this member, non-zero */
+	unsigned election_ticks;  /* et: timeout drawn from [et, 2et); default 10 */
+	unsigned heartbeat_ticks; /* < election_ticks; default 1 */
+	uint64_t seed;            /* PRNG seed: timeouts */
+	bool pre_vote;            /* D§9.6 */
+	bool check_quorum;        /* D§6.2 leader step-down + D§4.2.3 lease */
+	size_t max_msg_bytes;     /* entry data per AppendEntries; default 1 MiB */
+	unsigned max_inflight;    /* AppendEntries in flight per follower; default 256 */
+	/* Entry data bytes in AppendEntries in flight per follower in
+	 * replicate state (etcd-raft's MaxInflightBytes): at the bound the
+	 * leader sends no more until acks free some. A message may cross it,
+	 * so an entry larger than the bound still goes out alone. 0 =
+	 * unbounded (cairnd sets 8 MiB, server/member.c). */
+	size_t max_inflight_bytes;
 	unsigned max_pending_reads; /* default 4096 */
 	/* The cluster's bootstrap configuration (the founding voters), used
 	 * when the storage holds no snapshot: the configuration "at index 0"

@@ -1046,6 +1046,14 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	rc.seed = m->id ^ (uint64_t)uv_hrtime();
 	rc.pre_vote = true;
 	rc.check_quorum = true;
+	/* Entry bytes in flight per follower (etcd-raft's MaxInflightBytes).
+	 * The core's other bounds, 256 AppendEntries of up to 1 MiB, allow
+	 * 256 MiB, four times the peer queue (rpc_peer_config: 64 MiB), so a
+	 * slow follower would overflow the queue rather than pause the
+	 * pipeline. 8 MiB is eight full messages, several times a LAN's
+	 * bandwidth-delay product, and leaves the queue room for heartbeats
+	 * and the other peers' traffic. */
+	rc.max_inflight_bytes = (size_t)8 << 20;
 	/* The first configuration lives in raft's storage only as a snapshot
 	 * record, which log compaction writes a tick after the first batch:
 	 * a member killed before that came back without a configuration, so

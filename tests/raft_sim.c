@@ -159,6 +159,7 @@ static int start_node(struct sim *s, struct sim_node *n)
 	                          .check_quorum = s->o.check_quorum,
 	                          .max_msg_bytes = s->o.max_msg_bytes ? s->o.max_msg_bytes : 256,
 	                          .max_inflight = 8,
+	                          .max_inflight_bytes = s->o.max_inflight_bytes,
 	                          .initial_conf = &ic};
 	struct raft_storage st = raft_mem_storage_iface(n->disk);
 	int rv = raft_new(&cfg, &st, &n->r);

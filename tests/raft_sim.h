@@ -40,6 +40,7 @@ struct sim_opts {
 	unsigned max_persist_delay; /* ticks */
 	unsigned compact_threshold; /* compact when applied - snap >= this; 0 = never */
 	size_t max_msg_bytes;       /* per AppendEntries; entries carry 8 bytes */
+	size_t max_inflight_bytes;  /* per follower; 0 = unbounded */
 	bool pre_vote, check_quorum;
 	bool codec;  /* send every message through raft_msg_encode/decode */
 	FILE *trace; /* every event, when non-NULL */

@@ -26,6 +26,7 @@ static const struct raft_conf conf3 = {.n_voters = 3, .voters = {1, 2, 3}};
 /* Flow-control settings for the next one_open() (0: defaults). */
 static unsigned kit_inflight;
 static size_t kit_msg_bytes;
+static size_t kit_inflight_bytes;
 
 static void one_open(struct one *o, uint64_t id, bool pre_vote, bool check_quorum)
 {
@@ -37,6 +38,7 @@ static void one_open(struct one *o, uint64_t id, bool pre_vote, bool check_quoru
 	                          .check_quorum = check_quorum,
 	                          .max_inflight = kit_inflight,
 	                          .max_msg_bytes = kit_msg_bytes,
+	                          .max_inflight_bytes = kit_inflight_bytes,
 	                          .initial_conf = &conf3};
 	struct raft_storage st = raft_mem_storage_iface(o->ms);
 	assert_int_equal(raft_new(&cfg, &st, &o->r), 0);
@@ -420,6 +422,60 @@ static void test_flow_control_probe_then_pipeline(void **state)
 	one_free(&o);
 }
 
+/* Flow control by bytes (etcd-raft's Config.MaxInflightBytes, which bounds
+ * the bandwidth-delay product of the pipeline of D§10.2.2): a leader
+ * replicating to a follower stops sending entries once the entry bytes in
+ * flight reach max_inflight_bytes, though the message window
+ * (max_inflight) has room, and sends again as acknowledgements free bytes.
+ * A message may cross the bound: an entry larger than it still goes out
+ * alone when nothing is in flight. */
+static void test_flow_control_inflight_bytes(void **state)
+{
+	(void)state;
+	struct one o;
+	kit_msg_bytes = 8;       /* one 8-byte entry per message */
+	kit_inflight_bytes = 16; /* two of them */
+	one_new(&o, 1, false, false);
+	kit_msg_bytes = 0;
+	kit_inflight_bytes = 0;
+	one_elect(&o);
+	struct raft_msg ack = {
+	    .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 1, .index = 1};
+	one_recv(&o, &ack); /* the no-op: 2 moves to replicate state */
+	propose_one(&o);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1); /* 8 bytes in flight */
+	propose_one(&o);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1); /* 16: at the bound */
+	propose_one(&o);
+	propose_one(&o);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 0); /* paused by bytes */
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 3), 0); /* 3 still probing */
+	ack.index = 2; /* frees entry 2's 8 bytes: entry 4 goes, then full again */
+	one_recv(&o, &ack);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1);
+	const struct raft_msg *a = find_msg(&o.up, RAFT_MSG_APPEND, 2);
+	assert_int_equal(a->index, 3);
+	assert_int_equal(a->n_entries, 1);
+	ack.index = 4; /* frees 16 bytes: entry 5 */
+	one_recv(&o, &ack);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1);
+	assert_int_equal(find_msg(&o.up, RAFT_MSG_APPEND, 2)->index, 4);
+	ack.index = 5; /* nothing in flight */
+	one_recv(&o, &ack);
+	/* An entry of 32 bytes, twice the bound, still leaves, alone. */
+	struct raft_event p = {.type = RAFT_EVENT_PROPOSE};
+	p.propose.data = (struct raft_buf){"0123456789abcdef0123456789abcdef", 32};
+	assert_int_equal(one_step(&o, &p), 0);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1);
+	propose_one(&o);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 0);
+	ack.index = 6;
+	one_recv(&o, &ack);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_APPEND, 2), 1);
+	assert_int_equal(find_msg(&o.up, RAFT_MSG_APPEND, 2)->index, 6);
+	one_free(&o);
+}
+
 /* §5.3 optimization: "the follower can include the term of the conflicting
  * entry and the first index it stores for that term"; the leader then
  * skips all conflicting entries of that term in one round trip. */
@@ -688,6 +744,7 @@ int main(void)
 	    cmocka_unit_test(test_leader_counts_itself_only_when_persisted),
 	    cmocka_unit_test(test_restart_recovers_persistent_state),
 	    cmocka_unit_test(test_flow_control_probe_then_pipeline),
+	    cmocka_unit_test(test_flow_control_inflight_bytes),
 	    cmocka_unit_test(test_leader_fast_backtracking),
 	    cmocka_unit_test(test_read_index_rules),
 	    cmocka_unit_test(test_read_index_isolated_leader_never_answers),

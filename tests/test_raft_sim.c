@@ -8,13 +8,13 @@
  * cuts), membership changes (add learner, promote, remove), leader
  * transfers and log compaction. A quarter of the seeds run "leader killer"
  * weather (leaders crash soon after taking proposals, one entry per
- * AppendEntries: the Figure 8 hunting ground), and half send every message
- * through the wire codec. Every event is checked against the safety
- * invariants. Then the network heals and every member restarts: a leader
- * must be elected within 10 election timeouts (liveness; the ratio over all
- * seeds must be >= 99.9%), every member it reaches must catch up with its
- * commit index without any new proposal (lost AppendEntries are resent on
- * heartbeats alone), and a proposal must then commit.
+ * AppendEntries: the Figure 8 hunting ground), half send every message
+ * through the wire codec, and a quarter bound the entry bytes in flight
+ * to a follower (raft_config.max_inflight_bytes) to a few entries. Every event is checked against
+ * the safety invariants. Then the network heals and every member restarts: a leader must be elected
+ * within 10 election timeouts (liveness; the ratio over all seeds must be >= 99.9%), every member
+ * it reaches must catch up with its commit index without any new proposal (lost AppendEntries are
+ * resent on heartbeats alone), and a proposal must then commit.
  *
  * Environment:
  *   RAFT_SEED=s      run only seed s with RAFT_NODES members (default 3),
@@ -185,6 +185,14 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	o.check_quorum = ((w >> 36) % 8) != 0;
 	o.max_msg_bytes = (size_t)8 << ((w >> 40) % 6); /* 1..32 entries per message */
 	o.codec = ((w >> 56) % 2) == 0;
+	/* More weather from a second hash: the bits of w are all taken. */
+	uint64_t w2 = (seed + 1) * 0xD1B54A32D192ED03ULL ^ nodes;
+	w2 ^= w2 >> 31;
+	/* A quarter of the seeds bound in-flight bytes to 1-4 entries' worth,
+	 * below the 8-message window, so the byte bound is what pauses
+	 * replication to a follower. */
+	if (w2 % 4 == 0)
+		o.max_inflight_bytes = 8 * (1 + (size_t)((w2 >> 2) % 4));
 	bool leader_killer = ((w >> 48) % 4) == 0;
 	if (leader_killer) {
 		o.max_msg_bytes = 8; /* one entry per AppendEntries */
