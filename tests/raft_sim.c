@@ -53,15 +53,54 @@ static int fail(struct sim *s, const char *fmt, ...)
 	return -1;
 }
 
-static void trace(struct sim *s, const char *fmt, ...)
+/* With trace_all, the cut links as one line ("net: 1->2,3 2->1 cut"),
+ * printed before the first trace line after they changed. */
+static void trace_net(struct sim *s)
+{
+	FILE *f = s->o.trace;
+	s->net_changed = false;
+	fprintf(f, "t=%llu net:", (unsigned long long)s->now);
+	bool any = false;
+	for (unsigned a = 1; a <= SIM_MAX_NODES; a++) {
+		bool first = true;
+		for (unsigned b = 1; b <= SIM_MAX_NODES; b++) {
+			if (!s->cut[a][b] || a == b)
+				continue;
+			if (first)
+				fprintf(f, " %u->", a);
+			fprintf(f, first ? "%u" : ",%u", b);
+			first = false;
+			any = true;
+		}
+	}
+	fprintf(f, "%s\n", any ? " cut" : " all links up");
+}
+
+static void vtrace(struct sim *s, const char *fmt, va_list ap)
 {
 	if (!s->o.trace)
 		return;
-	va_list ap;
-	va_start(ap, fmt);
+	if (s->o.trace_all && s->net_changed)
+		trace_net(s);
 	fprintf(s->o.trace, "t=%llu ", (unsigned long long)s->now);
 	vfprintf(s->o.trace, fmt, ap);
 	fputc('\n', s->o.trace);
+}
+
+static void trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace(struct sim *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vtrace(s, fmt, ap);
+	va_end(ap);
+}
+
+void sim_trace(struct sim *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vtrace(s, fmt, ap);
 	va_end(ap);
 }
 
@@ -183,6 +222,16 @@ int sim_init(struct sim *s, const struct sim_opts *o)
 	if (!s->o.heartbeat_ticks)
 		s->o.heartbeat_ticks = 2;
 	s->rng = o->seed ^ 0x5DEECE66DULL;
+	s->o.trace_all = o->trace && o->trace_all;
+	if (s->o.trace_all)
+		fprintf(o->trace,
+		        "sim: %u members, seed %llu, election %u heartbeat %u ticks, drop %.2f dup "
+		        "%.2f, delay <= %u ticks, persist <= %u ticks, compact every %u, %zu msg "
+		        "bytes, %zu in-flight bytes, prevote %d checkquorum %d codec %d\n",
+		        o->n, (unsigned long long)o->seed, s->o.election_ticks,
+		        s->o.heartbeat_ticks, o->drop, o->dup, o->max_delay, o->max_persist_delay,
+		        o->compact_threshold, o->max_msg_bytes ? o->max_msg_bytes : 256,
+		        o->max_inflight_bytes, o->pre_vote, o->check_quorum, o->codec);
 	for (unsigned i = 1; i <= o->n; i++) {
 		struct sim_node *n = &s->nodes[i];
 		n->id = i;
@@ -555,6 +604,7 @@ static void net_send(struct sim *s, struct sim_node *from, const struct raft_msg
 		mm = d->msg;
 	}
 	int copies = sim_frand(s) < s->o.dup ? 2 : 1;
+	uint64_t seq0 = s->net_seq;
 	for (int c = 0; c < copies; c++) {
 		GROW(s->net, s->capnet, s->nnet + 1);
 		struct sim_net_msg *nm = &s->net[s->nnet++];
@@ -573,16 +623,65 @@ static void net_send(struct sim *s, struct sim_node *from, const struct raft_msg
 		}
 	}
 	raft_msg_decoded_free(d);
-	trace(s, "%llu->%llu %s term=%llu idx=%llu lt=%llu n=%u commit=%llu%s%s",
+	/* A snapshot's (index, term) is the snapshot's: msg.index/log_term
+	 * are unused. With trace_all each copy is numbered for its delivery
+	 * line. */
+	bool snap = m->type == RAFT_MSG_SNAPSHOT;
+	char ids[48] = "";
+	if (s->o.trace_all)
+		snprintf(ids, sizeof(ids), copies > 1 ? " #%llu,#%llu" : " #%llu",
+		         (unsigned long long)seq0, (unsigned long long)seq0 + 1);
+	trace(s, "%llu->%llu %s term=%llu idx=%llu lt=%llu n=%u commit=%llu%s%s%s",
 	      (unsigned long long)m->from, (unsigned long long)m->to, raft_msg_type_name(m->type),
-	      (unsigned long long)m->term, (unsigned long long)m->index,
-	      (unsigned long long)m->log_term, m->n_entries, (unsigned long long)m->commit,
-	      m->reject ? " reject" : "", copies > 1 ? " DUP" : "");
+	      (unsigned long long)m->term,
+	      (unsigned long long)(snap ? m->snapshot.index : m->index),
+	      (unsigned long long)(snap ? m->snapshot.term : m->log_term), m->n_entries,
+	      (unsigned long long)m->commit, m->reject ? " reject" : "", copies > 1 ? " DUP" : "",
+	      ids);
 }
 
 /* ------------------------------------------------------------- updates */
 
 static int handle_update(struct sim *s, struct sim_node *n, const struct raft_update *up);
+
+/* trace_all: a line for each client event stepped (ticks are the t=
+ * prefix; deliveries and persist completions have their own lines), with
+ * its outcome, before the lines of what it caused. */
+static void trace_event(struct sim *s, struct sim_node *n, const struct raft_event *ev,
+                        const struct raft_update *up, int rv)
+{
+	unsigned long long id = n->id;
+	const char *res = rv ? cairn_errname(rv) : "ok";
+	switch (ev->type) {
+	case RAFT_EVENT_PROPOSE:
+		if (rv == 0)
+			trace(s, "%llu propose %s -> index %llu term %llu", id,
+			      ev->propose.type == RAFT_ENTRY_CONF ? "conf" : "entry",
+			      (unsigned long long)up->proposed_index,
+			      (unsigned long long)up->proposed_term);
+		else
+			trace(s, "%llu propose -> %s", id, res);
+		break;
+	case RAFT_EVENT_READ_INDEX:
+		trace(s, "%llu read ctx=%llu -> %s", id, (unsigned long long)ev->read_index.ctx,
+		      res);
+		break;
+	case RAFT_EVENT_TRANSFER:
+		trace(s, "%llu transfer to %llu -> %s", id, (unsigned long long)ev->transfer.to,
+		      res);
+		break;
+	case RAFT_EVENT_CAMPAIGN:
+		trace(s, "%llu campaign -> %s", id, res);
+		break;
+	default:
+		break;
+	}
+	for (size_t i = 0; i < up->n_reads; i++)
+		trace(s, "%llu read ctx=%llu ready: index %llu%s%s", id,
+		      (unsigned long long)up->reads[i].ctx, (unsigned long long)up->reads[i].index,
+		      up->reads[i].status ? ", failed " : "",
+		      up->reads[i].status ? cairn_errname(up->reads[i].status) : "");
+}
 
 int sim_step(struct sim *s, uint64_t id, const struct raft_event *ev)
 {
@@ -594,6 +693,8 @@ int sim_step(struct sim *s, uint64_t id, const struct raft_event *ev)
 	struct raft_update up;
 	int rv = raft_step(n->r, ev, &up);
 	s->n_steps++;
+	if (s->o.trace_all)
+		trace_event(s, n, ev, &up, rv);
 	if (handle_update(s, n, &up))
 		return -1;
 	return rv;
@@ -687,6 +788,27 @@ static int complete_pend(struct sim *s, struct sim_node *n)
 	                           .hard_state_changed = p.hs_changed,
 	                           .hard_state = p.hs};
 	int rv = raft_mem_storage_apply(n->disk, &fake);
+	if (s->o.trace_all) {
+		char what[160] = "";
+		size_t k = 0;
+		if (p.has_snap)
+			k += (size_t)snprintf(what + k, sizeof(what) - k, " snapshot %llu/%llu",
+			                      (unsigned long long)p.snap.index,
+			                      (unsigned long long)p.snap.term);
+		if (p.trunc)
+			k += (size_t)snprintf(what + k, sizeof(what) - k, " truncate from %llu",
+			                      (unsigned long long)p.trunc);
+		if (p.n)
+			k += (size_t)snprintf(what + k, sizeof(what) - k, " entries %llu-%llu",
+			                      (unsigned long long)p.ents[0].index,
+			                      (unsigned long long)p.ents[p.n - 1].index);
+		if (p.hs_changed)
+			snprintf(what + k, sizeof(what) - k, " term %llu vote %llu commit %llu",
+			         (unsigned long long)p.hs.term, (unsigned long long)p.hs.vote,
+			         (unsigned long long)p.hs.commit);
+		trace(s, "%llu persisted seq %llu:%s", (unsigned long long)n->id,
+		      (unsigned long long)p.seq, what);
+	}
 	free(p.ents);
 	if (rv)
 		return fail(s, "disk apply on %llu: %s", (unsigned long long)n->id,
@@ -718,7 +840,16 @@ static int deliver(struct sim *s, size_t k)
 	int rv = 0;
 	if (nm.m.type == RAFT_MSG_SNAPSHOT)
 		nm.m.snapshot_data.base = nm.snapdata; /* the array moved it */
-	if (nm.m.to <= s->n_nodes && to->state == SIM_UP && !s->cut[nm.m.from][nm.m.to]) {
+	bool up = nm.m.to <= s->n_nodes && to->state == SIM_UP;
+	bool cut = s->cut[nm.m.from][nm.m.to];
+	if (s->o.trace_all)
+		trace(s, "%llu->%llu %s #%llu %s", (unsigned long long)nm.m.from,
+		      (unsigned long long)nm.m.to, raft_msg_type_name(nm.m.type),
+		      (unsigned long long)nm.seq,
+		      cut  ? "lost (link cut)"
+		      : up ? "delivered"
+		           : "lost (member down)");
+	if (up && !cut) {
 		struct raft_event ev = {.type = RAFT_EVENT_RECEIVE, .receive.msg = &nm.m};
 		rv = sim_step(s, nm.m.to, &ev) < 0 && s->failed ? -1 : 0;
 	}
@@ -894,11 +1025,17 @@ uint64_t sim_add_node(struct sim *s)
 
 void sim_cut(struct sim *s, uint64_t from, uint64_t to, bool cut)
 {
+	if (s->cut[from][to] != cut)
+		s->net_changed = true;
 	s->cut[from][to] = cut;
 }
 
 void sim_heal(struct sim *s)
 {
+	for (unsigned a = 1; a <= SIM_MAX_NODES; a++)
+		for (unsigned b = 1; b <= SIM_MAX_NODES; b++)
+			if (s->cut[a][b])
+				s->net_changed = true;
 	memset(s->cut, 0, sizeof(s->cut));
 }
 

@@ -43,7 +43,13 @@ struct sim_opts {
 	size_t max_inflight_bytes;  /* per follower; 0 = unbounded */
 	bool pre_vote, check_quorum;
 	bool codec;  /* send every message through raft_msg_encode/decode */
-	FILE *trace; /* every event, when non-NULL */
+	FILE *trace; /* sends, role changes, crashes, ... when non-NULL */
+	/* With trace: also the settings above, every event stepped (client
+	 * proposals and reads, transfers, deliveries, persist completions)
+	 * and the set of cut links whenever it changed: enough to follow a
+	 * replay step by step. Scripted scenarios leave it off (their
+	 * checked-in traces echo their own commands). */
+	bool trace_all;
 };
 
 enum { SIM_DOWN = 0, SIM_UP, SIM_GONE };
@@ -81,6 +87,7 @@ struct sim {
 	struct sim_net_msg *net;
 	size_t nnet, capnet;
 	uint64_t net_seq;
+	bool net_changed; /* cut links changed since last traced */
 	/* global records */
 	uint64_t *leader_of_term;
 	size_t cap_lot;
@@ -125,6 +132,8 @@ struct sim_read {
 };
 
 int sim_init(struct sim *s, const struct sim_opts *o);
+/* A line in the trace (when tracing), for a driver's own notes. */
+void sim_trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sim_fini(struct sim *s);
 uint64_t sim_rand(struct sim *s);
 double sim_frand(struct sim *s);

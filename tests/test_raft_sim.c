@@ -23,7 +23,10 @@
  *   RAFT_STEPS=n     ticks per seed (default 2000)
  *   RAFT_SECONDS=n   soak: keep running new seeds for n seconds
  *   RAFT_SEED_BASE=b first seed (default 1)
- * A failing seed prints the command that replays it.
+ * A failing seed, or one that elects no leader after the heal, prints the
+ * command that replays it with the whole trace (this binary, from argv[0]
+ * or RAFT_BIN): the seed's settings, every send, delivery and loss, client
+ * request, persist completion, crash, restart and network change.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +34,10 @@
 #include <time.h>
 
 #include "tests/raft_sim.h"
+
+/* How to run this binary again, for the replay line: RAFT_BIN, else argv[0]
+ * (so an ASan build names its own binary). */
+static const char *self_bin = "build/tests/bin/test_raft_sim";
 
 struct totals {
 	unsigned long seeds, steps, live_ok, live_fail, max_live_ticks, partial;
@@ -94,6 +101,7 @@ static void partition(struct sim *s)
 	uint64_t a = 1 + sim_rand(s) % nn, b = 1 + sim_rand(s) % nn;
 	switch (sim_rand(s) % 4) {
 	case 0: /* isolate one member */
+		sim_trace(s, "partition: isolate %llu", (unsigned long long)a);
 		for (unsigned i = 1; i <= nn; i++) {
 			sim_cut(s, a, i, true);
 			sim_cut(s, i, a, true);
@@ -101,6 +109,13 @@ static void partition(struct sim *s)
 		break;
 	case 1: { /* split in two groups */
 		uint64_t mask = sim_rand(s);
+		char g[2][64] = {"", ""};
+		for (unsigned i = 1; i <= nn; i++) {
+			char *p = g[(mask >> i) & 1];
+			size_t l = strlen(p);
+			snprintf(p + l, sizeof(g[0]) - l, "%s%u", l ? "," : "", i);
+		}
+		sim_trace(s, "partition: split {%s} {%s}", g[0], g[1]);
 		for (unsigned i = 1; i <= nn; i++)
 			for (unsigned j = 1; j <= nn; j++)
 				if (((mask >> i) & 1) != ((mask >> j) & 1))
@@ -108,10 +123,14 @@ static void partition(struct sim *s)
 		break;
 	}
 	case 2: /* one-way cut */
+		sim_trace(s, "partition: one-way %llu->%llu", (unsigned long long)a,
+		          (unsigned long long)b);
 		if (a != b)
 			sim_cut(s, a, b, true);
 		break;
 	default: /* partial: a and b cannot talk, both reach the others */
+		sim_trace(s, "partition: pair %llu<->%llu", (unsigned long long)a,
+		          (unsigned long long)b);
 		if (a != b) {
 			sim_cut(s, a, b, true);
 			sim_cut(s, b, a, true);
@@ -172,7 +191,7 @@ static void reap_removed(struct sim *s)
 static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, struct totals *t)
 {
 	struct sim s;
-	struct sim_opts o = {.n = nodes, .seed = seed, .trace = tr};
+	struct sim_opts o = {.n = nodes, .seed = seed, .trace = tr, .trace_all = true};
 	/* Per-seed weather, from the seed itself. */
 	uint64_t w = seed * 0x9E3779B97F4A7C15ULL + nodes;
 	w ^= w >> 29;
@@ -202,6 +221,8 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	double pc = 0.002 + (double)((w >> 44) % 10) * 0.002; /* crashes per tick */
 	memset(rm_index, 0, sizeof(rm_index));
 	int rc = sim_init(&s, &o);
+	sim_trace(&s, "driver: leader killer %d, crash p %.3f per tick, partial heal %d",
+	          leader_killer, pc, (int)((w >> 60) & 1));
 	for (unsigned step = 0; rc == 0 && step < steps; step++) {
 		double p = sim_frand(&s);
 		uint64_t l = sim_leader(&s);
@@ -265,6 +286,7 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	unsigned live_ticks = 0;
 	bool live = false;
 	if (rc == 0) {
+		sim_trace(&s, "liveness: heal, restart everyone, no more drops or duplicates");
 		sim_heal(&s);
 		s.o.drop = s.o.dup = 0;
 		for (unsigned i = 1; i <= s.n_nodes; i++)
@@ -339,18 +361,17 @@ static int run_seed(unsigned nodes, uint64_t seed, unsigned steps, FILE *tr, str
 	t->reads += s.n_reads_ok;
 	t->snapshots += s.n_snapshots;
 	t->confs += s.n_conf;
-	if (rc) {
-		fprintf(stderr,
-		        "FAIL seed %llu (%u members): %s\n  replay: RAFT_SEED=%llu RAFT_NODES=%u "
-		        "RAFT_STEPS=%u RAFT_TRACE=1 %s\n",
-		        (unsigned long long)seed, nodes, s.err, (unsigned long long)seed, nodes,
-		        steps,
-		        getenv("RAFT_BIN") ? getenv("RAFT_BIN") : "build/tests/bin/test_raft_sim");
-	} else if (!live && !tr) {
+	if (rc)
+		fprintf(stderr, "FAIL seed %llu (%u members): %s\n", (unsigned long long)seed,
+		        nodes, s.err);
+	else if (!live)
 		fprintf(stderr,
 		        "no leader within 10 election timeouts after heal: seed %llu (%u)\n",
 		        (unsigned long long)seed, nodes);
-	}
+	if ((rc || !live) && !tr)
+		fprintf(stderr,
+		        "  replay: RAFT_SEED=%llu RAFT_NODES=%u RAFT_STEPS=%u RAFT_TRACE=1 %s\n",
+		        (unsigned long long)seed, nodes, steps, self_bin);
 	sim_fini(&s);
 	return rc;
 }
@@ -361,8 +382,12 @@ static unsigned long env_ul(const char *name, unsigned long def)
 	return v && *v ? strtoul(v, NULL, 10) : def;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (getenv("RAFT_BIN"))
+		self_bin = getenv("RAFT_BIN");
+	else if (argc > 0)
+		self_bin = argv[0];
 	unsigned steps = (unsigned)env_ul("RAFT_STEPS", 2000);
 	struct totals t = {0};
 	struct timespec t0, t1;
