@@ -224,14 +224,15 @@ int sim_init(struct sim *s, const struct sim_opts *o)
 	s->rng = o->seed ^ 0x5DEECE66DULL;
 	s->o.trace_all = o->trace && o->trace_all;
 	if (s->o.trace_all)
-		fprintf(o->trace,
-		        "sim: %u members, seed %llu, election %u heartbeat %u ticks, drop %.2f dup "
-		        "%.2f, delay <= %u ticks, persist <= %u ticks, compact every %u, %zu msg "
-		        "bytes, %zu in-flight bytes, prevote %d checkquorum %d codec %d\n",
-		        o->n, (unsigned long long)o->seed, s->o.election_ticks,
-		        s->o.heartbeat_ticks, o->drop, o->dup, o->max_delay, o->max_persist_delay,
-		        o->compact_threshold, o->max_msg_bytes ? o->max_msg_bytes : 256,
-		        o->max_inflight_bytes, o->pre_vote, o->check_quorum, o->codec);
+		fprintf(
+		    o->trace,
+		    "sim: %u members, seed %llu, election %u heartbeat %u ticks, drop %.2f dup "
+		    "%.2f, delay <= %u ticks, late %.3f, persist <= %u ticks, compact every %u, "
+		    "%zu msg bytes, %zu in-flight bytes, prevote %d checkquorum %d codec %d\n",
+		    o->n, (unsigned long long)o->seed, s->o.election_ticks, s->o.heartbeat_ticks,
+		    o->drop, o->dup, o->max_delay, o->late, o->max_persist_delay,
+		    o->compact_threshold, o->max_msg_bytes ? o->max_msg_bytes : 256,
+		    o->max_inflight_bytes, o->pre_vote, o->check_quorum, o->codec);
 	for (unsigned i = 1; i <= o->n; i++) {
 		struct sim_node *n = &s->nodes[i];
 		n->id = i;
@@ -605,10 +606,19 @@ static void net_send(struct sim *s, struct sim_node *from, const struct raft_msg
 	}
 	int copies = sim_frand(s) < s->o.dup ? 2 : 1;
 	uint64_t seq0 = s->net_seq;
+	uint64_t late = 0; /* delay of a late copy, for the trace */
 	for (int c = 0; c < copies; c++) {
 		GROW(s->net, s->capnet, s->nnet + 1);
 		struct sim_net_msg *nm = &s->net[s->nnet++];
 		nm->due = s->now + (s->o.max_delay ? sim_rand(s) % (s->o.max_delay + 1) : 0);
+		if (s->o.late > 0 && sim_frand(s) < s->o.late) {
+			/* Stuck in a queue or a slow retransmission: it arrives
+			 * after elections have moved the terms on. */
+			unsigned et = s->o.election_ticks;
+			nm->due = s->now + 2 * et + sim_rand(s) % (3 * et + 1);
+			late = nm->due - s->now;
+			s->n_late++;
+		}
 		nm->seq = s->net_seq++;
 		nm->m = mm;
 		nm->ents = copy_entries(mm.entries, mm.n_entries);
@@ -627,10 +637,14 @@ static void net_send(struct sim *s, struct sim_node *from, const struct raft_msg
 	 * are unused. With trace_all each copy is numbered for its delivery
 	 * line. */
 	bool snap = m->type == RAFT_MSG_SNAPSHOT;
-	char ids[48] = "";
-	if (s->o.trace_all)
-		snprintf(ids, sizeof(ids), copies > 1 ? " #%llu,#%llu" : " #%llu",
-		         (unsigned long long)seq0, (unsigned long long)seq0 + 1);
+	char ids[64] = "";
+	if (s->o.trace_all) {
+		int k = snprintf(ids, sizeof(ids), copies > 1 ? " #%llu,#%llu" : " #%llu",
+		                 (unsigned long long)seq0, (unsigned long long)seq0 + 1);
+		if (late)
+			snprintf(ids + k, sizeof(ids) - (size_t)k, " LATE %llu ticks",
+			         (unsigned long long)late);
+	}
 	trace(s, "%llu->%llu %s term=%llu idx=%llu lt=%llu n=%u commit=%llu%s%s%s",
 	      (unsigned long long)m->from, (unsigned long long)m->to, raft_msg_type_name(m->type),
 	      (unsigned long long)m->term,

@@ -3,7 +3,8 @@
  *
  * N members run the real core (raft/raft.c) over:
  *   - a virtual clock: sim_tick() advances it by one raft tick;
- *   - a network that delays (0..max_delay ticks, hence reorders), drops,
+ *   - a network that delays (0..max_delay ticks, hence reorders; a few
+ *     messages 2-5 election timeouts, so they arrive terms late), drops,
  *     duplicates and partitions (any set of directed links cut: symmetric,
  *     asymmetric, partial);
  *   - storage that completes asynchronously (0..max_persist_delay ticks,
@@ -37,6 +38,7 @@ struct sim_opts {
 	unsigned election_ticks, heartbeat_ticks;
 	double drop, dup;           /* probabilities per message */
 	unsigned max_delay;         /* ticks */
+	double late;                /* probability a message takes 2-5 election timeouts */
 	unsigned max_persist_delay; /* ticks */
 	unsigned compact_threshold; /* compact when applied - snap >= this; 0 = never */
 	size_t max_msg_bytes;       /* per AppendEntries; entries carry 8 bytes */
@@ -107,7 +109,7 @@ struct sim {
 	uint64_t next_ctx;
 	uint64_t data_counter;
 	/* stats */
-	uint64_t n_steps, n_msgs, n_commits, n_reads_ok, n_snapshots, n_conf;
+	uint64_t n_steps, n_msgs, n_late, n_commits, n_reads_ok, n_snapshots, n_conf;
 	char err[512];
 	bool failed;
 };
