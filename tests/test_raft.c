@@ -10,6 +10,15 @@
 
 #include <cmocka.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+/* ASan serves malloc itself (glibc's counters stay still): ask it. */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#define heap_in_use() __sanitizer_get_current_allocated_bytes()
+#else
+#include <malloc.h>
+#define heap_in_use() mallinfo2().uordblks
+#endif
+
 #include "raft/raft.h"
 #include "tests/raft_sim.h"
 
@@ -23,23 +32,25 @@ struct one {
 
 static const struct raft_conf conf3 = {.n_voters = 3, .voters = {1, 2, 3}};
 
-/* Flow-control settings for the next one_open() (0: defaults). */
+/* Settings for the next one_open() (0 / NULL: defaults, conf3, seed 7). */
 static unsigned kit_inflight;
 static size_t kit_msg_bytes;
 static size_t kit_inflight_bytes;
+static const struct raft_conf *kit_conf;
+static uint64_t kit_seed;
 
 static void one_open(struct one *o, uint64_t id, bool pre_vote, bool check_quorum)
 {
 	struct raft_config cfg = {.id = id,
 	                          .election_ticks = 10,
 	                          .heartbeat_ticks = 1,
-	                          .seed = 7,
+	                          .seed = kit_seed ? kit_seed : 7,
 	                          .pre_vote = pre_vote,
 	                          .check_quorum = check_quorum,
 	                          .max_inflight = kit_inflight,
 	                          .max_msg_bytes = kit_msg_bytes,
 	                          .max_inflight_bytes = kit_inflight_bytes,
-	                          .initial_conf = &conf3};
+	                          .initial_conf = kit_conf ? kit_conf : &conf3};
 	struct raft_storage st = raft_mem_storage_iface(o->ms);
 	assert_int_equal(raft_new(&cfg, &st, &o->r), 0);
 }
@@ -79,6 +90,16 @@ static void one_persist(struct one *o, uint64_t seq)
 	assert_int_equal(one_step(o, &ev), 0);
 }
 
+/* An AppendEntries ack of the current term from a follower to leader 1. */
+static void one_ack(struct one *o, uint64_t from, uint64_t index)
+{
+	struct raft_status st;
+	raft_get_status(o->r, &st);
+	struct raft_msg m = {
+	    .type = RAFT_MSG_APPEND_RESP, .from = from, .to = 1, .term = st.term, .index = index};
+	one_recv(o, &m);
+}
+
 static void one_tick(struct one *o, unsigned n)
 {
 	struct raft_event ev = {.type = RAFT_EVENT_TICK};
@@ -92,6 +113,21 @@ static const struct raft_msg *find_msg(const struct raft_update *up, uint8_t typ
 		if (up->msgs[i].type == type && (to == 0 || up->msgs[i].to == to))
 			return &up->msgs[i];
 	return NULL;
+}
+
+static unsigned count_msgs(const struct raft_update *up, uint8_t type, uint64_t to)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < up->n_msgs; i++)
+		n += up->msgs[i].type == type && up->msgs[i].to == to;
+	return n;
+}
+
+static void propose_one(struct one *o)
+{
+	struct raft_event p = {.type = RAFT_EVENT_PROPOSE};
+	p.propose.data = (struct raft_buf){"12345678", 8};
+	assert_int_equal(one_step(o, &p), 0);
 }
 
 static struct raft_status status(struct raft *r)
@@ -259,6 +295,154 @@ static void test_check_quorum_leader_steps_down(void **state)
 	sim_fini(&s);
 }
 
+/* ---------------------------------------------------------- terms (§5.1) */
+
+/* §5.1: "If a candidate or leader discovers that its term is out of date,
+ * it immediately reverts to follower state. If a server receives a request
+ * with a stale term number, it rejects the request." Figure 2, Rules for
+ * Servers: a term T > currentTerm in any RPC request or response sets
+ * currentTerm = T (with no vote in it) and converts to follower. */
+static void test_higher_term_steps_down_stale_term_rejected(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	one_elect(&o); /* leader of term 1 */
+	one_persist(&o, o.up.persist_seq);
+	struct raft_msg resp = {.type = RAFT_MSG_APPEND_RESP,
+	                        .from = 3,
+	                        .to = 1,
+	                        .term = 4,
+	                        .index = 1,
+	                        .reject = true};
+	one_recv(&o, &resp); /* a response of a later term */
+	struct raft_status st = status(o.r);
+	assert_int_equal(st.role, RAFT_FOLLOWER);
+	assert_int_equal(st.term, 4);
+	assert_int_equal(st.vote, RAFT_NONE);
+	assert_int_equal(st.leader, RAFT_NONE);
+	assert_true(o.up.hard_state_changed);
+	assert_int_equal(o.up.hard_state.term, 4);
+	/* Requests of term 2 < 4: no vote, no entries, no ack. */
+	struct raft_msg v = {
+	    .type = RAFT_MSG_VOTE, .from = 2, .to = 1, .term = 2, .index = 9, .log_term = 2};
+	one_recv(&o, &v);
+	const struct raft_msg *vr = find_msg(&o.up, RAFT_MSG_VOTE_RESP, 2);
+	assert_true(vr == NULL || vr->reject);
+	uint64_t t2[] = {2};
+	feed(&o, 2, 1, 1, t2, 1, 1);
+	assert_null(find_msg(&o.up, RAFT_MSG_APPEND_RESP, 2));
+	st = status(o.r);
+	assert_int_equal(st.term, 4);
+	assert_int_equal(st.vote, RAFT_NONE);
+	assert_int_equal(st.last_index, 1);
+	assert_int_equal(st.leader, RAFT_NONE);
+	one_free(&o);
+
+	/* With CheckQuorum the refusal is an answer carrying the newer term,
+	 * so a deposed leader learns it (it may never hear a vote request
+	 * when PreVote fails everywhere: etcd's "stale leader" case). */
+	one_new(&o, 1, false, true);
+	struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = 3, .to = 1, .term = 4};
+	one_recv(&o, &hb);
+	assert_int_equal(status(o.r).term, 4);
+	assert_int_equal(status(o.r).leader, 3);
+	feed(&o, 2, 0, 0, t2, 1, 0);
+	const struct raft_msg *a = find_msg(&o.up, RAFT_MSG_APPEND_RESP, 2);
+	assert_non_null(a);
+	assert_int_equal(a->term, 4);
+	assert_int_equal(status(o.r).last_index, 0);
+	one_free(&o);
+
+	/* §5.2: a candidate that hears AppendEntries from a leader of its own
+	 * term "recognizes the leader as legitimate and returns to follower
+	 * state". */
+	one_new(&o, 1, false, false);
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	assert_int_equal(one_step(&o, &c), 0);
+	assert_int_equal(status(o.r).role, RAFT_CANDIDATE);
+	hb = (struct raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 1};
+	one_recv(&o, &hb);
+	assert_int_equal(status(o.r).role, RAFT_FOLLOWER);
+	assert_int_equal(status(o.r).leader, 2);
+	assert_int_equal(status(o.r).term, 1);
+	one_free(&o);
+}
+
+/* §5.2: "Raft uses randomized election timeouts to ensure that split votes
+ * are rare ... election timeouts are chosen randomly from a fixed interval
+ * (e.g., 150-300ms)". Here [et, 2et) ticks, as in etcd, drawn afresh for
+ * each election ("each candidate restarts its randomized election timeout
+ * at the start of an election"). */
+static void test_election_timeout_randomized(void **state)
+{
+	(void)state;
+	unsigned lo = ~0u, hi = 0, counts[20] = {0};
+	for (uint64_t seed = 1; seed <= 200; seed++) {
+		struct one o;
+		kit_seed = seed;
+		one_new(&o, 1, false, false);
+		kit_seed = 0;
+		for (unsigned round = 0; round < 2; round++) {
+			uint64_t term = status(o.r).term;
+			unsigned n = 0;
+			while (status(o.r).term == term && n < 40) {
+				one_tick(&o, 1);
+				n++;
+			}
+			assert_int_equal(status(o.r).role, RAFT_CANDIDATE);
+			assert_true(n >= 10 && n < 20);
+			counts[n]++;
+			lo = n < lo ? n : lo;
+			hi = n > hi ? n : hi;
+		}
+		one_free(&o);
+	}
+	/* 400 draws from 10 values: every one of them turns up. */
+	assert_int_equal(lo, 10);
+	assert_int_equal(hi, 19);
+	for (unsigned n = 10; n < 20; n++)
+		assert_true(counts[n] > 0);
+}
+
+/* §5.2 with Figure 2's "Persistent state ... updated on stable storage
+ * before responding to RPCs": a candidate asks for votes only once its new
+ * term and its vote for itself are durable. One that asked, crashed and
+ * came back without them could vote for another candidate in the same
+ * term, and that term could have two leaders. (PreVote requests change no
+ * state and go at once.) */
+static void test_vote_request_leaves_after_term_persisted(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	while (status(o.r).role != RAFT_CANDIDATE)
+		one_tick(&o, 1);
+	assert_true(o.up.hard_state_changed);
+	assert_int_equal(o.up.hard_state.term, 1);
+	assert_int_equal(o.up.hard_state.vote, 1);
+	uint64_t seq = o.up.persist_seq;
+	assert_true(seq > 0);
+	assert_int_equal(count_msgs(&o.up, RAFT_MSG_VOTE, 2) + count_msgs(&o.up, RAFT_MSG_VOTE, 3),
+	                 0);
+	one_tick(&o, 1);
+	assert_null(find_msg(&o.up, RAFT_MSG_VOTE, 0));
+	one_persist(&o, seq);
+	const struct raft_msg *v = find_msg(&o.up, RAFT_MSG_VOTE, 2);
+	assert_non_null(v);
+	assert_int_equal(v->term, 1);
+	assert_non_null(find_msg(&o.up, RAFT_MSG_VOTE, 3));
+	one_free(&o);
+
+	one_new(&o, 1, true, false);
+	while (status(o.r).role != RAFT_PRE_CANDIDATE)
+		one_tick(&o, 1);
+	assert_int_equal(o.up.persist_seq, 0);
+	assert_non_null(find_msg(&o.up, RAFT_MSG_PRE_VOTE, 2));
+	assert_non_null(find_msg(&o.up, RAFT_MSG_PRE_VOTE, 3));
+	one_free(&o);
+}
+
 /* -------------------------------------------------------- replication */
 
 /* §5.3 / Figure 2 AppendEntries rules 2-4: reject on mismatch (with a
@@ -374,22 +558,7 @@ static void test_restart_recovers_persistent_state(void **state)
 	one_free(&o);
 }
 
-static unsigned count_msgs(const struct raft_update *up, uint8_t type, uint64_t to)
-{
-	unsigned n = 0;
-	for (size_t i = 0; i < up->n_msgs; i++)
-		n += up->msgs[i].type == type && up->msgs[i].to == to;
-	return n;
-}
-
-static void propose_one(struct one *o)
-{
-	struct raft_event p = {.type = RAFT_EVENT_PROPOSE};
-	p.propose.data = (struct raft_buf){"12345678", 8};
-	assert_int_equal(one_step(o, &p), 0);
-}
-
-/* Flow control (etcd's progress tracker; D§10.2.1 pipelining): a follower
+/* Flow control (etcd's progress tracker; D§10.2.2 pipelining): a follower
  * in probe state gets one AppendEntries at a time; once it acknowledges,
  * the leader pipelines up to max_inflight messages and sends more only as
  * acknowledgements free the window. */
@@ -513,6 +682,70 @@ static void test_leader_fast_backtracking(void **state)
 	one_free(&o);
 }
 
+/* Figure 2, AppendEntries receiver rule 5: "If leaderCommit > commitIndex,
+ * set commitIndex = min(leaderCommit, index of last new entry)". The last
+ * new entry is the last one this message vouches for, not the end of the
+ * log: entries after it may be another leader's. */
+static void test_append_commit_min_of_leader_commit_and_last_new(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	uint64_t t1[] = {1, 1, 1};
+	feed(&o, 1, 0, 0, t1, 3, 1);
+	assert_int_equal(status(o.r).commit, 1); /* leaderCommit is the min */
+	/* A leader of term 2 vouches for entry 1 only: commit stays 1 though
+	 * our log holds 3 entries and it says 3 are committed. */
+	feed(&o, 2, 1, 1, NULL, 0, 3);
+	assert_int_equal(status(o.r).commit, 1);
+	/* Its entry 2 replaces ours: now 2 is the last new entry. */
+	uint64_t t2[] = {2};
+	feed(&o, 2, 1, 1, t2, 1, 3);
+	assert_int_equal(status(o.r).last_index, 2);
+	assert_int_equal(status(o.r).commit, 2);
+	one_free(&o);
+}
+
+/* A heartbeat carries no entries, so nothing in it vouches for the
+ * follower's log: the leader sends each follower min(commit, its match
+ * index) (etcd does the same), and a follower ignores a commit beyond its
+ * log. Otherwise a follower still holding another leader's entry at a
+ * committed index (its log may differ from the leader's after match,
+ * §5.3) would commit that entry. */
+static void test_heartbeat_commit_clamped_to_match(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	one_elect(&o);
+	propose_one(&o);
+	propose_one(&o);
+	one_persist(&o, o.up.persist_seq);
+	one_ack(&o, 3, 3);
+	assert_int_equal(status(o.r).commit, 3);
+	one_ack(&o, 2, 1);
+	one_tick(&o, 1); /* heartbeat_ticks = 1 */
+	const struct raft_msg *h2 = find_msg(&o.up, RAFT_MSG_HEARTBEAT, 2);
+	const struct raft_msg *h3 = find_msg(&o.up, RAFT_MSG_HEARTBEAT, 3);
+	assert_non_null(h2);
+	assert_non_null(h3);
+	assert_int_equal(h2->commit, 1);
+	assert_int_equal(h3->commit, 3);
+	one_free(&o);
+
+	one_new(&o, 1, false, false);
+	uint64_t t1[] = {1, 1};
+	feed(&o, 1, 0, 0, t1, 2, 0);
+	struct raft_msg hb = {
+	    .type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 1, .commit = 5};
+	one_recv(&o, &hb);
+	assert_int_equal(status(o.r).commit, 0);
+	hb.commit = 2;
+	one_recv(&o, &hb);
+	assert_int_equal(status(o.r).commit, 2);
+	one_free(&o);
+}
+
 /* ------------------------------------------------------------ ReadIndex */
 
 /* D§6.4: the leader serves a read only after (1) it committed an entry of
@@ -569,6 +802,54 @@ static void test_read_index_isolated_leader_never_answers(void **state)
 	sim_fini(&s);
 }
 
+/* D§6.4: a leader serves a read only while it is sure it still leads. One
+ * that steps down with reads pending fails them at once, a local one with
+ * CAIRN_ELEADERCHANGED and a forwarded one with a refusing ReadIndex
+ * answer, which the follower reports the same way, rather than leave
+ * clients waiting for a confirmation that cannot come (etcd does the
+ * same). */
+static void test_read_index_pending_fail_on_step_down(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	one_elect(&o);
+	one_persist(&o, o.up.persist_seq);
+	one_ack(&o, 2, 1); /* an entry of its term is committed */
+	struct raft_event rd = {.type = RAFT_EVENT_READ_INDEX, .read_index.ctx = 42};
+	assert_int_equal(one_step(&o, &rd), 0);
+	assert_int_equal(o.up.n_reads, 0); /* waits for a heartbeat round */
+	struct raft_msg fwd = {
+	    .type = RAFT_MSG_READ_INDEX, .from = 3, .to = 1, .term = 1, .ctx = 77};
+	one_recv(&o, &fwd);
+	assert_null(find_msg(&o.up, RAFT_MSG_READ_INDEX_RESP, 3));
+	struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 5};
+	one_recv(&o, &hb); /* a leader of term 5: we step down */
+	assert_int_equal(status(o.r).role, RAFT_FOLLOWER);
+	assert_int_equal(o.up.n_reads, 1);
+	assert_int_equal(o.up.reads[0].ctx, 42);
+	assert_int_equal(o.up.reads[0].status, CAIRN_ELEADERCHANGED);
+	const struct raft_msg *r = find_msg(&o.up, RAFT_MSG_READ_INDEX_RESP, 3);
+	assert_non_null(r);
+	assert_int_equal(r->ctx, 77);
+	assert_true(r->reject);
+	one_free(&o);
+
+	struct one f;
+	one_new(&f, 3, false, false);
+	struct raft_msg refused = {.type = RAFT_MSG_READ_INDEX_RESP,
+	                           .from = 1,
+	                           .to = 3,
+	                           .term = 1,
+	                           .ctx = 77,
+	                           .reject = true};
+	one_recv(&f, &refused);
+	assert_int_equal(f.up.n_reads, 1);
+	assert_int_equal(f.up.reads[0].ctx, 77);
+	assert_int_equal(f.up.reads[0].status, CAIRN_ELEADERCHANGED);
+	one_free(&f);
+}
+
 /* ------------------------------------------------ transfer, membership */
 
 static bool is_voter(struct sim *s, uint64_t at, uint64_t id)
@@ -604,7 +885,8 @@ static void test_leader_transfer(void **state)
 }
 
 /* D§4.1: single-server changes, one at a time; a leader proposes one only
- * after committing an entry of its term (D§4.1 bug fix); learners do not
+ * after committing an entry of its term (the fix to D§4.1 posted to
+ * raft-dev in 2015; see test_conf_change_waits_for_commit_in_term); learners do not
  * count in quorums (D§4.2.1) and are promoted later. Configurations take
  * effect when applied. */
 static void test_membership_one_at_a_time(void **state)
@@ -640,6 +922,88 @@ static void test_membership_one_at_a_time(void **state)
 	assert_true(sim_has_stable_leader(&s));
 	assert_int_not_equal(sim_leader(&s), 1);
 	sim_fini(&s);
+}
+
+/* D§4.2.1: a new server joins "as a non-voting member": a learner receives
+ * the log but never campaigns, and neither its vote nor its copy of an
+ * entry counts toward a quorum (etcd's learners). */
+static void test_learner_never_campaigns_nor_counts(void **state)
+{
+	(void)state;
+	static const struct raft_conf conf3l = {
+	    .n_voters = 3, .voters = {1, 2, 3}, .n_learners = 1, .learners = {4}};
+	struct one o;
+	kit_conf = &conf3l;
+	one_new(&o, 4, true, true);
+	kit_conf = NULL;
+	one_tick(&o, 100);
+	assert_int_equal(status(o.r).role, RAFT_FOLLOWER);
+	assert_int_equal(status(o.r).term, 0);
+	assert_int_equal(o.up.n_msgs, 0);
+	struct raft_event c = {.type = RAFT_EVENT_CAMPAIGN};
+	assert_int_equal(one_step(&o, &c), CAIRN_EINVAL);
+	struct raft_msg tn = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 4};
+	one_recv(&o, &tn);
+	assert_int_equal(status(o.r).role, RAFT_FOLLOWER);
+	assert_int_equal(status(o.r).term, 0);
+	one_free(&o);
+
+	kit_conf = &conf3l;
+	one_new(&o, 1, false, false);
+	kit_conf = NULL;
+	assert_int_equal(one_step(&o, &c), 0);
+	one_persist(&o, o.up.persist_seq);
+	assert_non_null(find_msg(&o.up, RAFT_MSG_VOTE, 2));
+	assert_null(find_msg(&o.up, RAFT_MSG_VOTE, 4)); /* nobody asks a learner */
+	struct raft_msg g = {.type = RAFT_MSG_VOTE_RESP, .from = 4, .to = 1, .term = 1};
+	one_recv(&o, &g);
+	assert_int_equal(status(o.r).role, RAFT_CANDIDATE); /* 4's vote is no vote */
+	g.from = 2;
+	one_recv(&o, &g);
+	assert_int_equal(status(o.r).role, RAFT_LEADER);
+	one_persist(&o, o.up.persist_seq);
+	one_ack(&o, 4, 1);
+	uint64_t m = 0;
+	assert_int_equal(raft_progress_match(o.r, 4, &m), 0);
+	assert_int_equal(m, 1);
+	assert_int_equal(status(o.r).commit, 0); /* leader + learner: no quorum */
+	one_ack(&o, 3, 1);
+	assert_int_equal(status(o.r).commit, 1);
+	one_free(&o);
+}
+
+static int propose_conf(struct one *o, uint8_t type, uint64_t id)
+{
+	uint8_t b[RAFT_CONF_CHANGE_SIZE];
+	raft_conf_change_encode(&(struct raft_conf_change){type, id}, b);
+	struct raft_event p = {.type = RAFT_EVENT_PROPOSE};
+	p.propose.type = RAFT_ENTRY_CONF;
+	p.propose.data = (struct raft_buf){b, sizeof(b)};
+	return one_step(o, &p);
+}
+
+/* The fix to D§4.1's single-server changes (Ongaro, raft-dev, 2015: a
+ * change could be lost to a concurrent one across a leader change): "a
+ * leader may not append a new configuration entry until it has committed
+ * an entry from its current term". Until its term-start no-op commits, a
+ * new leader refuses a change with CAIRN_ECONFCHANGE; then one at a time
+ * (D§4.1). */
+static void test_conf_change_waits_for_commit_in_term(void **state)
+{
+	(void)state;
+	struct one o;
+	one_new(&o, 1, false, false);
+	one_elect(&o);
+	one_persist(&o, o.up.persist_seq);
+	assert_int_equal(propose_conf(&o, RAFT_CC_ADD_LEARNER, 4), CAIRN_ECONFCHANGE);
+	assert_int_equal(status(o.r).last_index, 1);
+	one_ack(&o, 2, 1);
+	assert_int_equal(status(o.r).commit, 1);
+	assert_int_equal(propose_conf(&o, RAFT_CC_ADD_LEARNER, 4), 0);
+	assert_int_equal(o.up.proposed_index, 2);
+	/* The first is not applied yet: a second waits. */
+	assert_int_equal(propose_conf(&o, RAFT_CC_REMOVE, 3), CAIRN_ECONFCHANGE);
+	one_free(&o);
 }
 
 /* §7: a follower that needs compacted entries gets InstallSnapshot with
@@ -731,6 +1095,202 @@ static void test_conf_change_encoding(void **state)
 	assert_int_equal(raft_conf_apply(&c, &add), CAIRN_EINVAL);
 }
 
+/* ------------------------------------------------------------ allocation */
+
+/* A bump allocator over a static arena that counts: everything the core
+ * allocates is here, and libc's heap does not move while cores live. */
+struct count_alloc {
+	size_t used;
+	size_t live_bytes;
+	long live;
+	unsigned long calls;
+	bool foreign; /* a pointer not from the arena was freed */
+};
+
+#define ARENA_SIZE ((size_t)4 << 20)
+#define ARENA_HDR  16 /* keeps blocks aligned as malloc's */
+static _Alignas(16) unsigned char arena[ARENA_SIZE];
+
+static void *ca_malloc(void *ctx, size_t n)
+{
+	struct count_alloc *ca = ctx;
+	size_t need = ARENA_HDR + ((n + 15) & ~(size_t)15);
+	if (ARENA_SIZE - ca->used < need)
+		return NULL;
+	unsigned char *p = arena + ca->used;
+	ca->used += need;
+	memcpy(p, &n, sizeof(n));
+	ca->live++;
+	ca->live_bytes += n;
+	ca->calls++;
+	return p + ARENA_HDR;
+}
+
+static size_t ca_size(struct count_alloc *ca, void *p)
+{
+	unsigned char *b = p;
+	if (b < arena + ARENA_HDR || b >= arena + ARENA_SIZE) {
+		ca->foreign = true;
+		return 0;
+	}
+	size_t n;
+	memcpy(&n, b - ARENA_HDR, sizeof(n));
+	return n;
+}
+
+static void ca_free(void *ctx, void *p)
+{
+	struct count_alloc *ca = ctx;
+	if (!p)
+		return;
+	size_t n = ca_size(ca, p);
+	if (ca->foreign)
+		return;
+	ca->live--;
+	ca->live_bytes -= n;
+	ca->calls++;
+}
+
+static void *ca_realloc(void *ctx, void *p, size_t n)
+{
+	struct count_alloc *ca = ctx;
+	void *q = ca_malloc(ctx, n);
+	if (q && p) {
+		size_t old = ca_size(ca, p);
+		memcpy(q, p, old < n ? old : n);
+		ca_free(ctx, p);
+	}
+	return q;
+}
+
+static int empty_state(void *ctx, struct raft_hard_state *hs, struct raft_snapshot_meta *snap)
+{
+	(void)ctx;
+	memset(hs, 0, sizeof(*hs));
+	memset(snap, 0, sizeof(*snap));
+	return 0;
+}
+
+static int empty_last(void *ctx, uint64_t *out)
+{
+	(void)ctx;
+	*out = 0;
+	return 0;
+}
+
+static int ca_step(struct raft *r, const struct raft_event *ev, struct raft_update *up)
+{
+	int rv = raft_step(r, ev, up);
+	assert_int_equal(raft_check(r, NULL, 0), 0);
+	return rv;
+}
+
+/* raft.h: the core "allocates only through raft_config.alloc". Two cores
+ * on a counting allocator run elections, replication with truncation, a
+ * snapshot, compaction, reads, a membership change and a step-down: the
+ * allocator sees every allocation (libc's heap in use is the same before
+ * raft_new and after all that, with the cores' state still alive) and
+ * raft_free returns every byte. */
+static void test_alloc_all_through_config_and_freed(void **state)
+{
+	(void)state;
+	struct count_alloc ca = {0};
+	struct raft_alloc al = {&ca, ca_malloc, ca_realloc, ca_free};
+	struct raft_storage st = {.initial_state = empty_state, .last_index = empty_last};
+	struct raft_config cfg = {.id = 1, .seed = 3, .initial_conf = &conf3, .alloc = &al};
+	struct raft *l, *f;
+	struct raft_update up;
+	size_t heap0 = heap_in_use();
+	assert_int_equal(raft_new(&cfg, &st, &l), 0);
+	cfg.id = 2;
+	assert_int_equal(raft_new(&cfg, &st, &f), 0);
+
+	/* Leader 1: elected, 100 entries proposed, persisted, replicated. */
+	struct raft_event ev = {.type = RAFT_EVENT_CAMPAIGN};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	ev = (struct raft_event){.type = RAFT_EVENT_PERSISTED, .persisted.seq = up.persist_seq};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	struct raft_msg m = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 1};
+	ev = (struct raft_event){.type = RAFT_EVENT_RECEIVE, .receive.msg = &m};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	for (int i = 0; i < 100; i++) {
+		ev = (struct raft_event){.type = RAFT_EVENT_PROPOSE};
+		ev.propose.data = (struct raft_buf){"0123456789abcdef", 16};
+		assert_int_equal(ca_step(l, &ev, &up), 0);
+	}
+	ev = (struct raft_event){.type = RAFT_EVENT_PERSISTED, .persisted.seq = up.persist_seq};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	m = (struct raft_msg){
+	    .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = 1, .index = 101};
+	ev = (struct raft_event){.type = RAFT_EVENT_RECEIVE, .receive.msg = &m};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	assert_int_equal(status(l).commit, 101);
+	ev = (struct raft_event){.type = RAFT_EVENT_APPLIED, .applied.index = 101};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	assert_int_equal(raft_compact(l, 50), 0);
+	ev = (struct raft_event){.type = RAFT_EVENT_READ_INDEX, .read_index.ctx = 1};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	m = (struct raft_msg){.type = RAFT_MSG_READ_INDEX, .from = 3, .to = 1, .term = 1, .ctx = 2};
+	ev = (struct raft_event){.type = RAFT_EVENT_RECEIVE, .receive.msg = &m};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	uint8_t cc[RAFT_CONF_CHANGE_SIZE];
+	raft_conf_change_encode(&(struct raft_conf_change){RAFT_CC_ADD_LEARNER, 4}, cc);
+	ev = (struct raft_event){.type = RAFT_EVENT_PROPOSE};
+	ev.propose.type = RAFT_ENTRY_CONF;
+	ev.propose.data = (struct raft_buf){cc, sizeof(cc)};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	ev = (struct raft_event){.type = RAFT_EVENT_TICK};
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(ca_step(l, &ev, &up), 0);
+
+	/* Follower 2: entries of term 1, then a term-2 leader's conflicting
+	 * suffix, then a snapshot beyond its log. */
+	struct raft_entry e[40];
+	for (int i = 0; i < 40; i++)
+		e[i] = (struct raft_entry){.term = 1 + (i >= 20),
+		                           .index = (uint64_t)(i % 20) + 1,
+		                           .data = {"0123456789abcdef", 16}};
+	m = (struct raft_msg){
+	    .type = RAFT_MSG_APPEND, .from = 3, .to = 2, .term = 1, .n_entries = 20, .entries = e};
+	ev = (struct raft_event){.type = RAFT_EVENT_RECEIVE, .receive.msg = &m};
+	assert_int_equal(ca_step(f, &ev, &up), 0);
+	m = (struct raft_msg){.type = RAFT_MSG_APPEND,
+	                      .from = 3,
+	                      .to = 2,
+	                      .term = 2,
+	                      .index = 10,
+	                      .log_term = 1,
+	                      .n_entries = 10,
+	                      .entries = e + 30};
+	ev = (struct raft_event){.type = RAFT_EVENT_RECEIVE, .receive.msg = &m};
+	assert_int_equal(ca_step(f, &ev, &up), 0);
+	assert_int_equal(up.truncate_from, 11);
+	ev = (struct raft_event){.type = RAFT_EVENT_PERSISTED, .persisted.seq = up.persist_seq};
+	assert_int_equal(ca_step(f, &ev, &up), 0);
+	m = (struct raft_msg){.type = RAFT_MSG_SNAPSHOT, .from = 3, .to = 2, .term = 2};
+	m.snapshot = (struct raft_snapshot_meta){.index = 60, .term = 2, .conf = conf3};
+	m.snapshot_data = (struct raft_buf){"state", 5};
+	ev = (struct raft_event){.type = RAFT_EVENT_RECEIVE, .receive.msg = &m};
+	assert_int_equal(ca_step(f, &ev, &up), 0);
+	assert_non_null(up.snapshot);
+
+	/* The leader steps down, failing its reads. */
+	m = (struct raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 3, .to = 1, .term = 9};
+	ev = (struct raft_event){.type = RAFT_EVENT_RECEIVE, .receive.msg = &m};
+	assert_int_equal(ca_step(l, &ev, &up), 0);
+	assert_int_equal(up.n_reads, 1);
+
+	assert_true(heap_in_use() == heap0);
+	assert_false(ca.foreign);
+	assert_true(ca.live > 0);
+	raft_free(l);
+	raft_free(f);
+	assert_false(ca.foreign);
+	assert_int_equal(ca.live, 0);
+	assert_int_equal(ca.live_bytes, 0);
+	assert_true(ca.calls > 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -739,6 +1299,9 @@ int main(void)
 	    cmocka_unit_test(test_prevote_does_not_bump_term),
 	    cmocka_unit_test(test_leader_lease_ignores_votes),
 	    cmocka_unit_test(test_check_quorum_leader_steps_down),
+	    cmocka_unit_test(test_higher_term_steps_down_stale_term_rejected),
+	    cmocka_unit_test(test_election_timeout_randomized),
+	    cmocka_unit_test(test_vote_request_leaves_after_term_persisted),
 	    cmocka_unit_test(test_append_truncates_conflict_and_acks_after_persist),
 	    cmocka_unit_test(test_commit_only_current_term_figure8),
 	    cmocka_unit_test(test_leader_counts_itself_only_when_persisted),
@@ -746,13 +1309,19 @@ int main(void)
 	    cmocka_unit_test(test_flow_control_probe_then_pipeline),
 	    cmocka_unit_test(test_flow_control_inflight_bytes),
 	    cmocka_unit_test(test_leader_fast_backtracking),
+	    cmocka_unit_test(test_append_commit_min_of_leader_commit_and_last_new),
+	    cmocka_unit_test(test_heartbeat_commit_clamped_to_match),
 	    cmocka_unit_test(test_read_index_rules),
 	    cmocka_unit_test(test_read_index_isolated_leader_never_answers),
+	    cmocka_unit_test(test_read_index_pending_fail_on_step_down),
 	    cmocka_unit_test(test_leader_transfer),
 	    cmocka_unit_test(test_membership_one_at_a_time),
+	    cmocka_unit_test(test_learner_never_campaigns_nor_counts),
+	    cmocka_unit_test(test_conf_change_waits_for_commit_in_term),
 	    cmocka_unit_test(test_snapshot_catch_up),
 	    cmocka_unit_test(test_unconfigured_member_waits_for_snapshot),
 	    cmocka_unit_test(test_conf_change_encoding),
+	    cmocka_unit_test(test_alloc_all_through_config_and_freed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
