@@ -326,8 +326,6 @@ int rpc_stream_send_framed(struct rpc_stream *stream, const void *frames, size_t
  * Needs on_pull and a stream that has sent a message (its response headers);
  * CAIRN_EINVAL otherwise, CAIRN_ECLOSED once it is closed. */
 int rpc_stream_want_pull(struct rpc_stream *stream);
-/* True when rpc_stream_send() would accept a message now. */
-bool rpc_stream_writable(const struct rpc_stream *stream);
 /* Bytes queued and not yet handed to HTTP/2. */
 size_t rpc_stream_queued(const struct rpc_stream *stream);
 /* Ends the stream after the queued messages with trailers carrying

@@ -1333,14 +1333,6 @@ int rpc_stream_want_pull(struct rpc_stream *stream)
 	return 0;
 }
 
-bool rpc_stream_writable(const struct rpc_stream *stream)
-{
-	const struct h2s *s = &stream->s;
-	if (!stream_open_for_send(s))
-		return false;
-	return s->out.bytes == 0 || s->out.bytes < conn_srv(s->conn)->cfg.stream_high_water;
-}
-
 size_t rpc_stream_queued(const struct rpc_stream *stream)
 {
 	return stream->s.out.bytes;

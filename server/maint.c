@@ -5,8 +5,9 @@
  * Snapshot: the store writes a consistent copy of the environment from one
  * read transaction to a temporary file on a libuv worker thread (writers are
  * not blocked); the loop then streams it in 64 KiB SnapshotResponse chunks,
- * pausing while the client's stream is full (rpc back-pressure), so a slow
- * client costs one file, not memory.
+ * pausing while the client's stream is full (rpc back-pressure: a send
+ * refused with CAIRN_EAGAIN, then on_writable), so a slow client costs one
+ * file and one chunk, not memory.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -288,8 +289,11 @@ struct snap {
 	int err;
 	off_t size, sent;
 	bool working;
-	bool sum_sent;
+	bool trailer;  /* chunk holds the SHA-256 trailer */
+	bool sum_sent; /* the trailer is queued: close next */
 	struct srv_sha256 sum;
+	size_t pending; /* bytes in chunk read and not yet queued */
+	uint8_t chunk[64 * 1024];
 };
 
 static void snap_free(struct snap *sn)
@@ -300,40 +304,59 @@ static void snap_free(struct snap *sn)
 	free(sn);
 }
 
+/* Sends chunks until the file and its trailer are out or the stream's queue
+ * is full. A chunk refused with CAIRN_EAGAIN stays pending in sn->chunk: the
+ * refusal is what arms on_writable (rpc.h), which calls back here to send
+ * it, and it enters the SHA-256 only once it is queued. */
 static void snap_pump(struct snap *sn)
 {
-	static uint8_t chunk[64 * 1024];
-	while (sn->stream && rpc_stream_writable(sn->stream)) {
-		ssize_t n = read(sn->fd, chunk, sizeof(chunk));
-		if (n < 0) {
-			rpc_stream_close(sn->stream, RPC_INTERNAL,
-			                 "etcdserver: snapshot read failed");
-			return;
-		}
-		if (n == 0 && sn->sum_sent) {
+	while (sn->stream) {
+		if (sn->sum_sent) {
 			rpc_stream_close(sn->stream, RPC_OK, NULL);
 			return;
 		}
-		if (n == 0) {
-			/* etcd ends the stream with the SHA-256 of the database;
-			 * etcdctl snapshot save checks it. */
-			srv_sha256_final(&sn->sum, chunk);
-			n = 32;
-			sn->sum_sent = true;
-		} else {
-			srv_sha256_update(&sn->sum, chunk, (size_t)n);
-			sn->sent += n;
+		if (sn->pending == 0) {
+			ssize_t n = read(sn->fd, sn->chunk, sizeof(sn->chunk));
+			if (n < 0) {
+				rpc_stream_close(sn->stream, RPC_INTERNAL,
+				                 "etcdserver: snapshot read failed");
+				return;
+			}
+			if (n == 0) {
+				/* etcd ends the stream with the SHA-256 of the
+				 * database; etcdctl snapshot save checks it. */
+				srv_sha256_final(&sn->sum, sn->chunk);
+				sn->trailer = true;
+				n = 32;
+			}
+			sn->pending = (size_t)n;
 		}
 		Etcdserverpb__SnapshotResponse resp = ETCDSERVERPB__SNAPSHOT_RESPONSE__INIT;
 		Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
 		hdr(sn->mc->m, &h);
 		resp.header = &h;
-		resp.remaining_bytes = (uint64_t)(sn->size - sn->sent) + (sn->sum_sent ? 0 : 32);
-		resp.blob.data = chunk;
-		resp.blob.len = (size_t)n;
+		resp.remaining_bytes =
+		    sn->trailer ? 0 : (uint64_t)(sn->size - sn->sent) - sn->pending + 32;
+		resp.blob.data = sn->chunk;
+		resp.blob.len = sn->pending;
 		resp.version = SRV_VERSION;
-		if (rpc_stream_send_msg(sn->stream, &resp.base))
+		int rv = rpc_stream_send_msg(sn->stream, &resp.base);
+		if (rv == CAIRN_EAGAIN)
 			return;
+		if (rv) {
+			/* CAIRN_ECLOSED: the peer is gone and on_close is coming. */
+			if (rv != CAIRN_ECLOSED)
+				rpc_stream_close(sn->stream, RPC_INTERNAL,
+				                 "etcdserver: snapshot send failed");
+			return;
+		}
+		if (sn->trailer) {
+			sn->sum_sent = true;
+		} else {
+			srv_sha256_update(&sn->sum, sn->chunk, sn->pending);
+			sn->sent += (off_t)sn->pending;
+		}
+		sn->pending = 0;
 	}
 }
 

@@ -124,6 +124,13 @@ check "restored member takes writes" "yes" "$("$CTL" --endpoints="127.0.0.1:$rpo
 check "restored member keeps data" "$((skeys + 1))" "$("$CTL" --endpoints="127.0.0.1:$rport" get "" --prefix --count-only -w json | json 'd["count"]')"
 kill $rpid
 wait $rpid 2>/dev/null
+# A database of several MiB: the snapshot stream has to wait for the client
+# to drain it (the server used to stop at 256 KiB and never finish).
+for i in $(seq 45); do head -c 100000 /dev/urandom | base64 -w0 | c put "/big/$i" >/dev/null; done
+brev=$(c get foo -w json | json 'd["header"]["revision"]')
+bkeys=$(c get "" --prefix --count-only -w json | json 'd["count"]')
+check "big snapshot save" "Snapshot saved at $tmp/big.db" "$(timeout 30 "$CTL" --endpoints="$ep" snapshot save "$tmp/big.db" 2>&1)"
+check "big snapshot status" "$brev, $bkeys" "$("$CTL" snapshot status "$tmp/big.db" 2>&1 | cut -d, -f2,3 | sed 's/^ //')"
 
 # check perf (short): its verdict depends on the machine, its shape and
 # clean-up do not
