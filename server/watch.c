@@ -83,6 +83,11 @@
  *
  * Watchers cancelled by compaction stay in their stream (inert) until the
  * client cancels them, as etcd keeps their ids taken.
+ *
+ * A client's half-close changes nothing (no on_half_close): etcd's recvLoop
+ * returns nil on EOF and its Watch RPC goes on sending until the client
+ * cancels or its deadline passes, the connection goes, or the server stops.
+ * Each of those reaches us as on_close, or as srv_watch_hub_free.
  */
 #include "server/watch.h"
 
@@ -1249,14 +1254,6 @@ static void ws_on_message(struct rpc_stream *rs, const uint8_t *msg, size_t len)
 	etcdserverpb__watch_request__free_unpacked(req, NULL);
 }
 
-/* etcd's recvLoop returns on EOF and the Watch RPC ends with OK. */
-static void ws_on_half_close(struct rpc_stream *rs)
-{
-	struct wstream *ws = rpc_stream_data(rs);
-	if (ws)
-		stream_fail(ws, RPC_OK, NULL);
-}
-
 static void ws_on_writable(struct rpc_stream *rs)
 {
 	struct wstream *ws = rpc_stream_data(rs);
@@ -1319,7 +1316,6 @@ static void ws_on_close(struct rpc_stream *rs, int reason)
 const struct rpc_stream_cbs srv_watch_stream_cbs = {
     .on_open = ws_on_open,
     .on_message = ws_on_message,
-    .on_half_close = ws_on_half_close,
     .on_writable = ws_on_writable,
     .on_pull = ws_on_pull,
     .on_close = ws_on_close,

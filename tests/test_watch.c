@@ -698,20 +698,42 @@ static void test_progress_right_after_create(void **state)
 	assert_int_equal(f->st.msgs[1]->header->revision, tu_rev(f->s));
 }
 
-static void test_bad_message_and_half_close(void **state)
+static void test_bad_message_closes(void **state)
 {
 	struct fx *f = *state;
 	srv_watch_stream_cbs.on_message(&f->st, (const uint8_t *)"\xff\xff", 2);
 	assert_true(f->st.closed);
 	assert_int_equal(f->st.status, RPC_INVALID_ARGUMENT);
-	/* a second stream: half-close ends it with OK, as etcd's recvLoop */
-	struct rpc_stream s2 = {.accept = -1};
-	srv_watch_stream_cbs.on_open(&s2, f->hub);
-	srv_watch_stream_cbs.on_half_close(&s2);
-	assert_true(s2.closed);
-	assert_int_equal(s2.status, RPC_OK);
-	srv_watch_stream_cbs.on_close(&s2, 0);
-	assert_null(rpc_stream_data(&s2));
+}
+
+/* etcd's recvLoop returns nil on EOF and the stream stays open: after a
+ * half-close its watchers go on, history then live, until the client resets
+ * (on_close, which frees them: ASan checks that). */
+static void test_half_close_keeps_stream_open(void **state)
+{
+	struct fx *f = *state;
+	put_n(f, "h", 30, 8);
+	f->st.accept = 2; /* the catch-up is cut short by back-pressure */
+	create(f, "h", "i", 2, false);
+	if (srv_watch_stream_cbs.on_half_close) /* as rpc calls it: when set */
+		srv_watch_stream_cbs.on_half_close(&f->st);
+	assert_false(f->st.closed);
+	drain(f);
+	put_n(f, "h", 30, 8);
+	assert_false(f->st.closed);
+	int64_t revs[64];
+	assert_int_equal(event_revs(f, revs, 64), 60);
+	for (int i = 0; i < 60; i++)
+		assert_int_equal(revs[i], 2 + i);
+	struct srv_watch_stats ws;
+	srv_watch_hub_stats(f->hub, &ws);
+	assert_int_equal(ws.streams, 1);
+	assert_int_equal(ws.watchers, 1);
+	srv_watch_stream_cbs.on_close(&f->st, CAIRN_ECANCELED);
+	assert_null(rpc_stream_data(&f->st));
+	srv_watch_hub_stats(f->hub, &ws);
+	assert_int_equal(ws.streams, 0);
+	assert_int_equal(ws.watchers, 0);
 }
 
 static void test_compacted_while_behind(void **state)
@@ -777,7 +799,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_large_fan_out_pulled, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sparse_catch_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_progress_right_after_create, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_bad_message_and_half_close, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_message_closes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_half_close_keeps_stream_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compacted_while_behind, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_free_with_open_stream, setup, teardown),
 	};

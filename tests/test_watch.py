@@ -473,6 +473,33 @@ def fragments(s):
 
 
 @check
+def half_close_keeps_streaming(s):
+    """A client that half-closes its stream (etcd's recvLoop returns nil on
+    EOF) still gets every event, caught up and live, until it cancels; the
+    cancel then frees the stream."""
+    streams = s.stats()["streams"]
+    start = s.put("hc/start", "x")
+    for i in range(30):
+        s.put("hc/old%02d" % i, "v")
+    w = Watch(s)
+    w.create("hc/", "hc0", start_revision=start + 1)
+    w.reqs.put(None)  # the request iterator ends: END_STREAM
+    r = w.next()
+    assert r.created, r
+    for i in range(30):
+        s.put("hc/new%02d" % i, "v")
+    evs, _ = w.events(60)
+    assert [e.kv.mod_revision for e in evs] == list(range(start + 1, start + 61)), evs
+    w.none_within(0.3)  # nothing more, and the stream did not end
+    assert s.stats()["streams"] == streams + 1
+    w.close()
+    deadline = time.time() + 5
+    while s.stats()["streams"] != streams and time.time() < deadline:
+        time.sleep(0.05)
+    assert s.stats()["streams"] == streams, s.stats()
+
+
+@check
 def bad_request_closes_stream(s):
     call = s.channel.stream_stream("/etcdserverpb.Watch/Watch")(iter([b"\xff\xff\xff"]))
     try:

@@ -445,6 +445,28 @@ def watch_progress_and_cancel(c, p, b):
 
 
 @scenario
+def watch_after_half_close(c, p, b):
+    """etcd's recvLoop returns nil on EOF and the stream stays open: a client
+    that half-closes right after its create still gets every event, from the
+    history and live, until its deadline ends the stream."""
+    for i in range(30):
+        c.kv.Put(put(p + b"h%02d" % i, b"old"))
+    create = pb.WatchCreateRequest(key=p, range_end=prefix_end(p), start_revision=b + 1)
+    stream = c.watch.Watch(iter([pb.WatchRequest(create_request=create)]), timeout=4)
+    resps, end = [], "OK"
+    try:
+        resps.append(next(stream))
+        for i in range(30):
+            c.kv.Put(put(p + b"n%02d" % i, b"new"))
+        for r in stream:
+            resps.append(r)
+    except grpc.RpcError as e:
+        end = e.code().name
+    events = [(e.kv.key[len(p):].decode(), e.kv.mod_revision - b) for r in resps for e in r.events]
+    return [{"created": bool(resps) and resps[0].created, "events": events, "end": end}]
+
+
+@scenario
 def member_list(c, p, b):
     r = c.cluster.MemberList(pb.MemberListRequest())
     return [{"n": len(r.members), "named": r.members[0].name != "",
