@@ -472,23 +472,127 @@ static void refresh_metrics(struct srv_member *m)
 	m->metrics.grpc_sent_bytes = rs.bytes_sent;
 }
 
+/* The next name=value of a query string (url.Values, undecoded: alarm names
+ * and "true" need no escaping); false at its end. */
+static bool query_next(const char **q, const char **name, size_t *nlen, const char **val,
+                       size_t *vlen)
+{
+	if (*q == NULL || **q == '\0')
+		return false;
+	const char *amp = strchr(*q, '&');
+	size_t len = amp ? (size_t)(amp - *q) : strlen(*q);
+	const char *eq = memchr(*q, '=', len);
+	*name = *q;
+	*nlen = eq ? (size_t)(eq - *q) : len;
+	*val = eq ? eq + 1 : *q + len;
+	*vlen = eq ? len - *nlen - 1 : 0;
+	*q = amp ? amp + 1 : NULL;
+	return true;
+}
+
+static bool query_is(const char *s, size_t len, const char *want)
+{
+	return len == strlen(want) && memcmp(s, want, len) == 0;
+}
+
+/* etcd 3.5's /health (etcdhttp/health.go): unhealthy for the first active
+ * alarm whose name no ?exclude= lists ("ALARM NOSPACE"), then, unless
+ * ?serializable=true, for no leader ("RAFT NO LEADER"), then if a read of
+ * one key fails ("RANGE ERROR:<etcd's message>"). etcd's read is
+ * linearizable unless serializable; ours is a local read (an HTTP answer
+ * here cannot wait for a ReadIndex round), so a member cut off from its
+ * quorum reports unhealthy once it has lost its leader, not at once.
+ * etcd writes the healthy JSON bare (Go sniffs text/plain) and the
+ * unhealthy one through http.Error (text/plain, a newline, 503). */
+static void health(struct srv_member *m, const char *query, char *buf, size_t cap,
+                   struct rpc_http_reply *reply)
+{
+	bool serializable = false, seen = false;
+	const char *q = query, *name, *val;
+	size_t nlen, vlen;
+	while (query_next(&q, &name, &nlen, &val, &vlen)) {
+		if (!seen && query_is(name, nlen, "serializable")) {
+			serializable = query_is(val, vlen, "true");
+			seen = true;
+		}
+	}
+	char reason[96] = "";
+	struct store_rtxn *r = NULL;
+	int rv = m->stopping ? CAIRN_ESTOPPED : store_rtxn_begin(m->store, &r);
+	struct srv_alarm *al = NULL;
+	size_t n = 0;
+	if (rv == 0)
+		rv = srv_alarms_get(r, &al, &n);
+	for (size_t i = 0; rv == 0 && i < n && !reason[0]; i++) {
+		const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+		    &etcdserverpb__alarm_type__descriptor, al[i].type);
+		const char *an = ev ? ev->name : "";
+		bool excluded = false;
+		q = query;
+		while (!excluded && query_next(&q, &name, &nlen, &val, &vlen))
+			excluded =
+			    query_is(name, nlen, "exclude") && vlen > 0 && query_is(val, vlen, an);
+		if (!excluded)
+			snprintf(reason, sizeof(reason), "ALARM %s",
+			         al[i].type == ETCDSERVERPB__ALARM_TYPE__NOSPACE   ? "NOSPACE"
+			         : al[i].type == ETCDSERVERPB__ALARM_TYPE__CORRUPT ? "CORRUPT"
+			                                                           : "UNKNOWN");
+	}
+	free(al);
+	if (!reason[0] && !serializable && m->leader == RAFT_NONE)
+		snprintf(reason, sizeof(reason), "RAFT NO LEADER");
+	if (!reason[0] && rv == 0) {
+		static const uint8_t zero = 0;
+		struct store_range_req rq = {.key = &zero,
+		                             .key_len = 1,
+		                             .range_end = &zero,
+		                             .range_end_len = 1,
+		                             .limit = 1,
+		                             .keys_only = true};
+		struct store_range_resp rs;
+		rv = store_range(r, &rq, &rs);
+		if (rv == 0)
+			store_range_resp_free(&rs);
+	}
+	if (r)
+		store_rtxn_end(r);
+	if (!reason[0] && rv) {
+		int status;
+		const char *msg;
+		srv_grpc_error(rv, &status, &msg);
+		snprintf(reason, sizeof(reason), "RANGE ERROR:%s", msg);
+	}
+	reply->content_type = "text/plain; charset=utf-8";
+	reply->status = reason[0] ? 503 : 200;
+	snprintf(buf, cap, "{\"health\":\"%s\",\"reason\":\"%s\"}%s", reason[0] ? "false" : "true",
+	         reason, reason[0] ? "\n" : "");
+	reply->body = buf;
+	reply->body_len = strlen(buf);
+}
+
 static int on_http(const char *method, const char *path, struct rpc_http_reply *reply, void *ud)
 {
 	struct maint_ctx *mc = ud;
 	struct srv_member *m = mc->m;
-	(void)method;
 	static char small[256];
 	reply->content_type = "application/json";
-	if (!strncmp(path, "/health", 7) || !strncmp(path, "/readyz", 7) ||
-	    !strncmp(path, "/livez", 6)) {
-		bool ok = m->leader != RAFT_NONE && !m->stopping;
-		if (path[1] == 'h') {
-			snprintf(small, sizeof(small), "{\"health\":\"%s\",\"reason\":\"%s\"}",
-			         ok ? "true" : "false", ok ? "" : "RAFT NO LEADER");
-		} else {
+	const char *query = strchr(path, '?');
+	size_t plen = query ? (size_t)(query - path) : strlen(path);
+	if (query_is(path, plen, "/health")) {
+		if (strcmp(method, "GET") != 0) { /* etcd refuses HEAD too */
+			reply->status = 405;
 			reply->content_type = "text/plain; charset=utf-8";
-			snprintf(small, sizeof(small), "%s\n", ok ? "ok" : "not ok: no leader");
+			reply->body = "Method Not Allowed\n";
+			reply->body_len = strlen(reply->body);
+			return 0;
 		}
+		health(m, query ? query + 1 : NULL, small, sizeof(small), reply);
+		return 0;
+	}
+	if (!strncmp(path, "/readyz", 7) || !strncmp(path, "/livez", 6)) {
+		bool ok = m->leader != RAFT_NONE && !m->stopping;
+		reply->content_type = "text/plain; charset=utf-8";
+		snprintf(small, sizeof(small), "%s\n", ok ? "ok" : "not ok: no leader");
 		reply->status = ok ? 200 : 503;
 		reply->body = small;
 		reply->body_len = strlen(small);
