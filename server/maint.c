@@ -214,7 +214,9 @@ static void on_hashkv(struct rpc_call *call, const uint8_t *buf, size_t len, voi
 	h.revision = cur;
 	resp.header = &h;
 	resp.hash = hash;
-	resp.compact_revision = compact;
+	/* mvcc's compactMainRev is -1 until the first compaction; the store
+	 * says 0 (no revision 0 is ever compacted). */
+	resp.compact_revision = compact > 0 ? compact : -1;
 	resp.hash_revision = hrev;
 	reply_msg(m, call, method, &resp.base);
 }
