@@ -29,11 +29,13 @@ struct capi_ctx {
 	int method[C_COUNT];
 };
 
+/* etcd's ClusterServer.header(): cluster, member and term, no revision
+ * (the membership is not part of the keyspace). */
 static void hdr(struct srv_member *m, Etcdserverpb__ResponseHeader *h)
 {
 	struct srv_header sh;
 	srv_member_header(m, &sh);
-	srv_header_to_pb(&sh, m->revision, h);
+	srv_header_to_pb(&sh, 0, h);
 }
 
 /* Fills pb members from the applied membership (borrowing its strings). */

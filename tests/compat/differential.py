@@ -469,8 +469,13 @@ def watch_after_half_close(c, p, b):
 @scenario
 def member_list(c, p, b):
     r = c.cluster.MemberList(pb.MemberListRequest())
+    me = r.members[0]
+    u = c.cluster.MemberUpdate(pb.MemberUpdateRequest(ID=me.ID, peerURLs=list(me.peerURLs)))
+    # etcd's ClusterServer header has no revision (raw: norm would hide it)
     return [{"n": len(r.members), "named": r.members[0].name != "",
-             "peer": len(r.members[0].peerURLs), "client": len(r.members[0].clientURLs)}]
+             "peer": len(r.members[0].peerURLs), "client": len(r.members[0].clientURLs),
+             "header_revision": r.header.revision},
+            {"update_members": len(u.members), "header_revision": u.header.revision}]
 
 
 @scenario
