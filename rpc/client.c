@@ -211,9 +211,9 @@ static int c_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, 
 		if (rv == CAIRN_ETOOBIG) {
 			local_fail(s, RPC_RESOURCE_EXHAUSTED,
 			           "grpc: received message larger than max");
-		} else if (rv < 0) {
+		} else if (rv < 0 || m.flag > 1) {
 			local_fail(s, RPC_INTERNAL, "grpc: invalid message framing");
-		} else if (m.compressed) {
+		} else if (m.flag == 1) {
 			local_fail(s, RPC_INTERNAL, "grpc: compressed message not supported");
 		} else if (s->ucb != NULL) {
 			if (!s->got_resp) {

@@ -60,8 +60,6 @@ int grpc_deframe(struct grpc_deframer *d, const uint8_t **data, size_t *len, str
 		(*data)++;
 		(*len)--;
 		if (d->hdr_len == GRPC_FRAME_HDR) {
-			if (d->hdr[0] > 1)
-				return CAIRN_EPROTO;
 			uint32_t n = be32(d->hdr + 1);
 			if (n > d->max) {
 				d->too_big = n;
@@ -71,7 +69,7 @@ int grpc_deframe(struct grpc_deframer *d, const uint8_t **data, size_t *len, str
 			d->have = 0;
 		}
 	}
-	out->compressed = d->hdr[0] == 1;
+	out->flag = d->hdr[0];
 	if (d->have == 0 && *len >= d->want) {
 		/* Whole payload in the input: no copy. */
 		out->data = *data;

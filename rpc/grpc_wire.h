@@ -38,7 +38,9 @@ struct grpc_msg {
 	const uint8_t *data; /* valid until the next call on the deframer (or
 	                        until the input buffer goes away) */
 	size_t len;
-	bool compressed;
+	uint8_t flag; /* the Compressed-Flag byte as sent: 0, 1 (compressed) or
+	                 anything else, which the caller refuses (grpc-go reads
+	                 the whole message before it judges the flag) */
 };
 
 void grpc_deframer_init(struct grpc_deframer *d, size_t max);
@@ -47,10 +49,9 @@ void grpc_deframer_free(struct grpc_deframer *d);
 /* Consumes bytes from *data, *len (advancing both) until one message is
  * complete. Returns 1 with *out filled (call again for the next message),
  * 0 when all input was consumed without completing a message, or an error:
- * CAIRN_ETOOBIG (length over max; d->too_big holds it), CAIRN_EPROTO (flag
- * byte not 0 or 1), CAIRN_ENOMEM. After an error the deframer is unusable
- * (free it). A message wholly inside the input is returned in place, not
- * copied. */
+ * CAIRN_ETOOBIG (length over max; d->too_big holds it), CAIRN_ENOMEM. After
+ * an error the deframer is unusable (free it). A message wholly inside the
+ * input is returned in place, not copied. */
 int grpc_deframe(struct grpc_deframer *d, const uint8_t **data, size_t *len, struct grpc_msg *out);
 
 /* Bytes the deframer holds (for per-connection inbound accounting). */

@@ -77,7 +77,15 @@
  * connection whose queued replies pass conn_outbound_limit (its client grants
  * no HTTP/2 window) gets REFUSED_STREAM for new streams until they drain.
  * Keepalive PINGs are answered by nghttp2. Not done: TLS, idle timeouts,
- * compression (compressed messages are refused with UNIMPLEMENTED).
+ * compression: a request whose grpc-encoding is not identity is refused
+ * with UNIMPLEMENTED when its stream opens, and a message with the
+ * compressed flag set anyway with INTERNAL, in grpc-go's words.
+ *
+ * A client that breaks gRPC on a stream gets grpc-go's status: a message
+ * cut short by END_STREAM is UNKNOWN "unexpected EOF" on a unary call and
+ * INTERNAL "unexpected EOF" on a stream, a unary call without a message
+ * UNKNOWN "EOF", a flag byte other than 0 or 1 INTERNAL "grpc: received
+ * unexpected payload format N".
  */
 #ifndef CAIRN_RPC_H
 #define CAIRN_RPC_H
@@ -210,9 +218,9 @@ struct rpc_stream_cbs {
 	 * the owner's rpc_stream_close() was delivered, CAIRN_ECANCELED when the
 	 * client reset or cancelled, CAIRN_ETIMEOUT when its grpc-timeout
 	 * passed (DEADLINE_EXCEEDED was sent), CAIRN_EPROTO when the client
-	 * broke the protocol on it (oversized or compressed message: the status
-	 * was sent), CAIRN_ECONNRESET when the connection was lost or was
-	 * closed on an HTTP/2 error, CAIRN_ECLOSED when the server closed it. */
+	 * broke the protocol on it (an oversized, compressed, truncated or
+	 * undecodable message: the status was sent), CAIRN_ECONNRESET when the connection was lost
+	 * or was closed on an HTTP/2 error, CAIRN_ECLOSED when the server closed it. */
 	void (*on_close)(struct rpc_stream *stream, int reason);
 	/* After rpc_stream_want_pull(): HTTP/2 can send on the stream now and
 	 * its queue is empty. Queue what is ready (rpc_stream_send*, which
@@ -259,6 +267,21 @@ int rpc_server_register_unary(struct rpc_server *srv, const char *path, rpc_unar
                               void *userdata);
 int rpc_server_register_stream(struct rpc_server *srv, const char *path,
                                const struct rpc_stream_cbs *cbs, void *userdata);
+
+/* Checks each inbound message of the method registered at `path` before
+ * its handler sees it, the way a gRPC server's codec decodes it first
+ * (grpc-go unmarshals a request before it calls the service). `cb` returns
+ * 0 to deliver the message, or non-zero with the codec's reason written to
+ * `why` (cap bytes, NUL-terminated: "unexpected EOF", "proto: ..."); rpc then
+ * ends a unary call with INTERNAL "grpc: error unmarshalling request: WHY"
+ * and a stream with INTERNAL "grpc: failed to unmarshal the received
+ * message: WHY" (grpc-go's words), the handler never sees that message, and
+ * a stream's owner hears on_close(CAIRN_EPROTO). `arg` is passed to `cb`.
+ * Set before listening; CAIRN_ENOTFOUND if `path` is not registered. */
+typedef int (*rpc_decode_check_cb)(const uint8_t *msg, size_t len, void *arg, char *why,
+                                   size_t cap);
+int rpc_server_set_decode_check(struct rpc_server *srv, const char *path, rpc_decode_check_cb cb,
+                                void *arg);
 
 /* Sets the HTTP/1.1 handler (one per server; NULL = answer 404 to all). */
 void rpc_server_set_http_handler(struct rpc_server *srv, rpc_http_cb cb, void *userdata);

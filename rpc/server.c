@@ -50,6 +50,8 @@ struct method {
 	rpc_unary_cb ucb;
 	struct rpc_stream_cbs scbs;
 	void *userdata;
+	rpc_decode_check_cb check;
+	void *check_arg;
 	struct method *next;
 };
 
@@ -450,21 +452,53 @@ static struct method *find_method(struct rpc_server *srv, const char *path)
 	return NULL;
 }
 
+/* Go's %q of a header value into out (cap >= 8 bytes; a longer value is
+ * cut): the text in double quotes, '"' and '\\' escaped, control bytes as
+ * \n, \t, ... or \xNN. Bytes above 0x7e are written as \xNN, Go's form
+ * for invalid UTF-8 (Go keeps printable UTF-8 as it is; header values are
+ * ASCII in practice). */
+static void go_quote(const char *in, char *out, size_t cap)
+{
+	static const char ctl[] = "abtnvfr"; /* \a (7) to \r (13) */
+	size_t o = 0;
+	out[o++] = '"';
+	for (const unsigned char *p = (const unsigned char *)in; *p != '\0' && o + 6 < cap; p++) {
+		if (*p == '"' || *p == '\\')
+			o += (size_t)sprintf(out + o, "\\%c", *p);
+		else if (*p >= 7 && *p <= 13)
+			o += (size_t)sprintf(out + o, "\\%c", ctl[*p - 7]);
+		else if (*p < 0x20 || *p > 0x7e)
+			o += (size_t)sprintf(out + o, "\\x%02x", *p);
+		else
+			out[o++] = (char)*p;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+}
+
+/* grpc-go's answer to a path no method is registered at: the service is
+ * what precedes the last '/', and a path without one is malformed. */
 static void unknown_method(struct rpc_server *srv, struct h2s *s)
 {
 	char msg[512];
 	const char *p = s->path[0] == '/' ? s->path + 1 : s->path;
-	const char *slash = strchr(p, '/');
-	size_t svclen = slash != NULL ? (size_t)(slash - p) : strlen(p);
-	bool service_known = false;
-	for (struct method *m = srv->methods; m != NULL && slash != NULL; m = m->next)
-		if (strncmp(m->path + 1, p, svclen + 1) == 0)
-			service_known = true;
-	if (service_known)
-		snprintf(msg, sizeof(msg), "unknown method %s for service %.*s", slash + 1,
-		         (int)svclen, p);
-	else
-		snprintf(msg, sizeof(msg), "unknown service %.*s", (int)svclen, p);
+	const char *slash = strrchr(p, '/');
+	if (slash == NULL) {
+		char quoted[300];
+		go_quote(s->path, quoted, sizeof(quoted));
+		snprintf(msg, sizeof(msg), "malformed method name: %s", quoted);
+	} else {
+		size_t svclen = (size_t)(slash - p);
+		bool service_known = false;
+		for (struct method *m = srv->methods; m != NULL; m = m->next)
+			if (strncmp(m->path + 1, p, svclen + 1) == 0)
+				service_known = true;
+		if (service_known)
+			snprintf(msg, sizeof(msg), "unknown method %s for service %.*s", slash + 1,
+			         (int)svclen, p);
+		else
+			snprintf(msg, sizeof(msg), "unknown service %.*s", (int)svclen, p);
+	}
 	srv->stats.unknown_method++;
 	s->bad = true;
 	send_status(s, RPC_UNIMPLEMENTED, msg);
@@ -484,6 +518,7 @@ static void deadline_cb(uv_timer_t *t)
 
 static void http_answer(struct rpc_server *srv, bool get, bool head, const char *path,
                         struct rpc_http_reply *reply);
+static const char *find_header(const struct h2s *s, const char *name);
 
 /* A plain GET/HEAD over HTTP/2 (curl --http2-prior-knowledge /health): the
  * same handler as HTTP/1.1, the body as DATA. */
@@ -545,6 +580,19 @@ static void request_ready(struct h2s *s)
 	}
 	s->m = m;
 	m->st.started++;
+	const char *enc = find_header(s, "grpc-encoding");
+	if (enc != NULL && enc[0] != '\0' && strcmp(enc, "identity") != 0) {
+		/* grpc-go fails the stream as soon as it is opened when it has no
+		 * decompressor for the request's grpc-encoding, whether or not a
+		 * message is compressed; we have none. */
+		char text[256], quoted[192];
+		go_quote(enc, quoted, sizeof(quoted));
+		snprintf(text, sizeof(text),
+		         "grpc: Decompressor is not installed for grpc-encoding %s", quoted);
+		s->bad = true;
+		send_status(s, RPC_UNIMPLEMENTED, text);
+		return;
+	}
 	if (s->has_timeout) {
 		uv_timer_init(conn->ctx->loop, &s->timer);
 		s->timer_inited = true;
@@ -557,17 +605,35 @@ static void request_ready(struct h2s *s)
 	}
 }
 
+/* The owner's decode check refused a message: grpc-go's words, which
+ * differ between a unary request and a stream's message. */
+static void undecodable(struct h2s *s, const char *why)
+{
+	char text[512];
+	snprintf(text, sizeof(text), "%s%s",
+	         s->m->st.streaming ? "grpc: failed to unmarshal the received message: "
+	                            : "grpc: error unmarshalling request: ",
+	         why);
+	protocol_fail(s, RPC_INTERNAL, text);
+}
+
 static void deliver(struct h2s *s, const uint8_t *msg, size_t len)
 {
 	struct method *m = s->m;
 	m->st.msg_received++;
+	if (m->st.streaming ? s->owner_closed || s->ended || m->scbs.on_message == NULL
+	                    : s->dispatched)
+		return; /* what follows a unary request is ignored, as by grpc-go */
+	char why[256];
+	if (m->check != NULL && m->check(msg, len, m->check_arg, why, sizeof(why)) != 0) {
+		undecodable(s, why);
+		return;
+	}
 	if (!m->st.streaming) {
-		if (s->dispatched)
-			return; /* grpc-go also ignores what follows the request */
 		s->dispatched = true;
 		s->owner_holds = true;
 		m->ucb(as_call(s), msg, len, m->userdata);
-	} else if (!s->owner_closed && !s->ended && m->scbs.on_message != NULL) {
+	} else {
 		m->scbs.on_message(as_stream(s), msg, len);
 	}
 }
@@ -594,10 +660,16 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
 			         s->df.too_big, srv->cfg.max_recv_msg_size);
 			protocol_fail(s, RPC_RESOURCE_EXHAUSTED, text);
 		} else if (rv < 0) {
-			protocol_fail(s, RPC_INTERNAL, "grpc: invalid message framing");
-		} else if (msg.compressed) {
-			protocol_fail(s, RPC_UNIMPLEMENTED,
-			              "grpc: compressed messages are not supported");
+			protocol_fail(s, RPC_INTERNAL, cairn_strerror(rv));
+		} else if (msg.flag == 1) {
+			/* Any other grpc-encoding was refused when the stream opened. */
+			protocol_fail(s, RPC_INTERNAL,
+			              "grpc: compressed flag set with identity or empty encoding");
+		} else if (msg.flag != 0) {
+			char text[64];
+			snprintf(text, sizeof(text), "grpc: received unexpected payload format %u",
+			         msg.flag);
+			protocol_fail(s, RPC_INTERNAL, text);
 		} else {
 			deliver(s, msg.data, msg.len);
 		}
@@ -613,18 +685,22 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
 	return 0;
 }
 
+/* The client's END_STREAM. grpc-go's reader then returns io.EOF between
+ * messages and io.ErrUnexpectedEOF inside one; a unary call answers either
+ * as status.Convert does (UNKNOWN "EOF" / "unexpected EOF"), a stream's
+ * RecvMsg turns the second into INTERNAL and etcd returns it. */
 static void remote_end(struct h2s *s)
 {
 	if (s->bad || s->m == NULL)
 		return;
 	if (!grpc_deframer_idle(&s->df)) {
-		protocol_fail(s, RPC_INTERNAL, "grpc: client sent a truncated message");
+		protocol_fail(s, s->m->st.streaming ? RPC_INTERNAL : RPC_UNKNOWN, "unexpected EOF");
 		return;
 	}
 	if (!s->m->st.streaming) {
 		if (!s->dispatched) {
 			s->bad = true;
-			send_status(s, RPC_INTERNAL, "grpc: client sent no request message");
+			send_status(s, RPC_UNKNOWN, "EOF");
 		}
 	} else if (s->owner_holds && !s->owner_closed && !s->ended &&
 	           s->m->scbs.on_half_close != NULL) {
@@ -1067,6 +1143,17 @@ int rpc_server_register_stream(struct rpc_server *srv, const char *path,
 	m->st.streaming = true;
 	m->scbs = *cbs;
 	m->userdata = userdata;
+	return 0;
+}
+
+int rpc_server_set_decode_check(struct rpc_server *srv, const char *path, rpc_decode_check_cb cb,
+                                void *arg)
+{
+	struct method *m = find_method(srv, path);
+	if (m == NULL)
+		return CAIRN_ENOTFOUND;
+	m->check = cb;
+	m->check_arg = arg;
 	return 0;
 }
 

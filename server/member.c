@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "server/ids.h"
+#include "server/pbcheck.h"
 #include "server/watch.h"
 
 static uint64_t now_ms(struct srv_member *m)
@@ -975,6 +976,37 @@ static void rpc_log_line(void *ud, const char *line)
 	srv_log(m->log, SRV_LOG_WARN, msg, "local-member-id", id, NULL);
 }
 
+/* grpc-go decodes a request before etcd's handler sees it, and answers one
+ * that etcd's generated code refuses with that code's words: each message of
+ * every etcd method cairnd serves is walked as that code walks it first
+ * (pbcheck.h). `arg` is the method's request descriptor. */
+static int decode_check(const uint8_t *msg, size_t len, void *arg, char *why, size_t cap)
+{
+	return srv_pb_check(arg, msg, len, why, cap);
+}
+
+static int install_decode_checks(struct rpc_server *rpc)
+{
+	static const ProtobufCServiceDescriptor *const services[] = {
+	    &etcdserverpb__kv__descriptor,          &etcdserverpb__watch__descriptor,
+	    &etcdserverpb__lease__descriptor,       &etcdserverpb__cluster__descriptor,
+	    &etcdserverpb__maintenance__descriptor,
+	};
+	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+		for (unsigned j = 0; j < services[i]->n_methods; j++) {
+			const ProtobufCMethodDescriptor *md = &services[i]->methods[j];
+			char path[128];
+			snprintf(path, sizeof(path), "/%s/%s", services[i]->name, md->name);
+			/* Methods cairnd does not serve (Downgrade) stay unknown. */
+			int rv = rpc_server_set_decode_check(rpc, path, decode_check,
+			                                     (void *)(uintptr_t)md->input);
+			if (rv != 0 && rv != CAIRN_ENOTFOUND)
+				return rv;
+		}
+	}
+	return 0;
+}
+
 int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_config *cfg,
                      struct srv_log *log)
 {
@@ -1113,7 +1145,8 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	if ((rv = rpc_server_register_stream(m->rpc, "/etcdserverpb.Watch/Watch", &m->watch_cbs,
 	                                     m)) ||
 	    (rv = srv_kv_register(m)) || (rv = srv_lease_register(m)) ||
-	    (rv = srv_maint_register(m)) || (rv = srv_cluster_api_register(m)))
+	    (rv = srv_maint_register(m)) || (rv = srv_cluster_api_register(m)) ||
+	    (rv = install_decode_checks(m->rpc)))
 		return rv;
 
 	rpc_set_log_sink(rpc_log_line, m);

@@ -26,6 +26,9 @@ BINS += $(BUILD)/tests/bin/watch_test_server
 TEST_SCRIPTS += tests/test_watch.py
 $(BUILD)/tests/bin/test_server_sha256: $(BUILD)/tests/test_server_sha256.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_server_sha256
+$(BUILD)/tests/bin/test_server_pbcheck: $(BUILD)/tests/test_server_pbcheck.o $(BUILD)/libserver.a \
+	$(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
+TEST_BINS += $(BUILD)/tests/bin/test_server_pbcheck
 
 $(BUILD)/tests/bin/test_apply: $(BUILD)/tests/test_apply.o $(BUILD)/libserver.a $(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_apply
@@ -44,4 +47,5 @@ $(BUILD)/tests/bin/test_watch: $(BUILD)/tests/test_watch.o $(BUILD)/libserver.a 
 TEST_BINS += $(BUILD)/tests/bin/test_watch
 
 # make fuzz-requests [FUZZ_SECONDS=N]: every request message cairnd decodes.
-$(eval $(call fuzz_target,requests,tests/fuzz/fuzz_requests.c $(FUZZ_APPLY_GEN),$(PROTO_GEN_H),))
+$(eval $(call fuzz_target,requests,tests/fuzz/fuzz_requests.c server/pbcheck.c $(FUZZ_APPLY_GEN), \
+	$(PROTO_GEN_H) server/pbcheck.h,))

@@ -13,6 +13,9 @@
  *                       size for as long as the stream is writable (then
  *                       waits for on_writable), until the client goes away
  *   /test.Echo/Big      unary: request "<n>": replies with n bytes
+ *   /test.Echo/Checked, /test.Echo/CheckedBidi  Echo and Bidi behind a
+ *                       decode check that refuses a message "bad:WHY" for
+ *                       the reason WHY
  *   /test.Echo/Stats    unary: "rss_kb=N flood_sent=N flood_eagain=N ..."
  *   /etcdserverpb.Maintenance/Status  a fixed StatusResponse (for etcdctl)
  * HTTP/1.1: /health -> {"health":"true"}, /metrics -> counters; others 404.
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cairn_error.h"
 #include "proto/rpc.pb-c.h"
 #include "rpc/rpc.h"
 
@@ -130,6 +134,16 @@ static void stats_cb(struct rpc_call *call, const uint8_t *req, size_t len, void
 	                 rss_kb(), flood_sent, flood_eagain, st.conns_current, st.streams_current,
 	                 slow_cancelled, st.protocol_errors, st.streams_refused);
 	rpc_call_reply(call, buf, (size_t)n);
+}
+
+/* The decode check of the Checked methods. */
+static int check_cb(const uint8_t *msg, size_t len, void *arg, char *why, size_t cap)
+{
+	(void)arg;
+	if (len < 4 || memcmp(msg, "bad:", 4) != 0)
+		return 0;
+	snprintf(why, cap, "%.*s", (int)(len - 4), (const char *)msg + 4);
+	return 1;
 }
 
 /* ---- Bidi: echo ---- */
@@ -313,7 +327,12 @@ int main(int argc, char **argv)
 	    rpc_server_register_stream(srv, "/test.Echo/Bidi", &bidi, NULL) != 0 ||
 	    rpc_server_register_stream(srv, "/test.Echo/Flood", &flood, NULL) != 0 ||
 	    rpc_server_register_unary(srv, "/etcdserverpb.Maintenance/Status", status_cb, NULL) !=
-	        0)
+	        0 ||
+	    rpc_server_register_unary(srv, "/test.Echo/Checked", echo_cb, NULL) != 0 ||
+	    rpc_server_register_stream(srv, "/test.Echo/CheckedBidi", &bidi, NULL) != 0 ||
+	    rpc_server_set_decode_check(srv, "/test.Echo/Checked", check_cb, NULL) != 0 ||
+	    rpc_server_set_decode_check(srv, "/test.Echo/CheckedBidi", check_cb, NULL) != 0 ||
+	    rpc_server_set_decode_check(srv, "/test.Echo/Nope", check_cb, NULL) != CAIRN_ENOTFOUND)
 		return 1;
 	rpc_server_set_http_handler(srv, http_cb, NULL);
 	int port;

@@ -66,79 +66,11 @@ def status_of(fn, *a, **kw):
         return e.code(), e.details()
 
 
-# ---- raw HTTP/2 helpers (no HPACK decoding needed: we look at frame types) ----
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
-
-
-def hpack_literal(name, value):
-    assert len(name) < 127 and len(value) < 127
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
-def request_headers(port, path):
-    return b"".join(
-        hpack_literal(n, v)
-        for n, v in [
-            (b":method", b"POST"),
-            (b":scheme", b"http"),
-            (b":path", path),
-            (b":authority", b"127.0.0.1:%d" % port),
-            (b"content-type", b"application/grpc"),
-            (b"te", b"trailers"),
-        ]
-    )
-
-
-def grpc_msg(data):
-    return b"\x00" + struct.pack(">I", len(data)) + data
-
-
-def read_frames(sock, until, timeout=3.0):
-    """Reads frames until until(frames) is true, EOF or timeout; returns (frames, eof)."""
-    sock.settimeout(timeout)
-    buf = b""
-    frames = []
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            break
-        except ConnectionResetError:
-            return frames, True
-        if not chunk:
-            return frames, True
-        buf += chunk
-        while len(buf) >= 9:
-            n = struct.unpack(">I", b"\x00" + buf[:3])[0]
-            if len(buf) < 9 + n:
-                break
-            frames.append((buf[3], buf[4], struct.unpack(">I", buf[5:9])[0] & 0x7FFFFFFF, buf[9 : 9 + n]))
-            buf = buf[9 + n :]
-        if until(frames):
-            return frames, False
-    return frames, False
-
-
-H2_DATA, H2_HEADERS, H2_RST, H2_SETTINGS, H2_GOAWAY, H2_WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
-END_STREAM, END_HEADERS = 1, 4
-
-
-def stream_ended(sid):
-    return lambda frames: any(
-        f[2] == sid and ((f[0] in (H2_HEADERS, H2_DATA) and f[1] & END_STREAM) or f[0] == H2_RST) for f in frames
-    )
-
-
-def raw_h2(port):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(PREFACE + frame(H2_SETTINGS, 0, 0))
-    return s
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from h2raw import (  # noqa: E402
+    END_HEADERS, END_STREAM, H2_DATA, H2_GOAWAY, H2_HEADERS, H2_RST, H2_SETTINGS, H2_WINDOW_UPDATE, PREFACE,
+    frame, grpc_msg, grpc_outcome, grpc_request, hpack_literal, raw_h2, read_frames, request_headers, stream_ended,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -258,24 +190,16 @@ def main():
         s.close()
 
         s = raw_h2(port)
-        s.sendall(frame(H2_HEADERS, END_HEADERS, 1, request_headers(port, b"/test.Echo/Echo")))
-        s.sendall(frame(H2_DATA, END_STREAM, 1, b"\x00\x00\x00\x00\x64" + b"short"))
-        frames, eof = read_frames(s, stream_ended(1))
-        check("truncated gRPC message -> stream ended with a status", stream_ended(1)(frames), [f[:3] for f in frames])
-        s.sendall(frame(H2_HEADERS, END_HEADERS, 3, request_headers(port, b"/test.Echo/Echo")))
-        s.sendall(frame(H2_DATA, END_STREAM, 3, b"\x07\x00\x00\x00\x01x"))
-        frames, eof = read_frames(s, stream_ended(3))
-        check("bad compressed flag -> stream ended", stream_ended(3)(frames), [f[:3] for f in frames])
-        s.sendall(frame(H2_HEADERS, END_HEADERS, 5, request_headers(port, b"/test.Echo/Echo")))
-        s.sendall(frame(H2_DATA, END_STREAM, 5, b"\x01\x00\x00\x00\x01x"))
-        frames, eof = read_frames(s, stream_ended(5))
-        check("compressed message -> stream ended", stream_ended(5)(frames), [f[:3] for f in frames])
         s.sendall(frame(H2_HEADERS, END_HEADERS, 7, request_headers(port, b"/test.Echo/Echo")))
         s.sendall(frame(H2_DATA, END_STREAM, 7, grpc_msg(b"ok")))
         frames, eof = read_frames(s, stream_ended(7))
         datas = [f[3] for f in frames if f[0] == H2_DATA and f[2] == 7]
         check("raw h2 client gets its echo", b"".join(datas) == grpc_msg(b"ok"), datas)
         s.close()
+
+        # Broken gRPC: grpc-go's status and words for each (measured against
+        # etcd, a grpc-go server).
+        grpc_errors(port)
 
         s = raw_h2(port)
         get = b"".join(hpack_literal(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/health"), (b":authority", b"x")])
@@ -453,6 +377,58 @@ def main():
     inbound_accounting()
     print("%d checks failed" % len(failures) if failures else "all checks passed")
     return 1 if failures else 0
+
+
+def grpc_errors(port):
+    echo, bidi, gzip = b"/test.Echo/Echo", b"/test.Echo/Bidi", [(b"grpc-encoding", b"gzip")]
+    cases = [
+        # A message cut short by END_STREAM: io.ErrUnexpectedEOF, which a
+        # unary call answers through status.Convert and a stream's RecvMsg
+        # turns into INTERNAL; END_STREAM before any message: io.EOF.
+        ("unary, truncated message", echo, b"\x00\x00\x00\x00\x64short", (), True, (2, "unexpected EOF")),
+        ("unary, truncated prefix", echo, b"\x00\x00\x00", (), True, (2, "unexpected EOF")),
+        ("unary, no message", echo, b"", (), True, (2, "EOF")),
+        ("stream, truncated message", bidi, b"\x00\x00\x00\x00\x64short", (), True, (13, "unexpected EOF")),
+        # The flag byte is judged once the message is in, so a bad flag on a
+        # cut message is a cut message.
+        ("flag 7", echo, grpc_msg(b"x", 7), (), True, (13, "grpc: received unexpected payload format 7")),
+        ("flag 2, truncated", echo, b"\x02\x00\x00\x00\x09x", (), True, (2, "unexpected EOF")),
+        ("compressed flag, no grpc-encoding", echo, grpc_msg(b"x", 1), (), True,
+         (13, "grpc: compressed flag set with identity or empty encoding")),
+        ("compressed flag, identity", echo, grpc_msg(b"x", 1), [(b"grpc-encoding", b"identity")], True,
+         (13, "grpc: compressed flag set with identity or empty encoding")),
+        ("grpc-encoding identity", echo, grpc_msg(b"plain"), [(b"grpc-encoding", b"identity")], True, (0, "")),
+        # A grpc-encoding without a decompressor fails the stream when it
+        # opens, compressed message or not, before any message arrives.
+        ("unary, grpc-encoding gzip", echo, grpc_msg(b"plain"), gzip, True,
+         (12, 'grpc: Decompressor is not installed for grpc-encoding "gzip"')),
+        ("stream, grpc-encoding gzip", bidi, b"", gzip, False,
+         (12, 'grpc: Decompressor is not installed for grpc-encoding "gzip"')),
+        ("grpc-encoding quoted as Go's %q", echo, b"", [(b"grpc-encoding", b'a"b\\c')], False,
+         (12, 'grpc: Decompressor is not installed for grpc-encoding "a\\"b\\\\c"')),
+        # The owner's decode check (rpc_server_set_decode_check).
+        ("unary decode check", b"/test.Echo/Checked", grpc_msg(b"bad:proto: wrong"), (), True,
+         (13, "grpc: error unmarshalling request: proto: wrong")),
+        ("unary decode check passes", b"/test.Echo/Checked", grpc_msg(b"good"), (), True, (0, "")),
+        ("stream decode check", b"/test.Echo/CheckedBidi", grpc_msg(b"bad:unexpected EOF"), (), False,
+         (13, "grpc: failed to unmarshal the received message: unexpected EOF")),
+        # The service is what precedes the last '/' (grpc-go's handleStream).
+        ("path without a method", b"/test.Echo", grpc_msg(b""), (), True,
+         (12, 'malformed method name: "/test.Echo"')),
+        ("service with a '/'", b"/test.Echo/Echo/x", grpc_msg(b""), (), True, (12, "unknown service test.Echo/Echo")),
+    ]
+    for name, path, body, hdrs, end, want in cases:
+        got = grpc_request(port, path, body, hdrs, end)
+        check("grpc error: " + name, got[:2] == want, got)
+    # A stream's good messages are served until the one that does not decode.
+    s = raw_h2(port)
+    s.sendall(frame(H2_HEADERS, END_HEADERS, 1, request_headers(port, b"/test.Echo/CheckedBidi")))
+    s.sendall(frame(H2_DATA, 0, 1, grpc_msg(b"one") + grpc_msg(b"bad:two") + grpc_msg(b"three")))
+    frames, _ = read_frames(s, stream_ended(1))
+    s.close()
+    got = grpc_outcome(frames, 1)
+    check("stream decode check after a good message",
+          got == (13, "grpc: failed to unmarshal the received message: two", grpc_msg(b"one")), got)
 
 
 def inbound_accounting():
