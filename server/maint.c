@@ -120,6 +120,11 @@ static void on_alarm(struct rpc_call *call, const uint8_t *buf, size_t len, void
 			Etcdserverpb__AlarmMember *am = calloc(n + 1, sizeof(*am));
 			Etcdserverpb__AlarmMember **ap = calloc(n + 1, sizeof(*ap));
 			Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
+			/* etcd 3.5 fills the header of every Alarm answer
+			 * (v3rpc/maintenance.go, Alarm); 3.4 sent none. */
+			Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+			hdr(m, &h);
+			resp.header = &h;
 			if (am && ap) {
 				for (size_t i = 0; i < n; i++) {
 					etcdserverpb__alarm_member__init(&am[i]);
@@ -273,10 +278,9 @@ void srv_maint_move_done(struct srv_member *m, struct rpc_call *call, int method
 		srv_member_fail(m, call, method, err);
 		return;
 	}
+	/* Without a header: etcd answers an empty MoveLeaderResponse
+	 * (v3rpc/maintenance.go, MoveLeader, 3.4 and 3.5 alike). */
 	Etcdserverpb__MoveLeaderResponse resp = ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
-	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-	hdr(m, &h);
-	resp.header = &h;
 	reply_msg(m, call, method, &resp.base);
 }
 
