@@ -415,7 +415,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 			s->timeout_ms = ms;
 		}
 	} else if (namelen > 0 && name[0] != ':' &&
-	           s->hdrs_len + namelen + valuelen + 2 <= MAX_HEADER_BYTES) {
+	           s->hdrs_len + namelen + valuelen + 2 <= MAX_HEADER_BYTES &&
+	           !memchr(name, 0, namelen) && !memchr(value, 0, valuelen)) {
+		/* Kept as "name\0value\0" pairs: a NUL inside either (HTTP/2
+		 * forbids it; nghttp2's HTTP checks are off, see rpc_server_new)
+		 * would shift every pair after it, so such a header is dropped. */
 		size_t need = s->hdrs_len + namelen + valuelen + 2;
 		if (need > s->hdrs_cap) {
 			size_t cap = s->hdrs_cap ? s->hdrs_cap : sizeof(s->hdrs_buf);
@@ -1325,13 +1329,17 @@ void rpc_call_set_cancel_cb(struct rpc_call *call, void (*cb)(struct rpc_call *,
 
 static const char *find_header(const struct h2s *s, const char *name)
 {
-	size_t off = 0;
-	while (off < s->hdrs_len) {
-		const char *n = s->hdrs + off;
-		const char *v = n + strlen(n) + 1;
+	if (s->hdrs == NULL) /* no header stored yet */
+		return NULL;
+	const char *end = s->hdrs + s->hdrs_len;
+	const char *n = s->hdrs;
+	while (n < end) {
+		const char *v = n + strnlen(n, (size_t)(end - n)) + 1;
+		if (v >= end)
+			break;
 		if (strcmp(n, name) == 0)
 			return v;
-		off = (size_t)(v + strlen(v) + 1 - s->hdrs);
+		n = v + strnlen(v, (size_t)(end - v)) + 1;
 	}
 	return NULL;
 }
