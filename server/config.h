@@ -58,6 +58,9 @@ struct srv_config {
 	int64_t watch_progress_notify_interval_ms;
 	int64_t max_watchers_per_stream;
 	bool unsafe_no_fsync;
+	/* Not a flag: raft's PRNG seed (election timeouts), fixed by tests
+	 * that must replay; 0 (the default) seeds it from the clock. */
+	uint64_t raft_seed;
 	enum srv_log_level log_level;
 	enum srv_log_format log_format;
 	bool show_version;

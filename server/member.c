@@ -691,7 +691,11 @@ static void compact_log(struct srv_member *m);
 
 static void on_tick(uv_timer_t *t)
 {
-	struct srv_member *m = t->data;
+	srv_member_tick(t->data);
+}
+
+void srv_member_tick(struct srv_member *m)
+{
 	struct raft_event ev = {.type = RAFT_EVENT_TICK};
 	step(m, &ev, NULL);
 	uint64_t now = now_ms(m);
@@ -1075,7 +1079,7 @@ int srv_member_start(struct srv_member *m, uv_loop_t *loop, const struct srv_con
 	rc.id = m->id;
 	rc.election_ticks = et;
 	rc.heartbeat_ticks = 1;
-	rc.seed = m->id ^ (uint64_t)uv_hrtime();
+	rc.seed = cfg->raft_seed ? cfg->raft_seed : m->id ^ (uint64_t)uv_hrtime();
 	rc.pre_vote = true;
 	rc.check_quorum = true;
 	/* Entry bytes in flight per follower (etcd-raft's MaxInflightBytes).

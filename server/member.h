@@ -247,6 +247,11 @@ void srv_member_stop(struct srv_member *m);
  * syncs and closes the store, frees everything. */
 void srv_member_close(struct srv_member *m);
 
+/* One heartbeat: a raft tick, then the watch hub's catch-up and progress,
+ * lease expiry, request deadlines and log compaction. The tick timer calls
+ * it every heartbeat interval; tests that drive time themselves call it. */
+void srv_member_tick(struct srv_member *m);
+
 /* Processes a raft update: queues what to persist and apply, sends
  * messages, hands out read states, submits a batch when the storage thread
  * is idle. Call after every raft_step. */

@@ -46,6 +46,15 @@ $(BUILD)/tests/bin/test_watch: $(BUILD)/tests/test_watch.o $(BUILD)/libserver.a 
 	$(BUILD)/libstore.a $(BUILD)/libetcdpb.a $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_watch
 
+# make fuzz-handlers [FUZZ_SECONDS=N]: every gRPC method of a whole single-voter
+# member (real services, raft, storage thread, store) driven by an rpc client
+# on its loop, one fresh member per input (tests/fuzz/fuzz_handlers.c); seeds
+# in tests/fuzz/seeds_handlers (tests/fuzz/seeds_handlers.py makes them).
+$(eval $(call fuzz_target,handlers,tests/fuzz/fuzz_handlers.c $(SERVER_SRCS) $(RPC_SRCS) \
+	$(RAFT_SRCS) $(STORE_SRCS) $(COMMON_SRCS) $(FUZZ_APPLY_GEN) $(BUILD)/proto/raft.pb-c.c, \
+	$(PROTO_GEN_H) $(wildcard server/*.h rpc/*.h raft/*.h store/*.h) tests/fuzz/fuzz_input.h, \
+	tests/fuzz/seeds_handlers))
+
 # make fuzz-requests [FUZZ_SECONDS=N]: every request message cairnd decodes.
 $(eval $(call fuzz_target,requests,tests/fuzz/fuzz_requests.c server/pbcheck.c $(FUZZ_APPLY_GEN), \
 	$(PROTO_GEN_H) server/pbcheck.h,))
