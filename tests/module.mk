@@ -8,7 +8,8 @@ $(BUILD)/tests/bin/test_error: $(BUILD)/tests/test_error.o $(BUILD)/libcommon.a
 TEST_BINS += $(BUILD)/tests/bin/test_error
 TEST_SCRIPTS += tests/check_layering.sh
 # End-to-end: real cairnd driven by the real etcdctl and python3-etcd3.
-TEST_SCRIPTS += tests/compat/test_etcdctl.sh tests/compat/test_etcd3.py tests/compat/test_logs.py
+TEST_SCRIPTS += tests/compat/test_etcdctl.sh tests/compat/test_etcd3.py tests/compat/test_logs.py \
+	tests/compat/test_slow_watcher.py
 TEST_SCRIPTS += tests/compat/differential.py tests/compat/test_grpc_errors.py
 # Process-level cluster tests: real cairnd members (tests/cluster/cluster.py).
 TEST_SCRIPTS += tests/cluster/test_three.py tests/cluster/test_failover.py \
